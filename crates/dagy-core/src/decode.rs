@@ -1,0 +1,516 @@
+//! JSON to [`FlowSpec`], collecting every problem instead of stopping at the first.
+//!
+//! Serde's derive stops at the first error and cannot say "unknown field" and "wrong type"
+//! in one pass, so the document is decoded by hand from a [`serde_json::Value`]. The result
+//! is a best-effort spec plus the problems found; [`crate::validate`] adds the semantic ones.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Problem, ProblemKind};
+use crate::flow::{FlowSpec, RetryDelay, SPEC_VERSION, TaskSpec};
+use crate::tier::RuntimeTier;
+
+const FLOW_FIELDS: &[&str] = &["spec_version", "name", "parameters", "tasks"];
+const TASK_FIELDS: &[&str] = &[
+    "id",
+    "handler",
+    "depends_on",
+    "args",
+    "retries",
+    "retry_delay_seconds",
+    "retry_jitter_factor",
+    "timeout_seconds",
+    "runtime_tier",
+    "memory_mb",
+];
+
+/// Parses FlowSpec JSON text, reporting a syntax error with its line and column.
+pub fn parse_json(text: &str) -> Result<Value, Error> {
+    serde_json::from_str(text).map_err(|e| Error::Syntax {
+        message: strip_position(&e.to_string()),
+        line: e.line(),
+        column: e.column(),
+    })
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Decodes and validates the shape of a FlowSpec document, without the graph checks.
+pub fn decode_flow_spec(value: &Value) -> Result<FlowSpec, Error> {
+    let decoded = decode(value);
+    if decoded.problems.is_empty() {
+        Ok(decoded.spec)
+    } else {
+        Err(Error::InvalidFlow(decoded.problems))
+    }
+}
+
+/// A spec decoded as far as possible, with what was wrong in it.
+pub(crate) struct Decoded {
+    pub spec: FlowSpec,
+    pub problems: Vec<Problem>,
+    /// Indices of tasks whose id could not be read: graph checks ignore them.
+    pub tasks_without_id: BTreeSet<usize>,
+}
+
+pub(crate) fn decode(value: &Value) -> Decoded {
+    let mut d = Decoder::default();
+    let mut spec = FlowSpec {
+        spec_version: SPEC_VERSION,
+        name: String::new(),
+        parameters: Map::new(),
+        tasks: Vec::new(),
+    };
+    let mut tasks_without_id = BTreeSet::new();
+    let Some(root) = value.as_object() else {
+        d.push(
+            ProblemKind::WrongType,
+            "flow",
+            None,
+            format!(
+                "a flow must be a JSON object with spec_version, name and tasks, got {}",
+                type_name(value)
+            ),
+        );
+        return d.finish(spec, tasks_without_id);
+    };
+    d.unknown_fields(root, FLOW_FIELDS, "", None);
+
+    match root.get("spec_version") {
+        None => d.push(
+            ProblemKind::MissingField,
+            "spec_version",
+            None,
+            format!("add \"spec_version\": {SPEC_VERSION}"),
+        ),
+        Some(v) if v.as_u64() == Some(SPEC_VERSION) => {}
+        Some(v) => d.push(
+            ProblemKind::UnsupportedVersion,
+            "spec_version",
+            None,
+            format!("this Dagy reads spec_version {SPEC_VERSION} only, got {v}"),
+        ),
+    }
+    if let Some(name) = d.required_string(root, "name", "name", None) {
+        spec.name = name;
+    }
+    match root.get("parameters") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(map)) => spec.parameters = map.clone(),
+        Some(other) => d.push(
+            ProblemKind::WrongType,
+            "parameters",
+            None,
+            format!(
+                "parameters must be an object of default values, got {}",
+                type_name(other)
+            ),
+        ),
+    }
+    match root.get("tasks") {
+        None => d.push(
+            ProblemKind::MissingField,
+            "tasks",
+            None,
+            "add a \"tasks\" list with at least one task".into(),
+        ),
+        Some(Value::Array(items)) => {
+            for (index, item) in items.iter().enumerate() {
+                let (task, has_id) = d.task(index, item);
+                if !has_id {
+                    tasks_without_id.insert(index);
+                }
+                spec.tasks.push(task);
+            }
+        }
+        Some(other) => d.push(
+            ProblemKind::WrongType,
+            "tasks",
+            None,
+            format!(
+                "tasks must be a list of task objects, got {}",
+                type_name(other)
+            ),
+        ),
+    }
+    d.finish(spec, tasks_without_id)
+}
+
+#[derive(Default)]
+struct Decoder {
+    problems: Vec<Problem>,
+}
+
+impl Decoder {
+    fn finish(self, spec: FlowSpec, tasks_without_id: BTreeSet<usize>) -> Decoded {
+        Decoded {
+            spec,
+            problems: self.problems,
+            tasks_without_id,
+        }
+    }
+
+    fn push(&mut self, kind: ProblemKind, path: &str, task: Option<&str>, message: String) {
+        self.problems.push(Problem {
+            kind,
+            path: path.to_string(),
+            task: task.map(str::to_string),
+            message,
+        });
+    }
+
+    fn unknown_fields(
+        &mut self,
+        object: &Map<String, Value>,
+        known: &[&str],
+        prefix: &str,
+        task: Option<&str>,
+    ) {
+        for key in object.keys() {
+            if known.contains(&key.as_str()) {
+                continue;
+            }
+            let hint = match closest(key, known) {
+                Some(near) => format!("; did you mean \"{near}\"?"),
+                None => format!("; known fields: {}", known.join(", ")),
+            };
+            self.push(
+                ProblemKind::UnknownField,
+                &format!("{prefix}{key}"),
+                task,
+                format!("unknown field \"{key}\"{hint}"),
+            );
+        }
+    }
+
+    fn required_string(
+        &mut self,
+        object: &Map<String, Value>,
+        field: &str,
+        path: &str,
+        task: Option<&str>,
+    ) -> Option<String> {
+        match object.get(field) {
+            Some(Value::String(s)) => Some(s.clone()),
+            None => {
+                self.push(
+                    ProblemKind::MissingField,
+                    path,
+                    task,
+                    format!("\"{field}\" is required"),
+                );
+                None
+            }
+            Some(other) => {
+                self.push(
+                    ProblemKind::WrongType,
+                    path,
+                    task,
+                    format!("{field} must be a string, got {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// Decodes one task; the flag says whether its id could be read.
+    fn task(&mut self, index: usize, value: &Value) -> (TaskSpec, bool) {
+        let at = format!("tasks[{index}]");
+        let mut task = TaskSpec::new("", "");
+        let Some(object) = value.as_object() else {
+            self.push(
+                ProblemKind::WrongType,
+                &at,
+                None,
+                format!(
+                    "each task must be an object with id and handler, got {}",
+                    type_name(value)
+                ),
+            );
+            return (task, false);
+        };
+        let id = self.required_string(object, "id", &format!("{at}.id"), None);
+        let has_id = id.is_some();
+        task.id = id.unwrap_or_default();
+        let tid = has_id.then_some(task.id.as_str()).map(str::to_string);
+        let tid = tid.as_deref();
+        let field = |name: &str| format!("{at}.{name}");
+
+        self.unknown_fields(object, TASK_FIELDS, &format!("{at}."), tid);
+        if let Some(handler) = self.required_string(object, "handler", &field("handler"), tid) {
+            task.handler = handler;
+        }
+        match object.get("depends_on") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) => task.depends_on.push(s.clone()),
+                        other => self.push(
+                            ProblemKind::WrongType,
+                            &format!("{at}.depends_on[{i}]"),
+                            tid,
+                            format!(
+                                "a dependency must be a task id string, got {}",
+                                type_name(other)
+                            ),
+                        ),
+                    }
+                }
+            }
+            Some(other) => self.push(
+                ProblemKind::WrongType,
+                &field("depends_on"),
+                tid,
+                format!(
+                    "depends_on must be a list of task ids, got {}",
+                    type_name(other)
+                ),
+            ),
+        }
+        if let Some(args) = object.get("args") {
+            task.args = args.clone();
+        }
+        if let Some(v) = object.get("retries") {
+            match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => task.retries = n,
+                None => self.push(
+                    number_kind(v),
+                    &field("retries"),
+                    tid,
+                    format!(
+                        "retries must be a whole number from 0 to {}, got {v}",
+                        u32::MAX
+                    ),
+                ),
+            }
+        }
+        match object.get("retry_delay_seconds") {
+            None | Some(Value::Null) => {}
+            Some(Value::Number(n)) => {
+                task.retry_delay_seconds = n.as_f64().map(RetryDelay::Fixed);
+            }
+            Some(Value::Array(items)) => {
+                let mut delays = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item.as_f64() {
+                        Some(s) => delays.push(s),
+                        None => self.push(
+                            ProblemKind::WrongType,
+                            &format!("{at}.retry_delay_seconds[{i}]"),
+                            tid,
+                            format!(
+                                "each delay must be a number of seconds, got {}",
+                                type_name(item)
+                            ),
+                        ),
+                    }
+                }
+                task.retry_delay_seconds = Some(RetryDelay::PerAttempt(delays));
+            }
+            Some(other) => self.push(
+                ProblemKind::WrongType,
+                &field("retry_delay_seconds"),
+                tid,
+                format!(
+                    "retry_delay_seconds must be a number or a list of numbers, got {}",
+                    type_name(other)
+                ),
+            ),
+        }
+        task.retry_jitter_factor = self.optional_f64(object, "retry_jitter_factor", &at, tid);
+        task.timeout_seconds = self.optional_f64(object, "timeout_seconds", &at, tid);
+        match object.get("runtime_tier") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => match s.parse::<RuntimeTier>() {
+                Ok(tier) => task.runtime_tier = Some(tier),
+                Err(e) => self.push(
+                    ProblemKind::UnknownTier,
+                    &field("runtime_tier"),
+                    tid,
+                    e.to_string(),
+                ),
+            },
+            Some(other) => self.push(
+                ProblemKind::WrongType,
+                &field("runtime_tier"),
+                tid,
+                format!(
+                    "runtime_tier must be a tier name string, got {}",
+                    type_name(other)
+                ),
+            ),
+        }
+        if let Some(v) = object.get("memory_mb").filter(|v| !v.is_null()) {
+            match v.as_u64() {
+                Some(mb) => task.memory_mb = Some(mb),
+                None => self.push(
+                    number_kind(v),
+                    &field("memory_mb"),
+                    tid,
+                    format!("memory_mb must be a whole number of megabytes, got {v}"),
+                ),
+            }
+        }
+        (task, has_id)
+    }
+
+    fn optional_f64(
+        &mut self,
+        object: &Map<String, Value>,
+        name: &str,
+        at: &str,
+        tid: Option<&str>,
+    ) -> Option<f64> {
+        match object.get(name) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(other) => {
+                self.push(
+                    ProblemKind::WrongType,
+                    &format!("{at}.{name}"),
+                    tid,
+                    format!("{name} must be a number, got {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A number in the wrong range is an invalid number; anything else is the wrong type.
+fn number_kind(v: &Value) -> ProblemKind {
+    if v.is_number() {
+        ProblemKind::InvalidNumber
+    } else {
+        ProblemKind::WrongType
+    }
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The known name nearest to `word`, when it is near enough to be a likely typo.
+fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    known
+        .iter()
+        .map(|k| (edit_distance(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let current = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                previous
+            } else {
+                1 + previous.min(row[j]).min(current)
+            };
+            previous = current;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn problems(v: Value) -> Vec<Problem> {
+        decode(&v).problems
+    }
+
+    #[test]
+    fn syntax_errors_carry_line_and_column() {
+        let err = parse_json("{\n  \"name\": \"x\",\n  oops\n}").expect_err("not JSON");
+        match err {
+            Error::Syntax { line, column, .. } => assert_eq!((line, column), (3, 3)),
+            other => panic!("expected a syntax error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_their_path_and_a_suggestion() {
+        let p = problems(json!({
+            "spec_version": 1, "name": "f", "colour": "red",
+            "tasks": [{"id": "a", "handler": "echo", "retires": 2}]
+        }));
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0].path, "colour");
+        assert_eq!(p[1].path, "tasks[0].retires");
+        assert_eq!(p[1].task.as_deref(), Some("a"));
+        assert!(
+            p[1].message.contains("did you mean \"retries\""),
+            "{}",
+            p[1].message
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let p = problems(json!({
+            "name": 3,
+            "tasks": [
+                {"id": "a", "handler": "echo", "retries": -1, "runtime_tier": "huge"},
+                {"handler": "echo", "timeout_seconds": "10"},
+                7
+            ]
+        }));
+        let kinds: Vec<_> = p.iter().map(|p| (p.kind, p.path.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (ProblemKind::MissingField, "spec_version"),
+                (ProblemKind::WrongType, "name"),
+                (ProblemKind::InvalidNumber, "tasks[0].retries"),
+                (ProblemKind::UnknownTier, "tasks[0].runtime_tier"),
+                (ProblemKind::MissingField, "tasks[1].id"),
+                (ProblemKind::WrongType, "tasks[1].timeout_seconds"),
+                (ProblemKind::WrongType, "tasks[2]"),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unsupported_spec_version_is_refused() {
+        let p = problems(json!({"spec_version": 2, "name": "f", "tasks": []}));
+        assert_eq!(p[0].kind, ProblemKind::UnsupportedVersion);
+    }
+
+    #[test]
+    fn a_non_object_document_is_a_wrong_type() {
+        let p = problems(json!([1, 2]));
+        assert_eq!(p[0].kind, ProblemKind::WrongType);
+        assert_eq!(p[0].path, "flow");
+    }
+
+    #[test]
+    fn edit_distance_counts_single_edits() {
+        assert_eq!(edit_distance("retires", "retries"), 2);
+        assert_eq!(edit_distance("handler", "handler"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}

@@ -1,0 +1,503 @@
+//! Semantic validation: names, numbers, handlers, and the dependency graph.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use crate::decode::{self, Decoded};
+use crate::error::{Error, Problem, ProblemKind};
+use crate::flow::{FlowSpec, LAMBDA_HANDLER_PREFIX, RetryDelay};
+use crate::graph::{self, Flow};
+
+/// The longest task id accepted (leaves room for ASL state-name prefixes within 80 characters).
+pub const MAX_TASK_ID_LEN: usize = 64;
+
+/// The handlers a deployment can run, for the "handler not registered" check.
+pub trait HandlerCatalog {
+    /// Whether a handler of this name is registered.
+    fn has_handler(&self, name: &str) -> bool;
+    /// Every registered name, for the error message.
+    fn handler_names(&self) -> Vec<String>;
+}
+
+impl<S: AsRef<str>> HandlerCatalog for Vec<S> {
+    fn has_handler(&self, name: &str) -> bool {
+        self.iter().any(|s| s.as_ref() == name)
+    }
+    fn handler_names(&self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_string()).collect()
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> HandlerCatalog for [S; N] {
+    fn has_handler(&self, name: &str) -> bool {
+        self.iter().any(|s| s.as_ref() == name)
+    }
+    fn handler_names(&self) -> Vec<String> {
+        self.iter().map(|s| s.as_ref().to_string()).collect()
+    }
+}
+
+impl FlowSpec {
+    /// Checks the spec and returns the runnable [`Flow`], or every problem found.
+    ///
+    /// With a `catalog`, handler names not in it (other than `lambda:` handlers) are problems.
+    pub fn validate(self, catalog: Option<&dyn HandlerCatalog>) -> Result<Flow, Error> {
+        let decoded = Decoded {
+            spec: self,
+            problems: Vec::new(),
+            tasks_without_id: BTreeSet::new(),
+        };
+        finish(decoded, catalog)
+    }
+}
+
+impl Flow {
+    /// Parses FlowSpec JSON text and validates it.
+    pub fn from_json(text: &str, catalog: Option<&dyn HandlerCatalog>) -> Result<Flow, Error> {
+        let value = decode::parse_json(text)?;
+        Flow::from_value(&value, catalog)
+    }
+
+    /// Validates an already-parsed FlowSpec document.
+    pub fn from_value(value: &Value, catalog: Option<&dyn HandlerCatalog>) -> Result<Flow, Error> {
+        finish(decode::decode(value), catalog)
+    }
+}
+
+fn finish(decoded: Decoded, catalog: Option<&dyn HandlerCatalog>) -> Result<Flow, Error> {
+    let Decoded {
+        spec,
+        mut problems,
+        tasks_without_id,
+    } = decoded;
+    check(&spec, catalog, &tasks_without_id, &mut problems);
+    if !problems.is_empty() {
+        return Err(Error::InvalidFlow(problems));
+    }
+    graph::build(spec).map_err(|cycle| Error::InvalidFlow(vec![cycle]))
+}
+
+fn push(problems: &mut Vec<Problem>, kind: ProblemKind, path: String, task: &str, message: String) {
+    problems.push(Problem {
+        kind,
+        path,
+        task: (!task.is_empty()).then(|| task.to_string()),
+        message,
+    });
+}
+
+fn check(
+    spec: &FlowSpec,
+    catalog: Option<&dyn HandlerCatalog>,
+    tasks_without_id: &BTreeSet<usize>,
+    problems: &mut Vec<Problem>,
+) {
+    if spec.name.trim().is_empty() && !problems.iter().any(|p| p.path == "name") {
+        push(
+            problems,
+            ProblemKind::InvalidName,
+            "name".into(),
+            "",
+            "the flow needs a non-empty name".into(),
+        );
+    }
+    if spec.tasks.is_empty() && !problems.iter().any(|p| p.path == "tasks") {
+        push(
+            problems,
+            ProblemKind::EmptyFlow,
+            "tasks".into(),
+            "",
+            "the flow has no tasks; add at least one".into(),
+        );
+    }
+
+    let mut first_index: HashMap<&str, usize> = HashMap::with_capacity(spec.tasks.len());
+    for (i, task) in spec.tasks.iter().enumerate() {
+        if tasks_without_id.contains(&i) {
+            continue;
+        }
+        let at = format!("tasks[{i}]");
+        if let Some(reason) = id_problem(&task.id) {
+            push(
+                problems,
+                ProblemKind::InvalidName,
+                format!("{at}.id"),
+                &task.id,
+                reason,
+            );
+        }
+        if let Some(&first) = first_index.get(task.id.as_str()) {
+            push(
+                problems,
+                ProblemKind::DuplicateId,
+                format!("{at}.id"),
+                &task.id,
+                format!(
+                    "id \"{}\" is already used by tasks[{first}]; ids must be unique",
+                    task.id
+                ),
+            );
+        } else {
+            first_index.insert(&task.id, i);
+        }
+    }
+
+    for (i, task) in spec.tasks.iter().enumerate() {
+        let at = format!("tasks[{i}]");
+        let tid = if tasks_without_id.contains(&i) {
+            ""
+        } else {
+            task.id.as_str()
+        };
+        check_handler(problems, &at, tid, &task.handler, catalog);
+        check_numbers(problems, &at, tid, task);
+        let mut seen = BTreeSet::new();
+        for (j, dep) in task.depends_on.iter().enumerate() {
+            let path = format!("{at}.depends_on[{j}]");
+            if !seen.insert(dep.as_str()) {
+                push(
+                    problems,
+                    ProblemKind::InvalidDependency,
+                    path,
+                    tid,
+                    format!("\"{dep}\" is listed twice; list each dependency once"),
+                );
+            } else if !first_index.contains_key(dep.as_str()) {
+                push(
+                    problems,
+                    ProblemKind::InvalidDependency,
+                    path,
+                    tid,
+                    format!("depends on \"{dep}\", which is not a task of this flow"),
+                );
+            }
+        }
+    }
+}
+
+fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("a task id cannot be empty".into());
+    }
+    if id.len() > MAX_TASK_ID_LEN {
+        return Some(format!(
+            "a task id has at most {MAX_TASK_ID_LEN} characters, this one has {}",
+            id.len()
+        ));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Some(format!(
+            "a task id may use letters, digits, '_', '-' and '.', not {c:?}"
+        ));
+    }
+    None
+}
+
+fn check_handler(
+    problems: &mut Vec<Problem>,
+    at: &str,
+    tid: &str,
+    handler: &str,
+    catalog: Option<&dyn HandlerCatalog>,
+) {
+    let path = format!("{at}.handler");
+    if let Some(function) = handler.strip_prefix(LAMBDA_HANDLER_PREFIX) {
+        let valid = !function.is_empty()
+            && function.len() <= 170
+            && function.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.' | '/' | '$')
+            });
+        if !valid {
+            push(
+                problems,
+                ProblemKind::UnknownHandler,
+                path,
+                tid,
+                format!(
+                    "\"{handler}\" must be lambda:<function name or ARN> (letters, digits, - _ : .)"
+                ),
+            );
+        }
+        return;
+    }
+    if handler.is_empty() {
+        push(
+            problems,
+            ProblemKind::UnknownHandler,
+            path,
+            tid,
+            "the handler cannot be empty; name a registered handler or lambda:<function>".into(),
+        );
+        return;
+    }
+    if let Some(catalog) = catalog
+        && !catalog.has_handler(handler)
+    {
+        let mut names = catalog.handler_names();
+        names.sort();
+        push(
+            problems,
+            ProblemKind::UnknownHandler,
+            path,
+            tid,
+            format!(
+                "handler \"{handler}\" is not registered; registered handlers: {} (or use lambda:<function>)",
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        );
+    }
+}
+
+fn check_numbers(problems: &mut Vec<Problem>, at: &str, tid: &str, task: &crate::TaskSpec) {
+    let non_negative = |problems: &mut Vec<Problem>, field: String, value: f64| {
+        if !value.is_finite() || value < 0.0 {
+            push(
+                problems,
+                ProblemKind::InvalidNumber,
+                format!("{at}.{field}"),
+                tid,
+                format!("{field} must be a finite number >= 0, got {value}"),
+            );
+        }
+    };
+    match &task.retry_delay_seconds {
+        Some(RetryDelay::Fixed(s)) => non_negative(problems, "retry_delay_seconds".into(), *s),
+        Some(RetryDelay::PerAttempt(list)) => {
+            if list.is_empty() {
+                push(
+                    problems,
+                    ProblemKind::InvalidNumber,
+                    format!("{at}.retry_delay_seconds"),
+                    tid,
+                    "retry_delay_seconds is an empty list; give at least one delay or a number"
+                        .into(),
+                );
+            }
+            for (i, s) in list.iter().enumerate() {
+                non_negative(problems, format!("retry_delay_seconds[{i}]"), *s);
+            }
+        }
+        Some(RetryDelay::Computed(_)) | None => {}
+    }
+    if let Some(f) = task.retry_jitter_factor {
+        non_negative(problems, "retry_jitter_factor".into(), f);
+    }
+    if let Some(t) = task.timeout_seconds
+        && (!t.is_finite() || t <= 0.0)
+    {
+        push(
+            problems,
+            ProblemKind::InvalidNumber,
+            format!("{at}.timeout_seconds"),
+            tid,
+            format!("timeout_seconds must be a finite number > 0, got {t}"),
+        );
+    }
+    if task.memory_mb == Some(0) {
+        push(
+            problems,
+            ProblemKind::InvalidNumber,
+            format!("{at}.memory_mb"),
+            tid,
+            "memory_mb must be > 0; omit it when the task has no particular need".into(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FlowBuilder;
+    use serde_json::json;
+
+    fn problems_of(v: Value) -> Vec<Problem> {
+        Flow::from_value(&v, None)
+            .err()
+            .map(|e| e.problems().to_vec())
+            .unwrap_or_default()
+    }
+
+    fn flow_with(tasks: Value) -> Value {
+        json!({"spec_version": 1, "name": "f", "tasks": tasks})
+    }
+
+    fn kinds(p: &[Problem]) -> Vec<ProblemKind> {
+        p.iter().map(|p| p.kind).collect()
+    }
+
+    #[test]
+    fn an_empty_flow_is_refused() {
+        assert_eq!(
+            kinds(&problems_of(flow_with(json!([])))),
+            [ProblemKind::EmptyFlow]
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_name_the_first_use() {
+        let p = problems_of(flow_with(json!([
+            {"id": "a", "handler": "echo"}, {"id": "a", "handler": "echo"}
+        ])));
+        assert_eq!(kinds(&p), [ProblemKind::DuplicateId]);
+        assert_eq!(p[0].path, "tasks[1].id");
+        assert!(p[0].message.contains("tasks[0]"));
+    }
+
+    #[test]
+    fn unknown_and_repeated_dependencies_are_reported() {
+        let p = problems_of(flow_with(json!([
+            {"id": "a", "handler": "echo"},
+            {"id": "b", "handler": "echo", "depends_on": ["a", "a", "ghost"]}
+        ])));
+        assert_eq!(
+            kinds(&p),
+            [
+                ProblemKind::InvalidDependency,
+                ProblemKind::InvalidDependency
+            ]
+        );
+        assert_eq!(p[0].path, "tasks[1].depends_on[1]");
+        assert!(p[1].message.contains("\"ghost\""));
+        assert_eq!(p[1].task.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_cycle_is_printed_as_a_path() {
+        let p = problems_of(flow_with(json!([
+            {"id": "start", "handler": "echo"},
+            {"id": "a", "handler": "echo", "depends_on": ["start", "c"]},
+            {"id": "b", "handler": "echo", "depends_on": ["a"]},
+            {"id": "c", "handler": "echo", "depends_on": ["b"]}
+        ])));
+        assert_eq!(kinds(&p), [ProblemKind::Cycle]);
+        assert!(
+            p[0].message.contains("a -> b -> c -> a"),
+            "{}",
+            p[0].message
+        );
+    }
+
+    #[test]
+    fn a_task_depending_on_itself_is_a_cycle() {
+        let p = problems_of(flow_with(
+            json!([{"id": "a", "handler": "echo", "depends_on": ["a"]}]),
+        ));
+        assert_eq!(kinds(&p), [ProblemKind::Cycle]);
+        assert!(p[0].message.contains("a -> a"), "{}", p[0].message);
+    }
+
+    #[test]
+    fn negative_and_non_finite_numbers_are_refused_from_the_builder() {
+        let spec = FlowBuilder::new("f")
+            .task("a", "echo", |t| {
+                t.retry_delay(-1.0).jitter(f64::NAN).timeout(0.0)
+            })
+            .task("b", "echo", |t| {
+                t.retry_delays([1.0, f64::INFINITY]).memory_mb(0)
+            })
+            .build();
+        let err = spec.validate(None).expect_err("invalid numbers");
+        let paths: Vec<_> = err.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "tasks[0].retry_delay_seconds",
+                "tasks[0].retry_jitter_factor",
+                "tasks[0].timeout_seconds",
+                "tasks[1].retry_delay_seconds[1]",
+                "tasks[1].memory_mb",
+            ]
+        );
+        assert!(
+            err.problems()
+                .iter()
+                .all(|p| p.kind == ProblemKind::InvalidNumber)
+        );
+    }
+
+    #[test]
+    fn an_empty_delay_list_is_refused() {
+        let p = problems_of(flow_with(
+            json!([{"id": "a", "handler": "echo", "retry_delay_seconds": []}]),
+        ));
+        assert_eq!(kinds(&p), [ProblemKind::InvalidNumber]);
+    }
+
+    #[test]
+    fn unregistered_handlers_are_named_with_the_registered_ones() {
+        let catalog = ["echo", "sum"];
+        let err = Flow::from_value(
+            &flow_with(json!([
+                {"id": "a", "handler": "ech0"},
+                {"id": "b", "handler": "lambda:arn:aws:lambda:us-east-1:123456789012:function:f"},
+                {"id": "c", "handler": "lambda:"}
+            ])),
+            Some(&catalog),
+        )
+        .expect_err("unknown handler");
+        let p = err.problems();
+        assert_eq!(
+            kinds(p),
+            [ProblemKind::UnknownHandler, ProblemKind::UnknownHandler]
+        );
+        assert!(
+            p[0].message.contains("registered handlers: echo, sum"),
+            "{}",
+            p[0].message
+        );
+        assert_eq!(p[1].path, "tasks[2].handler");
+    }
+
+    #[test]
+    fn task_ids_follow_the_naming_rules() {
+        let long = "x".repeat(MAX_TASK_ID_LEN + 1);
+        let p = problems_of(flow_with(json!([
+            {"id": "has space", "handler": "echo"},
+            {"id": long, "handler": "echo"},
+            {"id": "", "handler": "echo"}
+        ])));
+        assert_eq!(kinds(&p), [ProblemKind::InvalidName; 3]);
+    }
+
+    #[test]
+    fn shape_and_graph_problems_are_reported_together() {
+        let p = problems_of(json!({
+            "spec_version": 1, "name": "f",
+            "tasks": [
+                {"id": "a", "handler": "echo", "retries": "3"},
+                {"id": "a", "handler": "echo", "depends_on": ["zzz"]}
+            ]
+        }));
+        assert_eq!(
+            kinds(&p),
+            [
+                ProblemKind::WrongType,
+                ProblemKind::DuplicateId,
+                ProblemKind::InvalidDependency
+            ]
+        );
+    }
+
+    #[test]
+    fn an_error_message_lists_every_problem() {
+        let err = Flow::from_value(
+            &flow_with(json!([{"id": "a", "handler": "echo", "timeout_seconds": -5}])),
+            None,
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("the flow is invalid (1 problem):"),
+            "{text}"
+        );
+        assert!(text.contains("tasks[0].timeout_seconds (task \"a\"): timeout_seconds must be a finite number > 0, got -5"), "{text}");
+    }
+}
