@@ -76,7 +76,7 @@ impl Row {
         if self.step_mb == 0 {
             return matches!(mb, 512 | 1024 | 2048);
         }
-        (self.min_mb..=self.max_mb).contains(&mb) && (mb - self.min_mb) % self.step_mb == 0
+        (self.min_mb..=self.max_mb).contains(&mb) && (mb - self.min_mb).is_multiple_of(self.step_mb)
     }
 
     fn describe(&self) -> String {

@@ -1,0 +1,3 @@
+//! The `dagy` command.
+
+fn main() {}
