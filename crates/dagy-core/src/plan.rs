@@ -1,6 +1,6 @@
 //! The router's decision for one run: tier, backend, how it executes, and why.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::backend::{BackendKind, Settings};
 use crate::error::{Error, Refusal};
@@ -21,7 +21,7 @@ pub struct PlanRequest {
 }
 
 /// How a backend runs the flow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionMode {
     /// Every task in one executor invocation (nano).

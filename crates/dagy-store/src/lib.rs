@@ -1,1 +1,153 @@
-//! Dagy's run-state store: the RunStore trait, the run and task records, and the embedded in-memory store.
+//! Dagy's run-state store: the [`RunStore`] trait every executor writes through, the records it
+//! keeps, and [`MemoryStore`], the embedded default.
+//!
+//! Every change is conditional, in the way a DynamoDB conditional write is:
+//!
+//! - a run moves forward only (`pending` -> `running` -> final);
+//! - an executor holds a [`Lease`] on the run; acquiring one bumps its fencing token, and
+//!   every task write names the token, so an executor that lost its lease changes nothing;
+//! - an attempt starts only from `pending` or `retrying`, or from `running` under an older
+//!   token (an executor that died mid-task): a completed task never runs again, and two
+//!   executors never run one task under the same lease;
+//! - starting an attempt fails once a cancel was requested, which is how cancellation is
+//!   seen "between tasks and between attempts" without an extra read.
+//!
+//! The engine makes two writes per attempt (start, finish) and reads the run once per
+//! session: the request budget the DynamoDB store is held to.
+
+use async_trait::async_trait;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+mod memory;
+mod record;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use record::{
+    AttemptOutcome, Lease, NewRun, PlanRecord, RunPage, RunRecord, RunSnapshot, RunStatus,
+    TaskErrorRecord, TaskRecord, TaskStatus,
+};
+
+/// The largest task output a store accepts by default: DynamoDB's item limit is 400 KB and the
+/// task item carries its other attributes beside the output.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 350 * 1024;
+/// The largest task error message a store accepts by default.
+pub const DEFAULT_MAX_ERROR_BYTES: usize = 32 * 1024;
+
+/// Sizes a store can hold; the engine checks them before writing, so an output that is too big
+/// becomes a clear task error, never a truncated value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Serialized JSON bytes of one task output.
+    pub max_output_bytes: usize,
+    /// Bytes of one error message.
+    pub max_error_bytes: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+            max_error_bytes: DEFAULT_MAX_ERROR_BYTES,
+        }
+    }
+}
+
+/// Whether `create_run` made a new run or found the one its idempotency key already made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    /// The run (new, or the existing one).
+    pub run: RunRecord,
+    /// `false` when the idempotency key had already been used.
+    pub created: bool,
+}
+
+/// Where runs live. Times are milliseconds since the Unix epoch, passed in by the caller so that
+/// every condition is evaluated against one clock.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// What this store can hold.
+    fn limits(&self) -> StoreLimits;
+
+    /// Writes a new pending run and one pending record per task. With an idempotency key that a
+    /// run already has, returns that run instead and writes nothing.
+    async fn create_run(&self, new: NewRun) -> Result<Created, StoreError>;
+
+    /// Reads the run record only.
+    async fn get_run(&self, run_id: &str) -> Result<RunRecord, StoreError>;
+
+    /// Reads the run, its flow and all its tasks.
+    async fn load_run(&self, run_id: &str) -> Result<RunSnapshot, StoreError>;
+
+    /// Takes the run's lease for `owner` until `now_ms + ttl_ms`, if it is free, lapsed, or
+    /// already `owner`'s; bumps the fencing token and moves a pending run to running.
+    /// Fails with [`StoreError::LeaseHeld`] or [`StoreError::RunFinished`].
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError>;
+
+    /// Extends a held lease. Fails with [`StoreError::LeaseLost`] once another executor took it.
+    async fn renew_lease(&self, lease: &Lease, now_ms: u64, ttl_ms: u64)
+    -> Result<Lease, StoreError>;
+
+    /// Lets the lease lapse now, so the next executor need not wait (the run stays running).
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    /// Starts attempt number `attempt` of a task (one more than its recorded attempts), under
+    /// the lease and only if no cancel was requested. A task still `running` under an older
+    /// token was interrupted: the new attempt counts an interruption, not a failure.
+    async fn start_attempt(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        now_ms: u64,
+    ) -> Result<TaskRecord, StoreError>;
+
+    /// Records how attempt `attempt` ended; the task must be running that attempt under the lease.
+    async fn finish_attempt(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Gives tasks that will not run their final status (`skipped`, `cancelled`, `timed_out`).
+    /// Tasks already final are left as they are.
+    async fn settle_tasks(
+        &self,
+        lease: &Lease,
+        task_ids: &[String],
+        status: TaskStatus,
+        error: TaskErrorRecord,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Moves the run to a final status and ends the lease.
+    async fn finish_run(
+        &self,
+        lease: &Lease,
+        status: RunStatus,
+        error: Option<String>,
+        now_ms: u64,
+    ) -> Result<RunRecord, StoreError>;
+
+    /// Asks for the run to stop. A run no executor has picked up is cancelled at once; a running
+    /// one stops at its next task boundary. Returns the run as it now is.
+    async fn request_cancel(&self, run_id: &str, now_ms: u64) -> Result<RunRecord, StoreError>;
+}
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

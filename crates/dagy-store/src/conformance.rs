@@ -1,0 +1,317 @@
+//! The behaviour every [`RunStore`] must have, as one suite that any implementation runs
+//! (feature `conformance`). Each check uses fresh run ids, so one store (one table) serves all.
+
+use serde_json::{Map, json};
+
+use dagy_core::FlowBuilder;
+
+use crate::{
+    AttemptOutcome, Lease, NewRun, RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord,
+    TaskStatus,
+};
+
+const TTL: u64 = 10_000;
+const T0: u64 = 1_700_000_000_000;
+
+/// Runs every check against `store`; `prefix` keeps run ids apart between suites.
+pub async fn run_all(store: &dyn RunStore, prefix: &str) {
+    creating_a_run_writes_pending_tasks(store, prefix).await;
+    an_idempotency_key_returns_the_first_run(store, prefix).await;
+    a_run_id_cannot_be_created_twice(store, prefix).await;
+    missing_runs_are_not_found(store, prefix).await;
+    a_lease_excludes_other_owners_until_it_lapses(store, prefix).await;
+    a_taken_over_lease_fences_the_old_owner(store, prefix).await;
+    attempts_start_only_in_order(store, prefix).await;
+    a_completed_task_never_starts_again(store, prefix).await;
+    a_retrying_task_counts_failures(store, prefix).await;
+    an_interrupted_attempt_restarts_under_a_new_lease(store, prefix).await;
+    a_cancel_request_stops_the_next_attempt(store, prefix).await;
+    cancelling_a_pending_run_cancels_it_at_once(store, prefix).await;
+    settling_leaves_final_tasks_alone(store, prefix).await;
+    a_finished_run_takes_no_lease(store, prefix).await;
+    an_output_over_the_limit_is_refused_and_nothing_changes(store, prefix).await;
+}
+
+fn new_run(run_id: &str, key: Option<&str>) -> NewRun {
+    let flow = FlowBuilder::new("conformance")
+        .task("a", "echo", |t| t)
+        .task("b", "echo", |t| t.depends_on(["a"]))
+        .build();
+    NewRun {
+        run: RunRecord {
+            run_id: run_id.to_string(),
+            flow_name: flow.name.clone(),
+            deployment: Some("conformance".into()),
+            status: RunStatus::Pending,
+            parameters: Map::new(),
+            plan: None,
+            idempotency_key: key.map(str::to_string),
+            cancel_requested: false,
+            lease: None,
+            error: None,
+            created_at_ms: T0,
+            started_at_ms: None,
+            finished_at_ms: None,
+        },
+        flow,
+    }
+}
+
+async fn created(store: &dyn RunStore, run_id: &str) -> Lease {
+    store.create_run(new_run(run_id, None)).await.expect("create");
+    store
+        .acquire_lease(run_id, "owner-1", T0, TTL)
+        .await
+        .expect("acquire")
+}
+
+fn error(message: &str) -> TaskErrorRecord {
+    TaskErrorRecord {
+        error_type: "TaskFailed".into(),
+        message: message.into(),
+    }
+}
+
+async fn task_status(store: &dyn RunStore, run_id: &str, task: &str) -> (TaskStatus, u32) {
+    let snapshot = store.load_run(run_id).await.expect("load");
+    let t = snapshot
+        .tasks
+        .iter()
+        .find(|t| t.task_id == task)
+        .expect("task exists");
+    (t.status, t.attempts)
+}
+
+async fn creating_a_run_writes_pending_tasks(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-create");
+    let c = store.create_run(new_run(&id, None)).await.expect("create");
+    assert!(c.created);
+    let snapshot = store.load_run(&id).await.expect("load");
+    assert_eq!(snapshot.run.status, RunStatus::Pending);
+    assert_eq!(snapshot.flow.tasks.len(), 2);
+    let ids: Vec<_> = snapshot.tasks.iter().map(|t| t.task_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"], "tasks come back in flow order");
+    assert!(snapshot.tasks.iter().all(|t| t.status == TaskStatus::Pending));
+}
+
+async fn an_idempotency_key_returns_the_first_run(store: &dyn RunStore, prefix: &str) {
+    let key = format!("{prefix}-key");
+    let first = store
+        .create_run(new_run(&format!("{prefix}-idem-1"), Some(&key)))
+        .await
+        .expect("first");
+    let second = store
+        .create_run(new_run(&format!("{prefix}-idem-2"), Some(&key)))
+        .await
+        .expect("second");
+    assert!(first.created && !second.created);
+    assert_eq!(second.run.run_id, first.run.run_id);
+    let missing = store.get_run(&format!("{prefix}-idem-2")).await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+}
+
+async fn a_run_id_cannot_be_created_twice(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-twice");
+    store.create_run(new_run(&id, None)).await.expect("first");
+    let again = store.create_run(new_run(&id, None)).await;
+    assert!(matches!(again, Err(StoreError::Invalid(_))), "{again:?}");
+}
+
+async fn missing_runs_are_not_found(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-nothing");
+    assert!(matches!(store.get_run(&id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(store.load_run(&id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.acquire_lease(&id, "o", T0, TTL).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn a_lease_excludes_other_owners_until_it_lapses(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-lease");
+    let lease = created(store, &id).await;
+    assert_eq!(store.get_run(&id).await.expect("get").status, RunStatus::Running);
+    let other = store.acquire_lease(&id, "owner-2", T0 + 1, TTL).await;
+    assert!(matches!(other, Err(StoreError::LeaseHeld { ref owner, .. }) if owner == "owner-1"), "{other:?}");
+    let same = store.acquire_lease(&id, "owner-1", T0 + 1, TTL).await.expect("re-entrant");
+    assert!(same.token > lease.token);
+    let renewed = store.renew_lease(&same, T0 + 2, TTL).await.expect("renew");
+    assert_eq!(renewed.expires_at_ms, T0 + 2 + TTL);
+    let late = store
+        .acquire_lease(&id, "owner-2", T0 + 2 + TTL + 1, TTL)
+        .await
+        .expect("lapsed lease is taken over");
+    assert_eq!(late.owner, "owner-2");
+}
+
+async fn a_taken_over_lease_fences_the_old_owner(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-fence");
+    let old = created(store, &id).await;
+    store.release_lease(&old).await.expect("release");
+    let new = store.acquire_lease(&id, "owner-2", T0 + 1, TTL).await.expect("free after release");
+    assert!(matches!(store.start_attempt(&old, "a", 1, T0 + 2).await, Err(StoreError::LeaseLost { .. })));
+    assert!(matches!(store.renew_lease(&old, T0 + 2, TTL).await, Err(StoreError::LeaseLost { .. })));
+    assert!(matches!(
+        store.finish_run(&old, RunStatus::Completed, None, T0 + 2).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    store.start_attempt(&new, "a", 1, T0 + 3).await.expect("new owner writes");
+}
+
+async fn attempts_start_only_in_order(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-order");
+    let lease = created(store, &id).await;
+    let skipped_ahead = store.start_attempt(&lease, "a", 2, T0).await;
+    assert!(matches!(skipped_ahead, Err(StoreError::TaskConflict { .. })), "{skipped_ahead:?}");
+    let started = store.start_attempt(&lease, "a", 1, T0).await.expect("attempt 1");
+    assert_eq!((started.status, started.attempts), (TaskStatus::Running, 1));
+    let twice = store.start_attempt(&lease, "a", 1, T0).await;
+    assert!(matches!(twice, Err(StoreError::TaskConflict { .. })), "{twice:?}");
+    let unknown = store.start_attempt(&lease, "zzz", 1, T0).await;
+    assert!(matches!(unknown, Err(StoreError::UnknownTask { .. })), "{unknown:?}");
+}
+
+async fn a_completed_task_never_starts_again(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-done");
+    let lease = created(store, &id).await;
+    store.start_attempt(&lease, "a", 1, T0).await.expect("start");
+    store
+        .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(json!({"n": 1})), T0 + 5)
+        .await
+        .expect("finish");
+    let again = store.start_attempt(&lease, "a", 2, T0 + 6).await;
+    assert!(matches!(again, Err(StoreError::TaskConflict { status: TaskStatus::Completed, .. })), "{again:?}");
+    let takeover = {
+        store.release_lease(&lease).await.expect("release");
+        store.acquire_lease(&id, "owner-2", T0 + 7, TTL).await.expect("acquire")
+    };
+    let still = store.start_attempt(&takeover, "a", 2, T0 + 8).await;
+    assert!(matches!(still, Err(StoreError::TaskConflict { .. })), "{still:?}");
+    let snapshot = store.load_run(&id).await.expect("load");
+    assert_eq!(snapshot.tasks[0].output, Some(json!({"n": 1})));
+    assert_eq!(snapshot.tasks[0].duration_ms(), Some(5));
+}
+
+async fn a_retrying_task_counts_failures(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-retry");
+    let lease = created(store, &id).await;
+    store.start_attempt(&lease, "a", 1, T0).await.expect("start 1");
+    store
+        .finish_attempt(&lease, "a", 1, AttemptOutcome::Retrying(error("boom")), T0 + 1)
+        .await
+        .expect("retrying");
+    assert_eq!(task_status(store, &id, "a").await, (TaskStatus::Retrying, 1));
+    let wrong = store
+        .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(json!(1)), T0 + 2)
+        .await;
+    assert!(matches!(wrong, Err(StoreError::TaskConflict { .. })), "{wrong:?}");
+    store.start_attempt(&lease, "a", 2, T0 + 3).await.expect("start 2");
+    store
+        .finish_attempt(&lease, "a", 2, AttemptOutcome::Finished(TaskStatus::Failed, error("boom again")), T0 + 4)
+        .await
+        .expect("failed");
+    let snapshot = store.load_run(&id).await.expect("load");
+    let a = &snapshot.tasks[0];
+    assert_eq!((a.status, a.attempts, a.failures), (TaskStatus::Failed, 2, 2));
+    assert_eq!(a.error.as_ref().map(|e| e.message.as_str()), Some("boom again"));
+}
+
+async fn an_interrupted_attempt_restarts_under_a_new_lease(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-interrupt");
+    let dead = created(store, &id).await;
+    store.start_attempt(&dead, "a", 1, T0).await.expect("start under the dying executor");
+    let next = store
+        .acquire_lease(&id, "owner-2", T0 + TTL + 1, TTL)
+        .await
+        .expect("lapsed");
+    let restarted = store.start_attempt(&next, "a", 2, T0 + TTL + 2).await.expect("restart");
+    assert_eq!((restarted.attempts, restarted.interruptions, restarted.failures), (2, 1, 0));
+    let late = store
+        .finish_attempt(&dead, "a", 1, AttemptOutcome::Completed(json!("late")), T0 + TTL + 3)
+        .await;
+    assert!(matches!(late, Err(StoreError::LeaseLost { .. })), "{late:?}");
+}
+
+async fn a_cancel_request_stops_the_next_attempt(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-cancel");
+    let lease = created(store, &id).await;
+    let run = store.request_cancel(&id, T0 + 1).await.expect("cancel");
+    assert!(run.cancel_requested);
+    assert_eq!(run.status, RunStatus::Running, "a running run stops at its next boundary");
+    let start = store.start_attempt(&lease, "a", 1, T0 + 2).await;
+    assert!(matches!(start, Err(StoreError::CancelRequested { .. })), "{start:?}");
+    store
+        .settle_tasks(&lease, &["a".into(), "b".into()], TaskStatus::Cancelled, error("cancelled"), T0 + 3)
+        .await
+        .expect("settle");
+    let run = store
+        .finish_run(&lease, RunStatus::Cancelled, Some("cancelled on request".into()), T0 + 3)
+        .await
+        .expect("finish");
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(task_status(store, &id, "b").await.0, TaskStatus::Cancelled);
+}
+
+async fn cancelling_a_pending_run_cancels_it_at_once(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-cancel-pending");
+    store.create_run(new_run(&id, None)).await.expect("create");
+    let run = store.request_cancel(&id, T0).await.expect("cancel");
+    assert_eq!(run.status, RunStatus::Cancelled);
+    assert_eq!(task_status(store, &id, "a").await.0, TaskStatus::Cancelled);
+    let lease = store.acquire_lease(&id, "late", T0 + 1, TTL).await;
+    assert!(matches!(lease, Err(StoreError::RunFinished { .. })), "{lease:?}");
+}
+
+async fn settling_leaves_final_tasks_alone(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-settle");
+    let lease = created(store, &id).await;
+    store.start_attempt(&lease, "a", 1, T0).await.expect("start");
+    store
+        .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(json!(1)), T0 + 1)
+        .await
+        .expect("finish");
+    store
+        .settle_tasks(&lease, &["a".into(), "b".into()], TaskStatus::Skipped, error("upstream failed"), T0 + 2)
+        .await
+        .expect("settle");
+    assert_eq!(task_status(store, &id, "a").await.0, TaskStatus::Completed);
+    assert_eq!(task_status(store, &id, "b").await.0, TaskStatus::Skipped);
+    let bad = store
+        .settle_tasks(&lease, &["b".into()], TaskStatus::Completed, error("no"), T0 + 3)
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid(_))), "{bad:?}");
+}
+
+async fn a_finished_run_takes_no_lease(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-final");
+    let lease = created(store, &id).await;
+    store
+        .finish_run(&lease, RunStatus::Completed, None, T0 + 1)
+        .await
+        .expect("finish");
+    let again = store.acquire_lease(&id, "owner-2", T0 + 2, TTL).await;
+    assert!(matches!(again, Err(StoreError::RunFinished { status: RunStatus::Completed, .. })), "{again:?}");
+    let backwards = store.finish_run(&lease, RunStatus::Failed, None, T0 + 3).await;
+    assert!(backwards.is_err(), "a final run never changes status");
+    let run = store.get_run(&id).await.expect("get");
+    assert_eq!((run.status, run.finished_at_ms), (RunStatus::Completed, Some(T0 + 1)));
+}
+
+async fn an_output_over_the_limit_is_refused_and_nothing_changes(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-big");
+    let lease = created(store, &id).await;
+    store.start_attempt(&lease, "a", 1, T0).await.expect("start");
+    let limit = store.limits().max_output_bytes;
+    let big = json!("x".repeat(limit + 1));
+    let result = store
+        .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(big), T0 + 1)
+        .await;
+    match result {
+        Err(StoreError::TooLarge { bytes, limit: l, .. }) => {
+            assert_eq!(l, limit);
+            assert!(bytes > limit);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(task_status(store, &id, "a").await, (TaskStatus::Running, 1));
+}

@@ -1,0 +1,421 @@
+//! The embedded store: every rule of the trait, held in process memory.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::record::{
+    AttemptOutcome, Lease, NewRun, RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord,
+    TaskStatus,
+};
+use crate::{Created, RunStore, StoreLimits};
+
+/// Runs kept in memory: the default store of `dagy run` and of unit tests. It enforces the same
+/// conditions and size limits as the DynamoDB store, and counts the writes made to it.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    limits: StoreLimits,
+    requests: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    runs: HashMap<String, Entry>,
+    idempotency: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    snapshot: RunSnapshot,
+    task_index: HashMap<String, usize>,
+    next_token: u64,
+}
+
+impl MemoryStore {
+    /// An empty store with the default limits.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty store with other limits.
+    pub fn with_limits(limits: StoreLimits) -> Self {
+        MemoryStore {
+            limits,
+            ..Self::default()
+        }
+    }
+
+    /// How many store operations were made so far (reads and writes), for benchmarks.
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        // A panic while holding the lock cannot leave a half-written entry: every operation
+        // checks its conditions before it changes anything, so the data is still consistent.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn entry(&mut self, run_id: &str) -> Result<&mut Entry, StoreError> {
+        self.runs.get_mut(run_id).ok_or_else(|| StoreError::NotFound {
+            run_id: run_id.to_string(),
+        })
+    }
+
+    /// The entry, if `lease` still fences it.
+    fn fenced(&mut self, lease: &Lease) -> Result<&mut Entry, StoreError> {
+        let entry = self.entry(&lease.run_id)?;
+        let run = &entry.snapshot.run;
+        if run.lease.as_ref().map(|l| l.token) != Some(lease.token) {
+            return Err(StoreError::LeaseLost {
+                run_id: lease.run_id.clone(),
+            });
+        }
+        if run.status.is_final() {
+            return Err(StoreError::RunFinished {
+                run_id: lease.run_id.clone(),
+                status: run.status,
+            });
+        }
+        Ok(entry)
+    }
+}
+
+impl Entry {
+    fn task_mut(&mut self, task_id: &str) -> Result<&mut TaskRecord, StoreError> {
+        let index = *self
+            .task_index
+            .get(task_id)
+            .ok_or_else(|| StoreError::UnknownTask {
+                run_id: self.snapshot.run.run_id.clone(),
+                task_id: task_id.to_string(),
+            })?;
+        Ok(&mut self.snapshot.tasks[index])
+    }
+}
+
+fn conflict(run_id: &str, task: &TaskRecord) -> StoreError {
+    StoreError::TaskConflict {
+        run_id: run_id.to_string(),
+        task_id: task.task_id.clone(),
+        status: task.status,
+        attempts: task.attempts,
+    }
+}
+
+fn check_error_size(limits: StoreLimits, error: &TaskErrorRecord) -> Result<(), StoreError> {
+    if error.message.len() > limits.max_error_bytes {
+        return Err(StoreError::TooLarge {
+            what: "the error message".into(),
+            bytes: error.message.len(),
+            limit: limits.max_error_bytes,
+        });
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl RunStore for MemoryStore {
+    fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    async fn create_run(&self, new: NewRun) -> Result<Created, StoreError> {
+        if new.run.status != RunStatus::Pending {
+            return Err(StoreError::Invalid(format!(
+                "a new run must be pending, not {}",
+                new.run.status
+            )));
+        }
+        let mut state = self.lock();
+        if let Some(key) = &new.run.idempotency_key
+            && let Some(existing) = state.idempotency.get(key).cloned()
+        {
+            let run = state.entry(&existing)?.snapshot.run.clone();
+            return Ok(Created { run, created: false });
+        }
+        if state.runs.contains_key(&new.run.run_id) {
+            return Err(StoreError::Invalid(format!(
+                "run {} already exists",
+                new.run.run_id
+            )));
+        }
+        let tasks: Vec<TaskRecord> = new
+            .flow
+            .tasks
+            .iter()
+            .map(|t| TaskRecord::pending(t.id.clone()))
+            .collect();
+        let task_index = tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.task_id.clone(), i))
+            .collect();
+        if let Some(key) = &new.run.idempotency_key {
+            state.idempotency.insert(key.clone(), new.run.run_id.clone());
+        }
+        let run = new.run.clone();
+        state.runs.insert(
+            run.run_id.clone(),
+            Entry {
+                snapshot: RunSnapshot {
+                    run: new.run,
+                    flow: new.flow,
+                    tasks,
+                },
+                task_index,
+                next_token: 1,
+            },
+        );
+        Ok(Created { run, created: true })
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
+        Ok(self.lock().entry(run_id)?.snapshot.run.clone())
+    }
+
+    async fn load_run(&self, run_id: &str) -> Result<RunSnapshot, StoreError> {
+        Ok(self.lock().entry(run_id)?.snapshot.clone())
+    }
+
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError> {
+        let mut state = self.lock();
+        let entry = state.entry(run_id)?;
+        let run = &mut entry.snapshot.run;
+        if run.status.is_final() {
+            return Err(StoreError::RunFinished {
+                run_id: run_id.to_string(),
+                status: run.status,
+            });
+        }
+        if let Some(held) = &run.lease
+            && held.owner != owner
+            && held.expires_at_ms > now_ms
+        {
+            return Err(StoreError::LeaseHeld {
+                run_id: run_id.to_string(),
+                owner: held.owner.clone(),
+                expires_at_ms: held.expires_at_ms,
+            });
+        }
+        let lease = Lease {
+            run_id: run_id.to_string(),
+            owner: owner.to_string(),
+            token: entry.next_token,
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
+        };
+        entry.next_token += 1;
+        let run = &mut entry.snapshot.run;
+        run.lease = Some(lease.clone());
+        if run.status == RunStatus::Pending {
+            run.status = RunStatus::Running;
+            run.started_at_ms = Some(now_ms);
+        }
+        Ok(lease)
+    }
+
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError> {
+        let mut state = self.lock();
+        let entry = state.fenced(lease)?;
+        let renewed = Lease {
+            expires_at_ms: now_ms.saturating_add(ttl_ms),
+            ..lease.clone()
+        };
+        entry.snapshot.run.lease = Some(renewed.clone());
+        Ok(renewed)
+    }
+
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let entry = state.entry(&lease.run_id)?;
+        if let Some(held) = entry.snapshot.run.lease.as_mut()
+            && held.token == lease.token
+        {
+            held.expires_at_ms = 0;
+        }
+        Ok(())
+    }
+
+    async fn start_attempt(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        now_ms: u64,
+    ) -> Result<TaskRecord, StoreError> {
+        let mut state = self.lock();
+        let entry = state.fenced(lease)?;
+        if entry.snapshot.run.cancel_requested {
+            return Err(StoreError::CancelRequested {
+                run_id: lease.run_id.clone(),
+            });
+        }
+        let task = entry.task_mut(task_id)?;
+        let interrupted =
+            task.status == TaskStatus::Running && task.lease_token != Some(lease.token);
+        let startable = matches!(task.status, TaskStatus::Pending | TaskStatus::Retrying);
+        if !(startable || interrupted) || task.attempts + 1 != attempt {
+            return Err(conflict(&lease.run_id, task));
+        }
+        if interrupted {
+            task.interruptions += 1;
+        }
+        task.status = TaskStatus::Running;
+        task.attempts = attempt;
+        task.lease_token = Some(lease.token);
+        task.started_at_ms.get_or_insert(now_ms);
+        Ok(task.clone())
+    }
+
+    async fn finish_attempt(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let limits = self.limits;
+        match &outcome {
+            AttemptOutcome::Completed(output) => {
+                let bytes = serde_json::to_vec(output).map_or(0, |v| v.len());
+                if bytes > limits.max_output_bytes {
+                    return Err(StoreError::TooLarge {
+                        what: format!("the output of task {task_id}"),
+                        bytes,
+                        limit: limits.max_output_bytes,
+                    });
+                }
+            }
+            AttemptOutcome::Retrying(error) | AttemptOutcome::Finished(_, error) => {
+                check_error_size(limits, error)?;
+            }
+        }
+        let mut state = self.lock();
+        let entry = state.fenced(lease)?;
+        let task = entry.task_mut(task_id)?;
+        if task.status != TaskStatus::Running
+            || task.attempts != attempt
+            || task.lease_token != Some(lease.token)
+        {
+            return Err(conflict(&lease.run_id, task));
+        }
+        match outcome {
+            AttemptOutcome::Completed(output) => {
+                task.status = TaskStatus::Completed;
+                task.output = Some(output);
+                task.error = None;
+                task.finished_at_ms = Some(now_ms);
+            }
+            AttemptOutcome::Retrying(error) => {
+                task.status = TaskStatus::Retrying;
+                task.failures += 1;
+                task.error = Some(error);
+            }
+            AttemptOutcome::Finished(status, error) => {
+                if !status.is_final() || status == TaskStatus::Completed {
+                    return Err(StoreError::Invalid(format!(
+                        "an attempt cannot finish a task as {status}"
+                    )));
+                }
+                task.status = status;
+                task.failures += 1;
+                task.error = Some(error);
+                task.finished_at_ms = Some(now_ms);
+            }
+        }
+        Ok(())
+    }
+
+    async fn settle_tasks(
+        &self,
+        lease: &Lease,
+        task_ids: &[String],
+        status: TaskStatus,
+        error: TaskErrorRecord,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if !matches!(
+            status,
+            TaskStatus::Skipped | TaskStatus::Cancelled | TaskStatus::TimedOut
+        ) {
+            return Err(StoreError::Invalid(format!(
+                "tasks can only be settled as skipped, cancelled or timed_out, not {status}"
+            )));
+        }
+        check_error_size(self.limits, &error)?;
+        let mut state = self.lock();
+        let entry = state.fenced(lease)?;
+        for id in task_ids {
+            let task = entry.task_mut(id)?;
+            if !task.status.is_final() {
+                task.status = status;
+                task.error = Some(error.clone());
+                task.finished_at_ms = Some(now_ms);
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish_run(
+        &self,
+        lease: &Lease,
+        status: RunStatus,
+        error: Option<String>,
+        now_ms: u64,
+    ) -> Result<RunRecord, StoreError> {
+        if !status.is_final() {
+            return Err(StoreError::Invalid(format!(
+                "a run cannot finish as {status}"
+            )));
+        }
+        let mut state = self.lock();
+        let entry = state.fenced(lease)?;
+        let run = &mut entry.snapshot.run;
+        run.status = status;
+        run.error = error;
+        run.finished_at_ms = Some(now_ms);
+        if let Some(held) = run.lease.as_mut() {
+            held.expires_at_ms = 0;
+        }
+        Ok(run.clone())
+    }
+
+    async fn request_cancel(&self, run_id: &str, now_ms: u64) -> Result<RunRecord, StoreError> {
+        let mut state = self.lock();
+        let entry = state.entry(run_id)?;
+        let snapshot = &mut entry.snapshot;
+        if snapshot.run.status.is_final() {
+            return Ok(snapshot.run.clone());
+        }
+        snapshot.run.cancel_requested = true;
+        if snapshot.run.status == RunStatus::Pending {
+            snapshot.run.status = RunStatus::Cancelled;
+            snapshot.run.finished_at_ms = Some(now_ms);
+            snapshot.run.error = Some("cancelled before it started".into());
+            for task in &mut snapshot.tasks {
+                task.status = TaskStatus::Cancelled;
+                task.finished_at_ms = Some(now_ms);
+            }
+        }
+        Ok(snapshot.run.clone())
+    }
+}

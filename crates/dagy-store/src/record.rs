@@ -1,0 +1,294 @@
+//! What the store keeps of a run: the run record, one record per task, and the lease.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use dagy_core::{BackendKind, ExecutionMode, FlowSpec, Plan, RuntimeTier};
+
+/// The states of a run. A run only moves forward: `pending` -> `running` -> one of the four
+/// final states, or `pending` -> `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Written, not yet picked up by an executor.
+    Pending,
+    /// An executor is working on it.
+    Running,
+    /// Every task completed.
+    Completed,
+    /// A task failed (or timed out) after its retries.
+    Failed,
+    /// The run's budget ran out.
+    TimedOut,
+    /// Cancelled on request.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Whether no more changes will happen.
+    pub fn is_final(self) -> bool {
+        !matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::TimedOut => "timed_out",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The states of a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// Not started.
+    Pending,
+    /// An attempt is running.
+    Running,
+    /// An attempt failed; another will start after the retry delay.
+    Retrying,
+    /// Finished with an output.
+    Completed,
+    /// Failed after its retries.
+    Failed,
+    /// Its last attempt, or the run's budget, ran out of time.
+    TimedOut,
+    /// Not run: the run was cancelled.
+    Cancelled,
+    /// Not run: a task it depends on did not complete.
+    Skipped,
+}
+
+impl TaskStatus {
+    /// Whether the task is done, one way or another.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            TaskStatus::Pending | TaskStatus::Running | TaskStatus::Retrying
+        )
+    }
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Running => "running",
+            TaskStatus::Retrying => "retrying",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::TimedOut => "timed_out",
+            TaskStatus::Cancelled => "cancelled",
+            TaskStatus::Skipped => "skipped",
+        }
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The router's decision, as recorded on the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanRecord {
+    /// The runtime tier.
+    pub tier: RuntimeTier,
+    /// The backend.
+    pub backend: BackendKind,
+    /// `request`, `deployment`, `environment`, `flow`, `rule:<name>` or `default`.
+    pub decided_by: String,
+    /// Why, in words.
+    pub reason: String,
+    /// Why the run fell back to Lambda, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
+    /// How the backend runs it.
+    pub mode: ExecutionMode,
+}
+
+impl From<&Plan> for PlanRecord {
+    fn from(plan: &Plan) -> Self {
+        PlanRecord {
+            tier: plan.tier,
+            backend: plan.backend,
+            decided_by: plan.decided_by.as_str().to_string(),
+            reason: plan.reason.clone(),
+            fallback: plan.fallback.as_ref().map(|f| f.reason.clone()),
+            mode: plan.mode,
+        }
+    }
+}
+
+/// The executor that holds a run, and until when. Writes are fenced by `token`: acquiring a
+/// lease increments it, so an executor that lost its lease can no longer change the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The run.
+    pub run_id: String,
+    /// Who holds it (an invocation's request id, a worker's task ARN, a process id).
+    pub owner: String,
+    /// The fencing token.
+    pub token: u64,
+    /// Milliseconds since the Unix epoch when it lapses unless renewed.
+    pub expires_at_ms: u64,
+}
+
+/// A run, without its tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Unique id.
+    pub run_id: String,
+    /// The flow's name.
+    pub flow_name: String,
+    /// The deployment it belongs to, when started through one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// Where it is.
+    pub status: RunStatus,
+    /// The flow's parameter defaults merged with the trigger's.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    /// The decision that sent it where it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanRecord>,
+    /// The key that makes a trigger idempotent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Set by a cancel request; executors stop at the next task boundary.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    /// The current (or last) lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<Lease>,
+    /// Why the run did not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Creation time, ms since the epoch.
+    pub created_at_ms: u64,
+    /// When an executor first started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    /// When it reached a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
+}
+
+/// A task error as recorded: a stable type (for Step Functions' `ErrorEquals`) and a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskErrorRecord {
+    /// E.g. `TaskFailed`, `TaskTimedOut`, `OutputTooLarge`, `HandlerNotFound`.
+    pub error_type: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// One task of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// The task's id in the flow.
+    pub task_id: String,
+    /// Where it is.
+    pub status: TaskStatus,
+    /// Attempts started so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// Attempts that failed or timed out (the retry budget counts these).
+    #[serde(default)]
+    pub failures: u32,
+    /// Attempts cut short because their executor died; re-run without using a retry.
+    #[serde(default)]
+    pub interruptions: u32,
+    /// The lease token the current attempt started under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<u64>,
+    /// When the first attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_ms: Option<u64>,
+    /// When it reached a final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at_ms: Option<u64>,
+    /// The output, once completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// The last error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<TaskErrorRecord>,
+}
+
+impl TaskRecord {
+    /// A task that has not started.
+    pub fn pending(task_id: impl Into<String>) -> Self {
+        TaskRecord {
+            task_id: task_id.into(),
+            status: TaskStatus::Pending,
+            attempts: 0,
+            failures: 0,
+            interruptions: 0,
+            lease_token: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            output: None,
+            error: None,
+        }
+    }
+
+    /// Time from the first start to the end, when both are known.
+    pub fn duration_ms(&self) -> Option<u64> {
+        Some(self.finished_at_ms?.saturating_sub(self.started_at_ms?))
+    }
+}
+
+/// What a run is created with.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The run record; its status must be `pending`.
+    pub run: RunRecord,
+    /// The flow it runs (kept so any executor can resume it).
+    pub flow: FlowSpec,
+}
+
+/// A run as read back: the record, its flow and every task in flow order.
+#[derive(Debug, Clone)]
+pub struct RunSnapshot {
+    /// The run record.
+    pub run: RunRecord,
+    /// The flow.
+    pub flow: FlowSpec,
+    /// The tasks, in the flow's declaration order.
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// How an attempt ended, as the executor reports it to the store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptOutcome {
+    /// Completed with this output.
+    Completed(Value),
+    /// Failed; another attempt follows.
+    Retrying(TaskErrorRecord),
+    /// Failed or timed out for good: the task's final status and error.
+    Finished(TaskStatus, TaskErrorRecord),
+}
+
+/// A page of runs, newest first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunPage {
+    /// The runs on this page.
+    pub runs: Vec<RunRecord>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
