@@ -58,7 +58,10 @@ fn new_run(run_id: &str, key: Option<&str>) -> NewRun {
 }
 
 async fn created(store: &dyn RunStore, run_id: &str) -> Lease {
-    store.create_run(new_run(run_id, None)).await.expect("create");
+    store
+        .create_run(new_run(run_id, None))
+        .await
+        .expect("create");
     store
         .acquire_lease(run_id, "owner-1", T0, TTL)
         .await
@@ -91,7 +94,12 @@ async fn creating_a_run_writes_pending_tasks(store: &dyn RunStore, prefix: &str)
     assert_eq!(snapshot.flow.tasks.len(), 2);
     let ids: Vec<_> = snapshot.tasks.iter().map(|t| t.task_id.as_str()).collect();
     assert_eq!(ids, ["a", "b"], "tasks come back in flow order");
-    assert!(snapshot.tasks.iter().all(|t| t.status == TaskStatus::Pending));
+    assert!(
+        snapshot
+            .tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Pending)
+    );
 }
 
 async fn an_idempotency_key_returns_the_first_run(store: &dyn RunStore, prefix: &str) {
@@ -107,7 +115,10 @@ async fn an_idempotency_key_returns_the_first_run(store: &dyn RunStore, prefix: 
     assert!(first.created && !second.created);
     assert_eq!(second.run.run_id, first.run.run_id);
     let missing = store.get_run(&format!("{prefix}-idem-2")).await;
-    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
 }
 
 async fn a_run_id_cannot_be_created_twice(store: &dyn RunStore, prefix: &str) {
@@ -119,8 +130,14 @@ async fn a_run_id_cannot_be_created_twice(store: &dyn RunStore, prefix: &str) {
 
 async fn missing_runs_are_not_found(store: &dyn RunStore, prefix: &str) {
     let id = format!("{prefix}-nothing");
-    assert!(matches!(store.get_run(&id).await, Err(StoreError::NotFound { .. })));
-    assert!(matches!(store.load_run(&id).await, Err(StoreError::NotFound { .. })));
+    assert!(matches!(
+        store.get_run(&id).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store.load_run(&id).await,
+        Err(StoreError::NotFound { .. })
+    ));
     assert!(matches!(
         store.acquire_lease(&id, "o", T0, TTL).await,
         Err(StoreError::NotFound { .. })
@@ -130,10 +147,19 @@ async fn missing_runs_are_not_found(store: &dyn RunStore, prefix: &str) {
 async fn a_lease_excludes_other_owners_until_it_lapses(store: &dyn RunStore, prefix: &str) {
     let id = format!("{prefix}-lease");
     let lease = created(store, &id).await;
-    assert_eq!(store.get_run(&id).await.expect("get").status, RunStatus::Running);
+    assert_eq!(
+        store.get_run(&id).await.expect("get").status,
+        RunStatus::Running
+    );
     let other = store.acquire_lease(&id, "owner-2", T0 + 1, TTL).await;
-    assert!(matches!(other, Err(StoreError::LeaseHeld { ref owner, .. }) if owner == "owner-1"), "{other:?}");
-    let same = store.acquire_lease(&id, "owner-1", T0 + 1, TTL).await.expect("re-entrant");
+    assert!(
+        matches!(other, Err(StoreError::LeaseHeld { ref owner, .. }) if owner == "owner-1"),
+        "{other:?}"
+    );
+    let same = store
+        .acquire_lease(&id, "owner-1", T0 + 1, TTL)
+        .await
+        .expect("re-entrant");
     assert!(same.token > lease.token);
     let renewed = store.renew_lease(&same, T0 + 2, TTL).await.expect("renew");
     assert_eq!(renewed.expires_at_ms, T0 + 2 + TTL);
@@ -148,45 +174,95 @@ async fn a_taken_over_lease_fences_the_old_owner(store: &dyn RunStore, prefix: &
     let id = format!("{prefix}-fence");
     let old = created(store, &id).await;
     store.release_lease(&old).await.expect("release");
-    let new = store.acquire_lease(&id, "owner-2", T0 + 1, TTL).await.expect("free after release");
-    assert!(matches!(store.start_attempt(&old, "a", 1, T0 + 2).await, Err(StoreError::LeaseLost { .. })));
-    assert!(matches!(store.renew_lease(&old, T0 + 2, TTL).await, Err(StoreError::LeaseLost { .. })));
+    let new = store
+        .acquire_lease(&id, "owner-2", T0 + 1, TTL)
+        .await
+        .expect("free after release");
     assert!(matches!(
-        store.finish_run(&old, RunStatus::Completed, None, T0 + 2).await,
+        store.start_attempt(&old, "a", 1, T0 + 2).await,
         Err(StoreError::LeaseLost { .. })
     ));
-    store.start_attempt(&new, "a", 1, T0 + 3).await.expect("new owner writes");
+    assert!(matches!(
+        store.renew_lease(&old, T0 + 2, TTL).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        store
+            .finish_run(&old, RunStatus::Completed, None, T0 + 2)
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    store
+        .start_attempt(&new, "a", 1, T0 + 3)
+        .await
+        .expect("new owner writes");
 }
 
 async fn attempts_start_only_in_order(store: &dyn RunStore, prefix: &str) {
     let id = format!("{prefix}-order");
     let lease = created(store, &id).await;
     let skipped_ahead = store.start_attempt(&lease, "a", 2, T0).await;
-    assert!(matches!(skipped_ahead, Err(StoreError::TaskConflict { .. })), "{skipped_ahead:?}");
-    let started = store.start_attempt(&lease, "a", 1, T0).await.expect("attempt 1");
+    assert!(
+        matches!(skipped_ahead, Err(StoreError::TaskConflict { .. })),
+        "{skipped_ahead:?}"
+    );
+    let started = store
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("attempt 1");
     assert_eq!((started.status, started.attempts), (TaskStatus::Running, 1));
     let twice = store.start_attempt(&lease, "a", 1, T0).await;
-    assert!(matches!(twice, Err(StoreError::TaskConflict { .. })), "{twice:?}");
+    assert!(
+        matches!(twice, Err(StoreError::TaskConflict { .. })),
+        "{twice:?}"
+    );
     let unknown = store.start_attempt(&lease, "zzz", 1, T0).await;
-    assert!(matches!(unknown, Err(StoreError::UnknownTask { .. })), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(StoreError::UnknownTask { .. })),
+        "{unknown:?}"
+    );
 }
 
 async fn a_completed_task_never_starts_again(store: &dyn RunStore, prefix: &str) {
     let id = format!("{prefix}-done");
     let lease = created(store, &id).await;
-    store.start_attempt(&lease, "a", 1, T0).await.expect("start");
     store
-        .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(json!({"n": 1})), T0 + 5)
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start");
+    store
+        .finish_attempt(
+            &lease,
+            "a",
+            1,
+            AttemptOutcome::Completed(json!({"n": 1})),
+            T0 + 5,
+        )
         .await
         .expect("finish");
     let again = store.start_attempt(&lease, "a", 2, T0 + 6).await;
-    assert!(matches!(again, Err(StoreError::TaskConflict { status: TaskStatus::Completed, .. })), "{again:?}");
+    assert!(
+        matches!(
+            again,
+            Err(StoreError::TaskConflict {
+                status: TaskStatus::Completed,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
     let takeover = {
         store.release_lease(&lease).await.expect("release");
-        store.acquire_lease(&id, "owner-2", T0 + 7, TTL).await.expect("acquire")
+        store
+            .acquire_lease(&id, "owner-2", T0 + 7, TTL)
+            .await
+            .expect("acquire")
     };
     let still = store.start_attempt(&takeover, "a", 2, T0 + 8).await;
-    assert!(matches!(still, Err(StoreError::TaskConflict { .. })), "{still:?}");
+    assert!(
+        matches!(still, Err(StoreError::TaskConflict { .. })),
+        "{still:?}"
+    );
     let snapshot = store.load_run(&id).await.expect("load");
     assert_eq!(snapshot.tasks[0].output, Some(json!({"n": 1})));
     assert_eq!(snapshot.tasks[0].duration_ms(), Some(5));
@@ -195,41 +271,93 @@ async fn a_completed_task_never_starts_again(store: &dyn RunStore, prefix: &str)
 async fn a_retrying_task_counts_failures(store: &dyn RunStore, prefix: &str) {
     let id = format!("{prefix}-retry");
     let lease = created(store, &id).await;
-    store.start_attempt(&lease, "a", 1, T0).await.expect("start 1");
     store
-        .finish_attempt(&lease, "a", 1, AttemptOutcome::Retrying(error("boom")), T0 + 1)
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start 1");
+    store
+        .finish_attempt(
+            &lease,
+            "a",
+            1,
+            AttemptOutcome::Retrying(error("boom")),
+            T0 + 1,
+        )
         .await
         .expect("retrying");
-    assert_eq!(task_status(store, &id, "a").await, (TaskStatus::Retrying, 1));
+    assert_eq!(
+        task_status(store, &id, "a").await,
+        (TaskStatus::Retrying, 1)
+    );
     let wrong = store
         .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(json!(1)), T0 + 2)
         .await;
-    assert!(matches!(wrong, Err(StoreError::TaskConflict { .. })), "{wrong:?}");
-    store.start_attempt(&lease, "a", 2, T0 + 3).await.expect("start 2");
+    assert!(
+        matches!(wrong, Err(StoreError::TaskConflict { .. })),
+        "{wrong:?}"
+    );
     store
-        .finish_attempt(&lease, "a", 2, AttemptOutcome::Finished(TaskStatus::Failed, error("boom again")), T0 + 4)
+        .start_attempt(&lease, "a", 2, T0 + 3)
+        .await
+        .expect("start 2");
+    store
+        .finish_attempt(
+            &lease,
+            "a",
+            2,
+            AttemptOutcome::Finished(TaskStatus::Failed, error("boom again")),
+            T0 + 4,
+        )
         .await
         .expect("failed");
     let snapshot = store.load_run(&id).await.expect("load");
     let a = &snapshot.tasks[0];
-    assert_eq!((a.status, a.attempts, a.failures), (TaskStatus::Failed, 2, 2));
-    assert_eq!(a.error.as_ref().map(|e| e.message.as_str()), Some("boom again"));
+    assert_eq!(
+        (a.status, a.attempts, a.failures),
+        (TaskStatus::Failed, 2, 2)
+    );
+    assert_eq!(
+        a.error.as_ref().map(|e| e.message.as_str()),
+        Some("boom again")
+    );
 }
 
 async fn an_interrupted_attempt_restarts_under_a_new_lease(store: &dyn RunStore, prefix: &str) {
     let id = format!("{prefix}-interrupt");
     let dead = created(store, &id).await;
-    store.start_attempt(&dead, "a", 1, T0).await.expect("start under the dying executor");
+    store
+        .start_attempt(&dead, "a", 1, T0)
+        .await
+        .expect("start under the dying executor");
     let next = store
         .acquire_lease(&id, "owner-2", T0 + TTL + 1, TTL)
         .await
         .expect("lapsed");
-    let restarted = store.start_attempt(&next, "a", 2, T0 + TTL + 2).await.expect("restart");
-    assert_eq!((restarted.attempts, restarted.interruptions, restarted.failures), (2, 1, 0));
+    let restarted = store
+        .start_attempt(&next, "a", 2, T0 + TTL + 2)
+        .await
+        .expect("restart");
+    assert_eq!(
+        (
+            restarted.attempts,
+            restarted.interruptions,
+            restarted.failures
+        ),
+        (2, 1, 0)
+    );
     let late = store
-        .finish_attempt(&dead, "a", 1, AttemptOutcome::Completed(json!("late")), T0 + TTL + 3)
+        .finish_attempt(
+            &dead,
+            "a",
+            1,
+            AttemptOutcome::Completed(json!("late")),
+            T0 + TTL + 3,
+        )
         .await;
-    assert!(matches!(late, Err(StoreError::LeaseLost { .. })), "{late:?}");
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { .. })),
+        "{late:?}"
+    );
 }
 
 async fn a_cancel_request_stops_the_next_attempt(store: &dyn RunStore, prefix: &str) {
@@ -237,15 +365,33 @@ async fn a_cancel_request_stops_the_next_attempt(store: &dyn RunStore, prefix: &
     let lease = created(store, &id).await;
     let run = store.request_cancel(&id, T0 + 1).await.expect("cancel");
     assert!(run.cancel_requested);
-    assert_eq!(run.status, RunStatus::Running, "a running run stops at its next boundary");
+    assert_eq!(
+        run.status,
+        RunStatus::Running,
+        "a running run stops at its next boundary"
+    );
     let start = store.start_attempt(&lease, "a", 1, T0 + 2).await;
-    assert!(matches!(start, Err(StoreError::CancelRequested { .. })), "{start:?}");
+    assert!(
+        matches!(start, Err(StoreError::CancelRequested { .. })),
+        "{start:?}"
+    );
     store
-        .settle_tasks(&lease, &["a".into(), "b".into()], TaskStatus::Cancelled, error("cancelled"), T0 + 3)
+        .settle_tasks(
+            &lease,
+            &["a".into(), "b".into()],
+            TaskStatus::Cancelled,
+            error("cancelled"),
+            T0 + 3,
+        )
         .await
         .expect("settle");
     let run = store
-        .finish_run(&lease, RunStatus::Cancelled, Some("cancelled on request".into()), T0 + 3)
+        .finish_run(
+            &lease,
+            RunStatus::Cancelled,
+            Some("cancelled on request".into()),
+            T0 + 3,
+        )
         .await
         .expect("finish");
     assert_eq!(run.status, RunStatus::Cancelled);
@@ -259,25 +405,43 @@ async fn cancelling_a_pending_run_cancels_it_at_once(store: &dyn RunStore, prefi
     assert_eq!(run.status, RunStatus::Cancelled);
     assert_eq!(task_status(store, &id, "a").await.0, TaskStatus::Cancelled);
     let lease = store.acquire_lease(&id, "late", T0 + 1, TTL).await;
-    assert!(matches!(lease, Err(StoreError::RunFinished { .. })), "{lease:?}");
+    assert!(
+        matches!(lease, Err(StoreError::RunFinished { .. })),
+        "{lease:?}"
+    );
 }
 
 async fn settling_leaves_final_tasks_alone(store: &dyn RunStore, prefix: &str) {
     let id = format!("{prefix}-settle");
     let lease = created(store, &id).await;
-    store.start_attempt(&lease, "a", 1, T0).await.expect("start");
+    store
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start");
     store
         .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(json!(1)), T0 + 1)
         .await
         .expect("finish");
     store
-        .settle_tasks(&lease, &["a".into(), "b".into()], TaskStatus::Skipped, error("upstream failed"), T0 + 2)
+        .settle_tasks(
+            &lease,
+            &["a".into(), "b".into()],
+            TaskStatus::Skipped,
+            error("upstream failed"),
+            T0 + 2,
+        )
         .await
         .expect("settle");
     assert_eq!(task_status(store, &id, "a").await.0, TaskStatus::Completed);
     assert_eq!(task_status(store, &id, "b").await.0, TaskStatus::Skipped);
     let bad = store
-        .settle_tasks(&lease, &["b".into()], TaskStatus::Completed, error("no"), T0 + 3)
+        .settle_tasks(
+            &lease,
+            &["b".into()],
+            TaskStatus::Completed,
+            error("no"),
+            T0 + 3,
+        )
         .await;
     assert!(matches!(bad, Err(StoreError::Invalid(_))), "{bad:?}");
 }
@@ -290,24 +454,46 @@ async fn a_finished_run_takes_no_lease(store: &dyn RunStore, prefix: &str) {
         .await
         .expect("finish");
     let again = store.acquire_lease(&id, "owner-2", T0 + 2, TTL).await;
-    assert!(matches!(again, Err(StoreError::RunFinished { status: RunStatus::Completed, .. })), "{again:?}");
-    let backwards = store.finish_run(&lease, RunStatus::Failed, None, T0 + 3).await;
+    assert!(
+        matches!(
+            again,
+            Err(StoreError::RunFinished {
+                status: RunStatus::Completed,
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    let backwards = store
+        .finish_run(&lease, RunStatus::Failed, None, T0 + 3)
+        .await;
     assert!(backwards.is_err(), "a final run never changes status");
     let run = store.get_run(&id).await.expect("get");
-    assert_eq!((run.status, run.finished_at_ms), (RunStatus::Completed, Some(T0 + 1)));
+    assert_eq!(
+        (run.status, run.finished_at_ms),
+        (RunStatus::Completed, Some(T0 + 1))
+    );
 }
 
-async fn an_output_over_the_limit_is_refused_and_nothing_changes(store: &dyn RunStore, prefix: &str) {
+async fn an_output_over_the_limit_is_refused_and_nothing_changes(
+    store: &dyn RunStore,
+    prefix: &str,
+) {
     let id = format!("{prefix}-big");
     let lease = created(store, &id).await;
-    store.start_attempt(&lease, "a", 1, T0).await.expect("start");
+    store
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start");
     let limit = store.limits().max_output_bytes;
     let big = json!("x".repeat(limit + 1));
     let result = store
         .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(big), T0 + 1)
         .await;
     match result {
-        Err(StoreError::TooLarge { bytes, limit: l, .. }) => {
+        Err(StoreError::TooLarge {
+            bytes, limit: l, ..
+        }) => {
             assert_eq!(l, limit);
             assert!(bytes > limit);
         }

@@ -13,7 +13,9 @@ pub enum StoreError {
         run_id: String,
     },
     /// Another executor holds the run.
-    #[error("run {run_id} is held by {owner} until {expires_at_ms} ms; it is being executed elsewhere")]
+    #[error(
+        "run {run_id} is held by {owner} until {expires_at_ms} ms; it is being executed elsewhere"
+    )]
     LeaseHeld {
         /// The run.
         run_id: String,
@@ -43,7 +45,9 @@ pub enum StoreError {
         status: RunStatus,
     },
     /// The task is not in the state the write expected (it ran elsewhere, or finished).
-    #[error("task {task_id} of run {run_id} is {status} (attempt {attempts}), not what this write expected")]
+    #[error(
+        "task {task_id} of run {run_id} is {status} (attempt {attempts}), not what this write expected"
+    )]
     TaskConflict {
         /// The run.
         run_id: String,

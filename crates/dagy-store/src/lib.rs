@@ -93,8 +93,12 @@ pub trait RunStore: Send + Sync {
     ) -> Result<Lease, StoreError>;
 
     /// Extends a held lease. Fails with [`StoreError::LeaseLost`] once another executor took it.
-    async fn renew_lease(&self, lease: &Lease, now_ms: u64, ttl_ms: u64)
-    -> Result<Lease, StoreError>;
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError>;
 
     /// Lets the lease lapse now, so the next executor need not wait (the run stays running).
     async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;

@@ -58,15 +58,19 @@ impl MemoryStore {
         self.requests.fetch_add(1, Ordering::Relaxed);
         // A panic while holding the lock cannot leave a half-written entry: every operation
         // checks its conditions before it changes anything, so the data is still consistent.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl State {
     fn entry(&mut self, run_id: &str) -> Result<&mut Entry, StoreError> {
-        self.runs.get_mut(run_id).ok_or_else(|| StoreError::NotFound {
-            run_id: run_id.to_string(),
-        })
+        self.runs
+            .get_mut(run_id)
+            .ok_or_else(|| StoreError::NotFound {
+                run_id: run_id.to_string(),
+            })
     }
 
     /// The entry, if `lease` still fences it.
@@ -139,7 +143,10 @@ impl RunStore for MemoryStore {
             && let Some(existing) = state.idempotency.get(key).cloned()
         {
             let run = state.entry(&existing)?.snapshot.run.clone();
-            return Ok(Created { run, created: false });
+            return Ok(Created {
+                run,
+                created: false,
+            });
         }
         if state.runs.contains_key(&new.run.run_id) {
             return Err(StoreError::Invalid(format!(
@@ -159,7 +166,9 @@ impl RunStore for MemoryStore {
             .map(|(i, t)| (t.task_id.clone(), i))
             .collect();
         if let Some(key) = &new.run.idempotency_key {
-            state.idempotency.insert(key.clone(), new.run.run_id.clone());
+            state
+                .idempotency
+                .insert(key.clone(), new.run.run_id.clone());
         }
         let run = new.run.clone();
         state.runs.insert(

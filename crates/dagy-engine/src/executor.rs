@@ -1,0 +1,906 @@
+//! The local executor: one task at a time, in topological order, every transition written
+//! through the store before the next step starts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value, json};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use dagy_core::{ExecutionMode, Flow, Plan, TaskSpec};
+use dagy_store::{
+    AttemptOutcome, Created, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore, StoreError,
+    TaskErrorRecord, TaskRecord, TaskStatus, now_ms,
+};
+
+use crate::error::EngineError;
+use crate::events::{Event, Observer};
+use crate::registry::{Handler, HandlerRegistry, TaskContext, TaskError, TaskResult};
+use crate::retry;
+
+/// How long one executor invocation may spend, the seed's tier budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// For the whole session (nano: 600 s).
+    Flow(Duration),
+    /// For each task, all its attempts and retry waits together (micro: 600 s).
+    PerTask(Duration),
+    /// No budget (ECS Fargate); tasks still have their own timeouts.
+    Unlimited,
+}
+
+impl Budget {
+    /// The budget a backend's execution mode runs under.
+    pub fn for_mode(mode: ExecutionMode) -> Budget {
+        let lambda = Duration::from_secs(dagy_core::tier::LAMBDA_TIER_BUDGET_SECONDS);
+        match mode {
+            ExecutionMode::WholeFlow => Budget::Flow(lambda),
+            ExecutionMode::TaskPerInvocation | ExecutionMode::StateMachine => {
+                Budget::PerTask(lambda)
+            }
+            ExecutionMode::Container => Budget::Unlimited,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Budget::Flow(d) => format!("the run's budget of {} s ran out", d.as_secs_f64()),
+            Budget::PerTask(d) => format!("the per-task budget of {} s ran out", d.as_secs_f64()),
+            Budget::Unlimited => "the executor's deadline passed".into(),
+        }
+    }
+}
+
+/// Options of one executor session.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The tier's budget.
+    pub budget: Budget,
+    /// A hard stop (a Lambda invocation's deadline less a margin to record state).
+    pub deadline: Option<Instant>,
+    /// Cancelled to stop at the next task boundary (Ctrl-C, SIGTERM); handlers see it too.
+    pub cancel: CancellationToken,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            budget: Budget::Unlimited,
+            deadline: None,
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+/// What a session did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    /// One task was run (micro); more remain, for a fresh invocation.
+    Continue {
+        /// The task that ran.
+        ran: String,
+        /// How it ended.
+        status: TaskStatus,
+    },
+    /// The run is in a final state (now, or already before this session).
+    Finished(RunStatus),
+    /// Another executor holds the run: this one did nothing (a duplicate delivery).
+    Busy {
+        /// Who holds it.
+        owner: String,
+    },
+}
+
+/// An attempt started again after this many interruptions fails the task instead.
+pub const MAX_INTERRUPTIONS: u32 = 3;
+
+/// Runs flows through a [`RunStore`] with the handlers of a [`HandlerRegistry`].
+#[derive(Clone)]
+pub struct Executor {
+    store: Arc<dyn RunStore>,
+    registry: Arc<HandlerRegistry>,
+    owner: String,
+    lease_ttl: Duration,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("owner", &self.owner)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything needed to write a new run of a flow.
+#[derive(Debug, Clone, Default)]
+pub struct NewRunRequest {
+    /// The run id (a fresh one when `None`).
+    pub run_id: Option<String>,
+    /// Parameters given by the trigger, merged over the flow's defaults.
+    pub parameters: Map<String, Value>,
+    /// The router's decision.
+    pub plan: Option<Plan>,
+    /// The deployment, when started through one.
+    pub deployment: Option<String>,
+    /// Makes the trigger idempotent.
+    pub idempotency_key: Option<String>,
+}
+
+/// A new random run id: 32 hex digits.
+pub fn new_run_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl Executor {
+    /// An executor with a random owner id and a 60 s lease.
+    pub fn new(store: Arc<dyn RunStore>, registry: Arc<HandlerRegistry>) -> Self {
+        Executor {
+            store,
+            registry,
+            owner: format!(
+                "executor-{}-{:08x}",
+                std::process::id(),
+                rand::random::<u32>()
+            ),
+            lease_ttl: Duration::from_secs(60),
+            observer: None,
+        }
+    }
+
+    /// Names the lease owner (a Lambda request id, an ECS task ARN).
+    pub fn with_owner(mut self, owner: impl Into<String>) -> Self {
+        self.owner = owner.into();
+        self
+    }
+
+    /// Sets how long a lease lasts without renewal (renewed every third of it while working).
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_millis(30));
+        self
+    }
+
+    /// Sends progress events to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The store this executor writes to.
+    pub fn store(&self) -> &Arc<dyn RunStore> {
+        &self.store
+    }
+
+    /// Writes a new pending run of `flow` (or returns the run its idempotency key made).
+    pub async fn create_run(
+        &self,
+        flow: &Flow,
+        request: NewRunRequest,
+    ) -> Result<Created, EngineError> {
+        let mut parameters = flow.spec().parameters.clone();
+        parameters.extend(request.parameters);
+        let run = RunRecord {
+            run_id: request.run_id.unwrap_or_else(new_run_id),
+            flow_name: flow.name().to_string(),
+            deployment: request.deployment,
+            status: RunStatus::Pending,
+            parameters,
+            plan: request.plan.as_ref().map(PlanRecord::from),
+            idempotency_key: request.idempotency_key,
+            cancel_requested: false,
+            lease: None,
+            error: None,
+            created_at_ms: now_ms(),
+            started_at_ms: None,
+            finished_at_ms: None,
+        };
+        let new = NewRun {
+            run,
+            flow: flow.spec().clone(),
+        };
+        Ok(self.store.create_run(new).await?)
+    }
+
+    /// Runs (or resumes) the run to its end: nano, the ECS worker, a resumed run.
+    pub async fn run(
+        &self,
+        run_id: &str,
+        options: &RunOptions,
+    ) -> Result<StepOutcome, EngineError> {
+        let mut session = match Session::open(self, run_id, options).await? {
+            Opened::Session(s) => s,
+            Opened::Done(outcome) => return Ok(outcome),
+        };
+        loop {
+            if let Some(status) = session.advance().await? {
+                return Ok(StepOutcome::Finished(status));
+            }
+        }
+    }
+
+    /// Runs exactly one ready task and says what is next: the micro tier, one task per
+    /// invocation. The lease is released afterwards so the next invocation starts at once.
+    pub async fn step(
+        &self,
+        run_id: &str,
+        options: &RunOptions,
+    ) -> Result<StepOutcome, EngineError> {
+        let mut session = match Session::open(self, run_id, options).await? {
+            Opened::Session(s) => s,
+            Opened::Done(outcome) => return Ok(outcome),
+        };
+        let Some(index) = session.next_ready().await? else {
+            return Ok(StepOutcome::Finished(session.finish().await?));
+        };
+        let ran = session.flow.task(index).id.clone();
+        if let Some(status) = session.run_task(index).await? {
+            return Ok(StepOutcome::Finished(status));
+        }
+        if session.next_ready().await?.is_none() {
+            return Ok(StepOutcome::Finished(session.finish().await?));
+        }
+        let status = session.tasks[index].status;
+        self.store.release_lease(&session.lease).await?;
+        Ok(StepOutcome::Continue { ran, status })
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(observer) = &self.observer {
+            observer.on_event(&event);
+        }
+    }
+}
+
+enum Opened<'a> {
+    Session(Session<'a>),
+    Done(StepOutcome),
+}
+
+/// One executor's hold on one run.
+struct Session<'a> {
+    exec: &'a Executor,
+    options: &'a RunOptions,
+    lease: Lease,
+    renewed_at: Instant,
+    flow: Flow,
+    run: RunRecord,
+    tasks: Vec<TaskRecord>,
+    budget_deadline: Option<Instant>,
+}
+
+/// How an attempt's wait ended.
+enum AttemptEnd {
+    Returned(TaskResult),
+    TimedOut,
+    BudgetExhausted,
+    LeaseLost,
+}
+
+/// What to do after a task's attempts.
+enum TaskEnd {
+    Final(TaskStatus),
+    Cancelled,
+    BudgetExhausted,
+}
+
+impl<'a> Session<'a> {
+    async fn open(
+        exec: &'a Executor,
+        run_id: &str,
+        options: &'a RunOptions,
+    ) -> Result<Opened<'a>, EngineError> {
+        let ttl = millis(exec.lease_ttl);
+        let lease = match exec
+            .store
+            .acquire_lease(run_id, &exec.owner, now_ms(), ttl)
+            .await
+        {
+            Ok(lease) => lease,
+            Err(StoreError::LeaseHeld { owner, .. }) => {
+                return Ok(Opened::Done(StepOutcome::Busy { owner }));
+            }
+            Err(StoreError::RunFinished { status, .. }) => {
+                return Ok(Opened::Done(StepOutcome::Finished(status)));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let snapshot = exec.store.load_run(run_id).await?;
+        let flow = match snapshot.flow.validate(None) {
+            Ok(flow) => flow,
+            Err(e) => {
+                let message = e.to_string();
+                exec.store
+                    .finish_run(&lease, RunStatus::Failed, Some(message.clone()), now_ms())
+                    .await?;
+                return Err(EngineError::InvalidStoredFlow {
+                    run_id: run_id.to_string(),
+                    message,
+                });
+            }
+        };
+        let mut tasks = Vec::with_capacity(flow.tasks().len());
+        for spec in flow.tasks() {
+            let record = snapshot
+                .tasks
+                .iter()
+                .find(|t| t.task_id == spec.id)
+                .cloned()
+                .ok_or_else(|| EngineError::CorruptRun {
+                    run_id: run_id.to_string(),
+                    message: format!("no record for task {}", spec.id),
+                })?;
+            tasks.push(record);
+        }
+        let budget_deadline = match options.budget {
+            Budget::Flow(d) => Some(Instant::now() + d),
+            _ => None,
+        };
+        Ok(Opened::Session(Session {
+            exec,
+            options,
+            lease,
+            renewed_at: Instant::now(),
+            flow,
+            run: snapshot.run,
+            tasks,
+            budget_deadline,
+        }))
+    }
+
+    /// Runs the next ready task, or finishes the run when none is left.
+    async fn advance(&mut self) -> Result<Option<RunStatus>, EngineError> {
+        match self.next_ready().await? {
+            None => Ok(Some(self.finish().await?)),
+            Some(index) => self.run_task(index).await,
+        }
+    }
+
+    /// The first unfinished task in run order, after skipping any whose upstream did not
+    /// complete (a resumed run may have stopped between a failure and its skips).
+    async fn next_ready(&mut self) -> Result<Option<usize>, EngineError> {
+        let order = self.flow.order().to_vec();
+        for index in order {
+            if self.tasks[index].status.is_final() {
+                continue;
+            }
+            let blocked = self
+                .flow
+                .dependencies(index)
+                .iter()
+                .find(|&&d| self.tasks[d].status != TaskStatus::Completed)
+                .copied();
+            match blocked {
+                None => return Ok(Some(index)),
+                Some(upstream) => self.skip_downstream_of(upstream, &[index]).await?,
+            }
+        }
+        Ok(None)
+    }
+
+    /// Runs every attempt of one task; `Some(status)` when the run ended with it.
+    async fn run_task(&mut self, index: usize) -> Result<Option<RunStatus>, EngineError> {
+        match self.attempts(index).await? {
+            TaskEnd::Final(status) => {
+                if status != TaskStatus::Completed {
+                    let failed = self.flow.task(index).id.clone();
+                    let downstream = self.flow.downstream(index);
+                    self.skip_downstream_of(index, &downstream).await?;
+                    tracing::debug!(
+                        task_id = failed,
+                        skipped = downstream.len(),
+                        "downstream skipped"
+                    );
+                }
+                if self.options.cancel.is_cancelled() {
+                    return Ok(Some(self.cancel_rest().await?));
+                }
+                Ok(None)
+            }
+            TaskEnd::Cancelled => Ok(Some(self.cancel_rest().await?)),
+            TaskEnd::BudgetExhausted => Ok(Some(self.time_out_rest().await?)),
+        }
+    }
+
+    async fn attempts(&mut self, index: usize) -> Result<TaskEnd, EngineError> {
+        let spec = self.flow.task(index).clone();
+        let task_started = Instant::now();
+        let budget_deadline = match self.options.budget {
+            Budget::PerTask(d) => Some(task_started + d),
+            _ => self.budget_deadline,
+        };
+        let budget_deadline = earliest(budget_deadline, self.options.deadline);
+        loop {
+            if self.options.cancel.is_cancelled() {
+                return Ok(TaskEnd::Cancelled);
+            }
+            if budget_deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(TaskEnd::BudgetExhausted);
+            }
+            self.renew_if_due().await?;
+            let attempt = self.tasks[index].attempts + 1;
+            let record = match self
+                .exec
+                .store
+                .start_attempt(&self.lease, &spec.id, attempt, now_ms())
+                .await
+            {
+                Ok(record) => record,
+                Err(StoreError::CancelRequested { .. }) => return Ok(TaskEnd::Cancelled),
+                Err(e) => return Err(e.into()),
+            };
+            self.tasks[index] = record;
+            self.exec.emit(Event::AttemptStarted {
+                task_id: spec.id.clone(),
+                attempt,
+            });
+            if self.tasks[index].interruptions > MAX_INTERRUPTIONS {
+                let error = TaskError::permanent(format!(
+                    "its executor stopped {} times while running it (killed, out of memory, or \
+                     past its deadline); it is not started again",
+                    self.tasks[index].interruptions
+                ))
+                .with_type("TaskInterrupted");
+                return self
+                    .record_final(index, attempt, TaskStatus::Failed, error, task_started)
+                    .await;
+            }
+
+            let task_deadline = spec
+                .timeout_seconds
+                .map(|s| Instant::now() + retry::seconds(s));
+            let end = self
+                .wait_for_attempt(index, &spec, attempt, task_deadline, budget_deadline)
+                .await?;
+            let error = match end {
+                AttemptEnd::Returned(Ok(output)) => {
+                    return self
+                        .record_output(index, attempt, output, task_started)
+                        .await;
+                }
+                AttemptEnd::LeaseLost => {
+                    return Err(StoreError::LeaseLost {
+                        run_id: self.run.run_id.clone(),
+                    }
+                    .into());
+                }
+                AttemptEnd::BudgetExhausted => {
+                    let error = TaskError::permanent(format!(
+                        "{} during attempt {attempt}",
+                        self.options.budget.describe()
+                    ))
+                    .with_type("BudgetExhausted");
+                    self.record_final(index, attempt, TaskStatus::TimedOut, error, task_started)
+                        .await?;
+                    return Ok(TaskEnd::BudgetExhausted);
+                }
+                AttemptEnd::TimedOut => TaskError::new(format!(
+                    "attempt {attempt} ran past timeout_seconds {}",
+                    spec.timeout_seconds.unwrap_or_default()
+                ))
+                .with_type("TaskTimedOut"),
+                AttemptEnd::Returned(Err(error)) => error,
+            };
+            if self.options.cancel.is_cancelled() {
+                let error = TaskError::permanent(format!(
+                    "cancelled during attempt {attempt}: {}",
+                    error.message
+                ))
+                .with_type("Cancelled");
+                self.record_final(index, attempt, TaskStatus::Cancelled, error, task_started)
+                    .await?;
+                return Ok(TaskEnd::Cancelled);
+            }
+            let timed_out = error.error_type == "TaskTimedOut";
+            let failures = self.tasks[index].failures + 1;
+            if !error.retryable || failures > spec.retries {
+                let status = if timed_out {
+                    TaskStatus::TimedOut
+                } else {
+                    TaskStatus::Failed
+                };
+                return self
+                    .record_final(index, attempt, status, error, task_started)
+                    .await;
+            }
+            let delay = retry::retry_delay(&spec, failures, retry::random_unit());
+            let record = self.fit_error(&error);
+            self.exec
+                .store
+                .finish_attempt(
+                    &self.lease,
+                    &spec.id,
+                    attempt,
+                    AttemptOutcome::Retrying(record),
+                    now_ms(),
+                )
+                .await?;
+            let task = &mut self.tasks[index];
+            task.status = TaskStatus::Retrying;
+            task.failures = failures;
+            self.exec.emit(Event::Retrying {
+                task_id: spec.id.clone(),
+                attempt,
+                error: error.to_string(),
+                delay,
+            });
+            let wake = Instant::now() + delay;
+            if budget_deadline.is_some_and(|d| wake >= d) {
+                return Ok(TaskEnd::BudgetExhausted);
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                () = self.options.cancel.cancelled() => return Ok(TaskEnd::Cancelled),
+            }
+        }
+    }
+
+    /// Starts the handler and waits for it, its timeout, the budget, or a lost lease,
+    /// renewing the lease while it runs.
+    async fn wait_for_attempt(
+        &mut self,
+        index: usize,
+        spec: &TaskSpec,
+        attempt: u32,
+        task_deadline: Option<Instant>,
+        budget_deadline: Option<Instant>,
+    ) -> Result<AttemptEnd, EngineError> {
+        let deadline = earliest(task_deadline, budget_deadline);
+        let by_budget = match (task_deadline, budget_deadline) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(t), Some(b)) => b < t,
+        };
+        let ctx = TaskContext {
+            run_id: self.run.run_id.clone(),
+            task_id: spec.id.clone(),
+            attempt,
+            cancel: self.options.cancel.child_token(),
+            deadline,
+        };
+        let input = self.input_of(index);
+        let mut handle = self.spawn_handler(spec, ctx.clone(), input);
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let stop_at = tokio::time::sleep_until(deadline.unwrap_or(far));
+        tokio::pin!(stop_at);
+        let period = self.exec.lease_ttl / 3;
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        loop {
+            tokio::select! {
+                joined = &mut handle => {
+                    return Ok(AttemptEnd::Returned(joined.unwrap_or_else(|e| Err(join_error(e)))));
+                }
+                () = &mut stop_at => {
+                    ctx.cancel.cancel();
+                    handle.abort();
+                    return Ok(if by_budget { AttemptEnd::BudgetExhausted } else { AttemptEnd::TimedOut });
+                }
+                _ = heartbeat.tick() => {
+                    match self.exec.store.renew_lease(&self.lease, now_ms(), millis(self.exec.lease_ttl)).await {
+                        Ok(lease) => {
+                            self.lease = lease;
+                            self.renewed_at = Instant::now();
+                        }
+                        Err(StoreError::LeaseLost { .. }) => {
+                            ctx.cancel.cancel();
+                            handle.abort();
+                            return Ok(AttemptEnd::LeaseLost);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "lease renewal failed; retrying at the next beat"),
+                    }
+                }
+            }
+        }
+    }
+
+    fn spawn_handler(
+        &self,
+        spec: &TaskSpec,
+        ctx: TaskContext,
+        input: Value,
+    ) -> JoinHandle<TaskResult> {
+        if let Some(function) = spec.lambda_function() {
+            let function = function.to_string();
+            return match self.exec.registry.lambda_invoker() {
+                Some(invoker) => {
+                    tokio::spawn(async move { invoker.invoke(&function, input).await })
+                }
+                None => ready(Err(TaskError::permanent(format!(
+                    "task {} calls lambda:{function}, but this executor has no Lambda client; \
+                     run it on AWS (or give the registry a LambdaInvoker)",
+                    spec.id
+                ))
+                .with_type("HandlerNotFound"))),
+            };
+        }
+        match self.exec.registry.get(&spec.handler) {
+            Some(Handler::Async(f)) => tokio::spawn(f(ctx, input)),
+            Some(Handler::Blocking(f)) => tokio::task::spawn_blocking(move || f(ctx, input)),
+            None => {
+                let mut names =
+                    dagy_core::HandlerCatalog::handler_names(self.exec.registry.as_ref());
+                names.sort();
+                ready(Err(TaskError::permanent(format!(
+                    "handler \"{}\" is not registered in this executor (registered: {})",
+                    spec.handler,
+                    names.join(", ")
+                ))
+                .with_type("HandlerNotFound")))
+            }
+        }
+    }
+
+    /// `{parameters, upstream: {id: output}, args}`.
+    fn input_of(&self, index: usize) -> Value {
+        let upstream: Map<String, Value> = self
+            .flow
+            .dependencies(index)
+            .iter()
+            .map(|&d| {
+                let t = &self.tasks[d];
+                (t.task_id.clone(), t.output.clone().unwrap_or(Value::Null))
+            })
+            .collect();
+        json!({
+            "parameters": self.run.parameters,
+            "upstream": upstream,
+            "args": self.flow.task(index).args,
+        })
+    }
+
+    async fn record_output(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        output: Value,
+        started: Instant,
+    ) -> Result<TaskEnd, EngineError> {
+        let limit = self.exec.store.limits().max_output_bytes;
+        let bytes = serde_json::to_vec(&output).map_or(usize::MAX, |v| v.len());
+        if bytes > limit {
+            let error = TaskError::permanent(format!(
+                "the output is {bytes} bytes, over the store's limit of {limit} bytes; write large \
+                 data elsewhere (S3, say) and return a reference to it"
+            ))
+            .with_type("OutputTooLarge");
+            return self
+                .record_final(index, attempt, TaskStatus::Failed, error, started)
+                .await;
+        }
+        let id = self.flow.task(index).id.clone();
+        self.exec
+            .store
+            .finish_attempt(
+                &self.lease,
+                &id,
+                attempt,
+                AttemptOutcome::Completed(output.clone()),
+                now_ms(),
+            )
+            .await?;
+        let task = &mut self.tasks[index];
+        task.status = TaskStatus::Completed;
+        task.output = Some(output);
+        self.exec.emit(Event::TaskFinished {
+            task_id: id,
+            status: TaskStatus::Completed,
+            attempts: attempt,
+            elapsed: started.elapsed(),
+            error: None,
+        });
+        Ok(TaskEnd::Final(TaskStatus::Completed))
+    }
+
+    async fn record_final(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        status: TaskStatus,
+        error: TaskError,
+        started: Instant,
+    ) -> Result<TaskEnd, EngineError> {
+        let id = self.flow.task(index).id.clone();
+        let record = self.fit_error(&error);
+        self.exec
+            .store
+            .finish_attempt(
+                &self.lease,
+                &id,
+                attempt,
+                AttemptOutcome::Finished(status, record.clone()),
+                now_ms(),
+            )
+            .await?;
+        let task = &mut self.tasks[index];
+        task.status = status;
+        task.failures += 1;
+        task.error = Some(record);
+        self.exec.emit(Event::TaskFinished {
+            task_id: id,
+            status,
+            attempts: attempt,
+            elapsed: started.elapsed(),
+            error: Some(error.to_string()),
+        });
+        Ok(TaskEnd::Final(status))
+    }
+
+    /// An error record the store can hold: a message over the limit is replaced by one that
+    /// says so and quotes its beginning, never cut silently.
+    fn fit_error(&self, error: &TaskError) -> TaskErrorRecord {
+        let limit = self.exec.store.limits().max_error_bytes;
+        let message = if error.message.len() <= limit {
+            error.message.clone()
+        } else {
+            let mut end = 1024.min(limit / 2);
+            while !error.message.is_char_boundary(end) {
+                end -= 1;
+            }
+            format!(
+                "the error message was {} bytes, over the store's limit of {limit} bytes; it began: {}",
+                error.message.len(),
+                &error.message[..end]
+            )
+        };
+        TaskErrorRecord {
+            error_type: error.error_type.clone(),
+            message,
+        }
+    }
+
+    async fn settle(
+        &mut self,
+        indices: &[usize],
+        status: TaskStatus,
+        error: TaskErrorRecord,
+    ) -> Result<(), EngineError> {
+        let open: Vec<usize> = indices
+            .iter()
+            .copied()
+            .filter(|&i| !self.tasks[i].status.is_final())
+            .collect();
+        if open.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = open.iter().map(|&i| self.flow.task(i).id.clone()).collect();
+        self.exec
+            .store
+            .settle_tasks(&self.lease, &ids, status, error.clone(), now_ms())
+            .await?;
+        for (&i, id) in open.iter().zip(ids) {
+            self.tasks[i].status = status;
+            self.tasks[i].error = Some(error.clone());
+            self.exec.emit(Event::TaskFinished {
+                task_id: id,
+                status,
+                attempts: self.tasks[i].attempts,
+                elapsed: Duration::ZERO,
+                error: Some(error.message.clone()),
+            });
+        }
+        Ok(())
+    }
+
+    async fn skip_downstream_of(
+        &mut self,
+        upstream: usize,
+        indices: &[usize],
+    ) -> Result<(), EngineError> {
+        let name = self.flow.task(upstream).id.clone();
+        let status = self.tasks[upstream].status;
+        let error = TaskErrorRecord {
+            error_type: "UpstreamFailed".into(),
+            message: format!("not run: upstream task {name} ended {status}"),
+        };
+        self.settle(indices, TaskStatus::Skipped, error).await
+    }
+
+    fn unfinished(&self) -> Vec<usize> {
+        (0..self.tasks.len())
+            .filter(|&i| !self.tasks[i].status.is_final())
+            .collect()
+    }
+
+    async fn cancel_rest(&mut self) -> Result<RunStatus, EngineError> {
+        let rest = self.unfinished();
+        let error = TaskErrorRecord {
+            error_type: "Cancelled".into(),
+            message: "not run: the run was cancelled".into(),
+        };
+        self.settle(&rest, TaskStatus::Cancelled, error).await?;
+        self.end(RunStatus::Cancelled, Some("cancelled on request".into()))
+            .await
+    }
+
+    async fn time_out_rest(&mut self) -> Result<RunStatus, EngineError> {
+        let rest = self.unfinished();
+        let why = self.options.budget.describe();
+        let error = TaskErrorRecord {
+            error_type: "BudgetExhausted".into(),
+            message: format!("not run: {why}"),
+        };
+        self.settle(&rest, TaskStatus::TimedOut, error).await?;
+        self.end(RunStatus::TimedOut, Some(why)).await
+    }
+
+    /// Ends the run by what its tasks did.
+    async fn finish(&mut self) -> Result<RunStatus, EngineError> {
+        let first_bad = self.flow.order().iter().copied().find(|&i| {
+            matches!(
+                self.tasks[i].status,
+                TaskStatus::Failed | TaskStatus::TimedOut
+            )
+        });
+        match first_bad {
+            None => self.end(RunStatus::Completed, None).await,
+            Some(i) => {
+                let t = &self.tasks[i];
+                let message = format!(
+                    "task {} {}: {}",
+                    t.task_id,
+                    t.status,
+                    t.error.as_ref().map_or("", |e| e.message.as_str())
+                );
+                self.end(RunStatus::Failed, Some(message)).await
+            }
+        }
+    }
+
+    async fn end(
+        &mut self,
+        status: RunStatus,
+        error: Option<String>,
+    ) -> Result<RunStatus, EngineError> {
+        self.run = self
+            .exec
+            .store
+            .finish_run(&self.lease, status, error, now_ms())
+            .await?;
+        self.exec.emit(Event::RunFinished { status });
+        Ok(status)
+    }
+
+    async fn renew_if_due(&mut self) -> Result<(), EngineError> {
+        if self.renewed_at.elapsed() >= self.exec.lease_ttl / 3 {
+            self.lease = self
+                .exec
+                .store
+                .renew_lease(&self.lease, now_ms(), millis(self.exec.lease_ttl))
+                .await?;
+            self.renewed_at = Instant::now();
+        }
+        Ok(())
+    }
+}
+
+fn ready(result: TaskResult) -> JoinHandle<TaskResult> {
+    tokio::spawn(async move { result })
+}
+
+fn join_error(e: tokio::task::JoinError) -> TaskError {
+    if e.is_panic() {
+        let payload = e.into_panic();
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into());
+        TaskError::new(format!("the handler panicked: {message}")).with_type("HandlerPanicked")
+    } else {
+        TaskError::new("the handler was stopped before it returned").with_type("HandlerAborted")
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
