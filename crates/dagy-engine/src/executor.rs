@@ -269,6 +269,9 @@ struct Session<'a> {
     run: RunRecord,
     tasks: Vec<TaskRecord>,
     budget_deadline: Option<Instant>,
+    /// Every task before this position in the run order is final: the scan for the next
+    /// ready task starts here, so a run costs O(tasks), not O(tasks²).
+    cursor: usize,
 }
 
 /// How an attempt's wait ended.
@@ -321,13 +324,15 @@ impl<'a> Session<'a> {
                 });
             }
         };
+        let mut by_id: std::collections::HashMap<String, TaskRecord> = snapshot
+            .tasks
+            .into_iter()
+            .map(|t| (t.task_id.clone(), t))
+            .collect();
         let mut tasks = Vec::with_capacity(flow.tasks().len());
         for spec in flow.tasks() {
-            let record = snapshot
-                .tasks
-                .iter()
-                .find(|t| t.task_id == spec.id)
-                .cloned()
+            let record = by_id
+                .remove(&spec.id)
                 .ok_or_else(|| EngineError::CorruptRun {
                     run_id: run_id.to_string(),
                     message: format!("no record for task {}", spec.id),
@@ -347,6 +352,7 @@ impl<'a> Session<'a> {
             run: snapshot.run,
             tasks,
             budget_deadline,
+            cursor: 0,
         }))
     }
 
@@ -361,9 +367,9 @@ impl<'a> Session<'a> {
     /// The first unfinished task in run order, after skipping any whose upstream did not
     /// complete (a resumed run may have stopped between a failure and its skips).
     async fn next_ready(&mut self) -> Result<Option<usize>, EngineError> {
-        let order = self.flow.order().to_vec();
-        for index in order {
+        while let Some(&index) = self.flow.order().get(self.cursor) {
             if self.tasks[index].status.is_final() {
+                self.cursor += 1;
                 continue;
             }
             let blocked = self
