@@ -192,6 +192,7 @@ impl Executor {
             idempotency_key: request.idempotency_key,
             cancel_requested: false,
             lease: None,
+            wake_at_ms: 0,
             error: None,
             created_at_ms: now_ms(),
             started_at_ms: None,
@@ -243,7 +244,7 @@ impl Executor {
             return Ok(StepOutcome::Finished(session.finish().await?));
         }
         let status = session.tasks[index].status;
-        self.store.release_lease(&session.lease).await?;
+        self.store.release_lease(&session.lease, now_ms()).await?;
         Ok(StepOutcome::Continue { ran, status })
     }
 
@@ -427,17 +428,23 @@ impl<'a> Session<'a> {
             }
             self.renew_if_due().await?;
             let attempt = self.tasks[index].attempts + 1;
-            let record = match self
+            let started = match self
                 .exec
                 .store
                 .start_attempt(&self.lease, &spec.id, attempt, now_ms())
                 .await
             {
-                Ok(record) => record,
+                Ok(started) => started,
                 Err(StoreError::CancelRequested { .. }) => return Ok(TaskEnd::Cancelled),
                 Err(e) => return Err(e.into()),
             };
-            self.tasks[index] = record;
+            let task = &mut self.tasks[index];
+            task.status = TaskStatus::Running;
+            task.attempts = attempt;
+            task.lease_token = Some(self.lease.token);
+            if started.interrupted {
+                task.interruptions += 1;
+            }
             self.exec.emit(Event::AttemptStarted {
                 task_id: spec.id.clone(),
                 attempt,

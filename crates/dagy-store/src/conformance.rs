@@ -6,8 +6,8 @@ use serde_json::{Map, json};
 use dagy_core::FlowBuilder;
 
 use crate::{
-    AttemptOutcome, Lease, NewRun, RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord,
-    TaskStatus,
+    AttemptOutcome, DISPATCH_GRACE_MS, DeploymentRecord, EnvironmentRecord, Lease, NewRun,
+    RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord, TaskStatus,
 };
 
 const TTL: u64 = 10_000;
@@ -30,6 +30,9 @@ pub async fn run_all(store: &dyn RunStore, prefix: &str) {
     settling_leaves_final_tasks_alone(store, prefix).await;
     a_finished_run_takes_no_lease(store, prefix).await;
     an_output_over_the_limit_is_refused_and_nothing_changes(store, prefix).await;
+    a_deployments_runs_are_listed_newest_first_in_pages(store, prefix).await;
+    lapsed_runs_are_found_and_live_or_final_ones_are_not(store, prefix).await;
+    deployments_and_environments_round_trip(store, prefix).await;
 }
 
 fn new_run(run_id: &str, key: Option<&str>) -> NewRun {
@@ -48,6 +51,7 @@ fn new_run(run_id: &str, key: Option<&str>) -> NewRun {
             idempotency_key: key.map(str::to_string),
             cancel_requested: false,
             lease: None,
+            wake_at_ms: 0,
             error: None,
             created_at_ms: T0,
             started_at_ms: None,
@@ -173,7 +177,7 @@ async fn a_lease_excludes_other_owners_until_it_lapses(store: &dyn RunStore, pre
 async fn a_taken_over_lease_fences_the_old_owner(store: &dyn RunStore, prefix: &str) {
     let id = format!("{prefix}-fence");
     let old = created(store, &id).await;
-    store.release_lease(&old).await.expect("release");
+    store.release_lease(&old, T0).await.expect("release");
     let new = store
         .acquire_lease(&id, "owner-2", T0 + 1, TTL)
         .await
@@ -210,7 +214,8 @@ async fn attempts_start_only_in_order(store: &dyn RunStore, prefix: &str) {
         .start_attempt(&lease, "a", 1, T0)
         .await
         .expect("attempt 1");
-    assert_eq!((started.status, started.attempts), (TaskStatus::Running, 1));
+    assert!(!started.interrupted);
+    assert_eq!(task_status(store, &id, "a").await, (TaskStatus::Running, 1));
     let twice = store.start_attempt(&lease, "a", 1, T0).await;
     assert!(
         matches!(twice, Err(StoreError::TaskConflict { .. })),
@@ -252,7 +257,7 @@ async fn a_completed_task_never_starts_again(store: &dyn RunStore, prefix: &str)
         "{again:?}"
     );
     let takeover = {
-        store.release_lease(&lease).await.expect("release");
+        store.release_lease(&lease, T0).await.expect("release");
         store
             .acquire_lease(&id, "owner-2", T0 + 7, TTL)
             .await
@@ -337,14 +342,10 @@ async fn an_interrupted_attempt_restarts_under_a_new_lease(store: &dyn RunStore,
         .start_attempt(&next, "a", 2, T0 + TTL + 2)
         .await
         .expect("restart");
-    assert_eq!(
-        (
-            restarted.attempts,
-            restarted.interruptions,
-            restarted.failures
-        ),
-        (2, 1, 0)
-    );
+    assert!(restarted.interrupted);
+    let snapshot = store.load_run(&id).await.expect("load");
+    let a = &snapshot.tasks[0];
+    assert_eq!((a.attempts, a.interruptions, a.failures), (2, 1, 0));
     let late = store
         .finish_attempt(
             &dead,
@@ -500,4 +501,132 @@ async fn an_output_over_the_limit_is_refused_and_nothing_changes(
         other => panic!("expected TooLarge, got {other:?}"),
     }
     assert_eq!(task_status(store, &id, "a").await, (TaskStatus::Running, 1));
+}
+
+async fn a_deployments_runs_are_listed_newest_first_in_pages(store: &dyn RunStore, prefix: &str) {
+    let deployment = format!("{prefix}-listing");
+    for i in 0..7u64 {
+        let mut new = new_run(&format!("{prefix}-list-{i}"), None);
+        new.run.deployment = Some(deployment.clone());
+        new.run.created_at_ms = T0 + i * 1000;
+        store.create_run(new).await.expect("create");
+    }
+    let mut seen = Vec::new();
+    let mut next: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list_runs(&deployment, 3, next.as_deref())
+            .await
+            .expect("list");
+        pages += 1;
+        assert!(page.runs.len() <= 3);
+        seen.extend(page.runs.into_iter().map(|r| r.run_id));
+        next = page.next;
+        if next.is_none() {
+            break;
+        }
+        assert!(pages < 10, "pagination must end");
+    }
+    let expected: Vec<String> = (0..7).rev().map(|i| format!("{prefix}-list-{i}")).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(pages, 3);
+    let none = store
+        .list_runs(&format!("{prefix}-no-such"), 3, None)
+        .await
+        .expect("list");
+    assert!(none.runs.is_empty() && none.next.is_none());
+}
+
+async fn lapsed_runs_are_found_and_live_or_final_ones_are_not(store: &dyn RunStore, prefix: &str) {
+    let never_picked = format!("{prefix}-lapse-pending");
+    store
+        .create_run(new_run(&never_picked, None))
+        .await
+        .expect("create");
+    let died = format!("{prefix}-lapse-died");
+    created(store, &died).await;
+    let alive = format!("{prefix}-lapse-alive");
+    store
+        .create_run(new_run(&alive, None))
+        .await
+        .expect("create");
+    store
+        .acquire_lease(&alive, "owner-1", T0, 10 * DISPATCH_GRACE_MS)
+        .await
+        .expect("acquire");
+    let done = format!("{prefix}-lapse-done");
+    let lease = created(store, &done).await;
+    store
+        .finish_run(&lease, RunStatus::Completed, None, T0 + 1)
+        .await
+        .expect("finish");
+
+    let ids =
+        |runs: Vec<RunRecord>| -> Vec<String> { runs.into_iter().map(|r| r.run_id).collect() };
+    let early = ids(store.find_lapsed_runs(T0 + 1, 1000).await.expect("query"));
+    assert!(
+        !early.contains(&never_picked) && !early.contains(&died),
+        "{early:?}"
+    );
+    let later = ids(store
+        .find_lapsed_runs(T0 + DISPATCH_GRACE_MS + TTL, 1000)
+        .await
+        .expect("query"));
+    assert!(
+        later.contains(&never_picked),
+        "a run nobody picked up is found: {later:?}"
+    );
+    assert!(
+        later.contains(&died),
+        "a run whose lease lapsed is found: {later:?}"
+    );
+    assert!(!later.contains(&alive), "a live lease is not lapsed");
+    assert!(!later.contains(&done), "a final run is never lapsed");
+    let one = store
+        .find_lapsed_runs(T0 + DISPATCH_GRACE_MS + TTL, 1)
+        .await
+        .expect("query");
+    assert_eq!(one.len(), 1);
+}
+
+async fn deployments_and_environments_round_trip(store: &dyn RunStore, prefix: &str) {
+    let name = format!("{prefix}-deploy");
+    assert_eq!(store.get_deployment(&name).await.expect("get"), None);
+    let flow = new_run("unused", None).flow;
+    let deployment = DeploymentRecord {
+        name: name.clone(),
+        flow,
+        environment: Some(format!("{prefix}-env")),
+        default_runtime_tier: Some(dagy_core::RuntimeTier::Small),
+        backend: None,
+        version: 0,
+        updated_at_ms: T0,
+    };
+    let first = store.put_deployment(deployment.clone()).await.expect("put");
+    let second = store.put_deployment(deployment).await.expect("put again");
+    assert_eq!((first.version, second.version), (1, 2));
+    let read = store
+        .get_deployment(&name)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(read, second);
+    let env = EnvironmentRecord {
+        name: format!("{prefix}-env"),
+        default_runtime_tier: Some(dagy_core::RuntimeTier::Medium),
+        updated_at_ms: T0,
+    };
+    store.put_environment(env.clone()).await.expect("put env");
+    assert_eq!(
+        store.get_environment(&env.name).await.expect("get env"),
+        Some(env)
+    );
+    assert_eq!(
+        store
+            .get_environment(&format!("{prefix}-none"))
+            .await
+            .expect("get"),
+        None
+    );
 }

@@ -24,10 +24,10 @@ mod memory;
 mod record;
 
 pub use error::StoreError;
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, list_key};
 pub use record::{
-    AttemptOutcome, Lease, NewRun, PlanRecord, RunPage, RunRecord, RunSnapshot, RunStatus,
-    TaskErrorRecord, TaskRecord, TaskStatus,
+    AttemptOutcome, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun, PlanRecord,
+    RunPage, RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus,
 };
 
 /// The largest task output a store accepts by default: DynamoDB's item limit is 400 KB and the
@@ -54,6 +54,9 @@ impl Default for StoreLimits {
         }
     }
 }
+
+/// How long a pending run may wait for its first executor before the sweep dispatches it again.
+pub const DISPATCH_GRACE_MS: u64 = 60_000;
 
 /// Whether `create_run` made a new run or found the one its idempotency key already made.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,8 +103,9 @@ pub trait RunStore: Send + Sync {
         ttl_ms: u64,
     ) -> Result<Lease, StoreError>;
 
-    /// Lets the lease lapse now, so the next executor need not wait (the run stays running).
-    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+    /// Frees the run for the next executor at once (the run stays running); the sweep looks
+    /// at it again after [`DISPATCH_GRACE_MS`] if nobody takes it.
+    async fn release_lease(&self, lease: &Lease, now_ms: u64) -> Result<(), StoreError>;
 
     /// Starts attempt number `attempt` of a task (one more than its recorded attempts), under
     /// the lease and only if no cancel was requested. A task still `running` under an older
@@ -112,7 +116,7 @@ pub trait RunStore: Send + Sync {
         task_id: &str,
         attempt: u32,
         now_ms: u64,
-    ) -> Result<TaskRecord, StoreError>;
+    ) -> Result<AttemptStart, StoreError>;
 
     /// Records how attempt `attempt` ended; the task must be running that attempt under the lease.
     async fn finish_attempt(
@@ -143,6 +147,40 @@ pub trait RunStore: Send + Sync {
         error: Option<String>,
         now_ms: u64,
     ) -> Result<RunRecord, StoreError>;
+
+    /// Runs of a deployment, newest first, `limit` at a time; `next` continues a listing.
+    async fn list_runs(
+        &self,
+        deployment: &str,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<RunPage, StoreError>;
+
+    /// Runs that are not final and whose lease lapsed before `now_ms` (or that no executor
+    /// picked up within the dispatch grace), oldest first: what the sweep resumes or ends.
+    async fn find_lapsed_runs(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// Creates or replaces a deployment; returns it with its new version.
+    async fn put_deployment(
+        &self,
+        deployment: DeploymentRecord,
+    ) -> Result<DeploymentRecord, StoreError>;
+
+    /// Reads a deployment.
+    async fn get_deployment(&self, name: &str) -> Result<Option<DeploymentRecord>, StoreError>;
+
+    /// Creates or replaces an environment.
+    async fn put_environment(
+        &self,
+        environment: EnvironmentRecord,
+    ) -> Result<EnvironmentRecord, StoreError>;
+
+    /// Reads an environment.
+    async fn get_environment(&self, name: &str) -> Result<Option<EnvironmentRecord>, StoreError>;
 
     /// Asks for the run to stop. A run no executor has picked up is cancelled at once; a running
     /// one stops at its next task boundary. Returns the run as it now is.

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::record::{
-    AttemptOutcome, Lease, NewRun, RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord,
-    TaskStatus,
+    AttemptOutcome, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun, RunPage,
+    RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus,
 };
-use crate::{Created, RunStore, StoreLimits};
+use crate::{Created, DISPATCH_GRACE_MS, RunStore, StoreLimits};
 
 /// Runs kept in memory: the default store of `dagy run` and of unit tests. It enforces the same
 /// conditions and size limits as the DynamoDB store, and counts the writes made to it.
@@ -26,6 +26,8 @@ pub struct MemoryStore {
 struct State {
     runs: HashMap<String, Entry>,
     idempotency: HashMap<String, String>,
+    deployments: HashMap<String, DeploymentRecord>,
+    environments: HashMap<String, EnvironmentRecord>,
 }
 
 #[derive(Debug)]
@@ -170,12 +172,14 @@ impl RunStore for MemoryStore {
                 .idempotency
                 .insert(key.clone(), new.run.run_id.clone());
         }
-        let run = new.run.clone();
+        let mut run = new.run;
+        run.wake_at_ms = run.created_at_ms.saturating_add(DISPATCH_GRACE_MS);
+        let new_run = run.clone();
         state.runs.insert(
             run.run_id.clone(),
             Entry {
                 snapshot: RunSnapshot {
-                    run: new.run,
+                    run: new_run,
                     flow: new.flow,
                     tasks,
                 },
@@ -229,6 +233,7 @@ impl RunStore for MemoryStore {
         entry.next_token += 1;
         let run = &mut entry.snapshot.run;
         run.lease = Some(lease.clone());
+        run.wake_at_ms = lease.expires_at_ms;
         if run.status == RunStatus::Pending {
             run.status = RunStatus::Running;
             run.started_at_ms = Some(now_ms);
@@ -249,16 +254,16 @@ impl RunStore for MemoryStore {
             ..lease.clone()
         };
         entry.snapshot.run.lease = Some(renewed.clone());
+        entry.snapshot.run.wake_at_ms = renewed.expires_at_ms;
         Ok(renewed)
     }
 
-    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError> {
+    async fn release_lease(&self, lease: &Lease, now_ms: u64) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let entry = state.entry(&lease.run_id)?;
-        if let Some(held) = entry.snapshot.run.lease.as_mut()
-            && held.token == lease.token
-        {
-            held.expires_at_ms = 0;
+        let run = &mut state.entry(&lease.run_id)?.snapshot.run;
+        if run.lease.as_ref().map(|l| l.token) == Some(lease.token) {
+            run.lease = None;
+            run.wake_at_ms = now_ms.saturating_add(DISPATCH_GRACE_MS);
         }
         Ok(())
     }
@@ -269,7 +274,7 @@ impl RunStore for MemoryStore {
         task_id: &str,
         attempt: u32,
         now_ms: u64,
-    ) -> Result<TaskRecord, StoreError> {
+    ) -> Result<AttemptStart, StoreError> {
         let mut state = self.lock();
         let entry = state.fenced(lease)?;
         if entry.snapshot.run.cancel_requested {
@@ -291,7 +296,7 @@ impl RunStore for MemoryStore {
         task.attempts = attempt;
         task.lease_token = Some(lease.token);
         task.started_at_ms.get_or_insert(now_ms);
-        Ok(task.clone())
+        Ok(AttemptStart { interrupted })
     }
 
     async fn finish_attempt(
@@ -402,10 +407,97 @@ impl RunStore for MemoryStore {
         run.status = status;
         run.error = error;
         run.finished_at_ms = Some(now_ms);
-        if let Some(held) = run.lease.as_mut() {
-            held.expires_at_ms = 0;
-        }
+        run.lease = None;
         Ok(run.clone())
+    }
+
+    async fn list_runs(
+        &self,
+        deployment: &str,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<RunPage, StoreError> {
+        let state = self.lock();
+        let mut runs: Vec<&RunRecord> = state
+            .runs
+            .values()
+            .map(|e| &e.snapshot.run)
+            .filter(|r| r.deployment.as_deref() == Some(deployment))
+            .collect();
+        runs.sort_by(|a, b| list_key(b).cmp(&list_key(a)));
+        let start = match next {
+            None => 0,
+            Some(token) => runs
+                .iter()
+                .position(|r| list_key(r).as_str() < token)
+                .unwrap_or(runs.len()),
+        };
+        let page: Vec<RunRecord> = runs
+            .iter()
+            .skip(start)
+            .take(limit.max(1))
+            .map(|r| (*r).clone())
+            .collect();
+        let more = start + page.len() < runs.len();
+        let next = if more {
+            page.last().map(list_key)
+        } else {
+            None
+        };
+        Ok(RunPage { runs: page, next })
+    }
+
+    async fn find_lapsed_runs(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let state = self.lock();
+        let mut lapsed: Vec<RunRecord> = state
+            .runs
+            .values()
+            .map(|e| &e.snapshot.run)
+            .filter(|r| !r.status.is_final() && r.wake_at_ms <= now_ms)
+            .cloned()
+            .collect();
+        lapsed.sort_by_key(|r| (r.wake_at_ms, r.run_id.clone()));
+        lapsed.truncate(limit);
+        Ok(lapsed)
+    }
+
+    async fn put_deployment(
+        &self,
+        mut deployment: DeploymentRecord,
+    ) -> Result<DeploymentRecord, StoreError> {
+        let mut state = self.lock();
+        let version = state
+            .deployments
+            .get(&deployment.name)
+            .map_or(0, |d| d.version);
+        deployment.version = version + 1;
+        state
+            .deployments
+            .insert(deployment.name.clone(), deployment.clone());
+        Ok(deployment)
+    }
+
+    async fn get_deployment(&self, name: &str) -> Result<Option<DeploymentRecord>, StoreError> {
+        Ok(self.lock().deployments.get(name).cloned())
+    }
+
+    async fn put_environment(
+        &self,
+        environment: EnvironmentRecord,
+    ) -> Result<EnvironmentRecord, StoreError> {
+        let mut state = self.lock();
+        state
+            .environments
+            .insert(environment.name.clone(), environment.clone());
+        Ok(environment)
+    }
+
+    async fn get_environment(&self, name: &str) -> Result<Option<EnvironmentRecord>, StoreError> {
+        Ok(self.lock().environments.get(name).cloned())
     }
 
     async fn request_cancel(&self, run_id: &str, now_ms: u64) -> Result<RunRecord, StoreError> {
@@ -427,4 +519,10 @@ impl RunStore for MemoryStore {
         }
         Ok(snapshot.run.clone())
     }
+}
+
+/// The order of a deployment's run list (newest first) and its page token: the creation time,
+/// zero-padded so it sorts as text, then the run id. The DynamoDB store's GSI sort key is the same.
+pub fn list_key(run: &RunRecord) -> String {
+    format!("{:020}#{}", run.created_at_ms, run.run_id)
 }

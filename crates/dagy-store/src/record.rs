@@ -172,9 +172,14 @@ pub struct RunRecord {
     /// Set by a cancel request; executors stop at the next task boundary.
     #[serde(default)]
     pub cancel_requested: bool,
-    /// The current (or last) lease.
+    /// The current lease; `None` when no executor holds the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<Lease>,
+    /// When the sweep should look at the run if no executor has touched it by then: the lease's
+    /// expiry while one is held, the dispatch grace after creation or a release. Meaningless
+    /// once the run is final.
+    #[serde(default)]
+    pub wake_at_ms: u64,
     /// Why the run did not complete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -291,4 +296,43 @@ pub struct RunPage {
     pub runs: Vec<RunRecord>,
     /// Pass back to get the next page; `None` on the last page.
     pub next: Option<String>,
+}
+
+/// What starting an attempt found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptStart {
+    /// The task was `running` under an older lease: its executor died mid-attempt.
+    pub interrupted: bool,
+}
+
+/// A deployment: a flow that can be triggered by name, and its defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentRecord {
+    /// Unique name.
+    pub name: String,
+    /// The flow it runs.
+    pub flow: FlowSpec,
+    /// The environment whose defaults apply.
+    pub environment: Option<String>,
+    /// Level 2 of tier resolution.
+    pub default_runtime_tier: Option<RuntimeTier>,
+    /// A backend asked for by name (Step Functions is only reached this way).
+    pub backend: Option<BackendKind>,
+    /// Bumped on every put.
+    pub version: u64,
+    /// Last change, ms since the epoch.
+    pub updated_at_ms: u64,
+}
+
+/// An environment: defaults shared by deployments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvironmentRecord {
+    /// Unique name.
+    pub name: String,
+    /// Level 3 of tier resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_runtime_tier: Option<RuntimeTier>,
+    /// Last change, ms since the epoch.
+    #[serde(default)]
+    pub updated_at_ms: u64,
 }
