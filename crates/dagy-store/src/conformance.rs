@@ -6,8 +6,8 @@ use serde_json::{Map, json};
 use dagy_core::FlowBuilder;
 
 use crate::{
-    AttemptOutcome, DISPATCH_GRACE_MS, DeploymentRecord, EnvironmentRecord, Lease, NewRun,
-    RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord, TaskStatus,
+    AttemptOutcome, AttemptStart, DISPATCH_GRACE_MS, DeploymentRecord, EnvironmentRecord, Lease,
+    NewRun, RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord, TaskStatus,
 };
 
 const TTL: u64 = 10_000;
@@ -216,10 +216,15 @@ async fn attempts_start_only_in_order(store: &dyn RunStore, prefix: &str) {
         .expect("attempt 1");
     assert!(!started.interrupted);
     assert_eq!(task_status(store, &id, "a").await, (TaskStatus::Running, 1));
-    let twice = store.start_attempt(&lease, "a", 1, T0).await;
+    let again = store.start_attempt(&lease, "a", 1, T0).await;
     assert!(
-        matches!(twice, Err(StoreError::TaskConflict { .. })),
-        "{twice:?}"
+        matches!(again, Ok(AttemptStart { interrupted: false })),
+        "the same start under the same lease is idempotent (a retried request): {again:?}"
+    );
+    let next_one = store.start_attempt(&lease, "a", 3, T0).await;
+    assert!(
+        matches!(next_one, Err(StoreError::TaskConflict { .. })),
+        "{next_one:?}"
     );
     let unknown = store.start_attempt(&lease, "zzz", 1, T0).await;
     assert!(
@@ -245,6 +250,29 @@ async fn a_completed_task_never_starts_again(store: &dyn RunStore, prefix: &str)
         )
         .await
         .expect("finish");
+    store
+        .finish_attempt(
+            &lease,
+            "a",
+            1,
+            AttemptOutcome::Completed(json!({"n": 1})),
+            T0 + 5,
+        )
+        .await
+        .expect("finishing twice the same way is idempotent (a retried request)");
+    let different = store
+        .finish_attempt(
+            &lease,
+            "a",
+            1,
+            AttemptOutcome::Retrying(error("late")),
+            T0 + 5,
+        )
+        .await;
+    assert!(
+        matches!(different, Err(StoreError::TaskConflict { .. })),
+        "{different:?}"
+    );
     let again = store.start_attempt(&lease, "a", 2, T0 + 6).await;
     assert!(
         matches!(

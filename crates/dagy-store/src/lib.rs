@@ -110,6 +110,8 @@ pub trait RunStore: Send + Sync {
     /// Starts attempt number `attempt` of a task (one more than its recorded attempts), under
     /// the lease and only if no cancel was requested. A task still `running` under an older
     /// token was interrupted: the new attempt counts an interruption, not a failure.
+    /// Starting the same attempt again under the same lease is a no-op that succeeds, so a
+    /// request retried after a lost answer is safe (only the lease holder has its token).
     async fn start_attempt(
         &self,
         lease: &Lease,
@@ -118,7 +120,8 @@ pub trait RunStore: Send + Sync {
         now_ms: u64,
     ) -> Result<AttemptStart, StoreError>;
 
-    /// Records how attempt `attempt` ended; the task must be running that attempt under the lease.
+    /// Records how attempt `attempt` ended; the task must be running that attempt under the
+    /// lease. Recording the same end twice under the same lease succeeds (a retried request).
     async fn finish_attempt(
         &self,
         lease: &Lease,

@@ -283,6 +283,12 @@ impl RunStore for MemoryStore {
             });
         }
         let task = entry.task_mut(task_id)?;
+        if task.status == TaskStatus::Running
+            && task.attempts == attempt
+            && task.lease_token == Some(lease.token)
+        {
+            return Ok(AttemptStart { interrupted: false });
+        }
         let interrupted =
             task.status == TaskStatus::Running && task.lease_token != Some(lease.token);
         let startable = matches!(task.status, TaskStatus::Pending | TaskStatus::Retrying);
@@ -326,6 +332,17 @@ impl RunStore for MemoryStore {
         let mut state = self.lock();
         let entry = state.fenced(lease)?;
         let task = entry.task_mut(task_id)?;
+        let intended = match &outcome {
+            AttemptOutcome::Completed(_) => TaskStatus::Completed,
+            AttemptOutcome::Retrying(_) => TaskStatus::Retrying,
+            AttemptOutcome::Finished(status, _) => *status,
+        };
+        if task.status == intended
+            && task.attempts == attempt
+            && task.lease_token == Some(lease.token)
+        {
+            return Ok(());
+        }
         if task.status != TaskStatus::Running
             || task.attempts != attempt
             || task.lease_token != Some(lease.token)

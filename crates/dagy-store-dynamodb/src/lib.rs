@@ -1,0 +1,288 @@
+//! Dagy's production run store: [`RunStore`](dagy_store::RunStore) on one DynamoDB table.
+//!
+//! Configured by `DAGY_TABLE_NAME` and the standard AWS variables (`AWS_REGION`,
+//! `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_DYNAMODB`, credentials), so one binary talks to AWS or
+//! to a local DynamoDB-compatible server with no code path of its own for either.
+//!
+//! # Item layout
+//!
+//! One table, string keys `pk` and `sk`:
+//!
+//! | item | `pk` | `sk` | holds |
+//! |---|---|---|---|
+//! | run | `RUN#<run_id>` | `RUN` | status, parameters, plan, lease (`lease_owner`, `lease_token`, `lease_expires_at_ms`), `cancel_requested`, times, `wake_at_ms` |
+//! | flow chunk | `RUN#<run_id>` | `FLOW#0000`… | the run's FlowSpec JSON, in pieces of at most 300 KB |
+//! | task | `RUN#<run_id>` | `TASK#<task_id>` | status, `attempts`, `failures`, `interruptions`, `lease_token` of the running attempt, output (JSON text), error |
+//! | idempotency key | `IDEMPOTENCY#<key>` | `IDEMPOTENCY` | the `run_id` the key made |
+//! | deployment | `DEPLOYMENT#<name>` | `DEPLOYMENT` | flow, environment, default tier, backend, `version` |
+//! | environment | `ENVIRONMENT#<name>` | `ENVIRONMENT` | default tier |
+//!
+//! Indexes and TTL:
+//! - GSI `by-deployment` (`gsi1pk` = `DEPLOYMENT#<name>`, `gsi1sk` = zero-padded creation time
+//!   `#` run id), on run items: a deployment's runs, newest first, paginated.
+//! - GSI `lapsed` (`active_pk` = `ACTIVE`, `active_sk` = `wake_at_ms`, a number), sparse: only
+//!   runs that are not final carry `active_pk`. The sweep queries `active_sk <= now`.
+//! - TTL attribute `expires_at` (epoch seconds): set to finish + retention on final runs and
+//!   tasks (`DAGY_RUN_RETENTION_DAYS`, default 30), and to creation + 400 days on everything a
+//!   run writes, so nothing of an abandoned run lives forever.
+//!
+//! # Access patterns and their cost
+//!
+//! | operation | requests |
+//! |---|---|
+//! | create a run | 1 `GetItem` (idempotency key, when given), `BatchWriteItem`s for tasks and flow chunks, 1 `TransactWriteItems` (run + key) or conditional `PutItem` |
+//! | read a run | 1 `GetItem` |
+//! | read a run with tasks and flow | 1 `Query` on `pk` (paginated, strongly consistent) |
+//! | acquire / renew / release a lease | 1 conditional `UpdateItem` |
+//! | start an attempt | 1 `TransactWriteItems`: a `ConditionCheck` on the run (lease token, not cancelled, running) and a conditional `Update` of the task |
+//! | finish an attempt | 1 `TransactWriteItems`: the same `ConditionCheck` and the task `Update` |
+//! | settle unreached tasks | `TransactWriteItems` of up to 99 tasks plus the run check |
+//! | finish a run | 1 conditional `UpdateItem` (+ TTL updates of flow chunks) |
+//! | list a deployment's runs | 1 `Query` on `by-deployment` per page |
+//! | find lapsed runs | 1 `Query` on `lapsed` |
+//!
+//! So a task costs two requests on the critical path; the lease is renewed off it.
+//!
+//! A write whose answer was lost and that the SDK retried finds its own earlier write: each
+//! conditional write that fails checks whether the item already holds exactly what it meant to
+//! write (same attempt, same lease token, same status) and then counts as done.
+
+mod item;
+mod store;
+
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+
+use dagy_store::StoreLimits;
+
+/// The variable naming the table.
+pub const TABLE_NAME_VAR: &str = "DAGY_TABLE_NAME";
+/// The variable setting how many days finished runs are kept.
+pub const RETENTION_DAYS_VAR: &str = "DAGY_RUN_RETENTION_DAYS";
+/// Days a finished run is kept when `DAGY_RUN_RETENTION_DAYS` is unset.
+pub const DEFAULT_RETENTION_DAYS: u64 = 30;
+/// The GSI listing a deployment's runs.
+pub const BY_DEPLOYMENT_INDEX: &str = "by-deployment";
+/// The sparse GSI of runs that are not final, by when the sweep should look at them.
+pub const LAPSED_INDEX: &str = "lapsed";
+/// The TTL attribute.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// What can go wrong setting the store up (operations report [`dagy_store::StoreError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A variable is missing or unusable.
+    #[error("{variable}: {message}")]
+    Config {
+        /// The variable.
+        variable: &'static str,
+        /// What to do.
+        message: String,
+    },
+    /// DynamoDB refused or failed a table operation.
+    #[error("DynamoDB {operation} failed: {message}")]
+    Aws {
+        /// The operation.
+        operation: &'static str,
+        /// The SDK's message with its context.
+        message: String,
+    },
+}
+
+/// The run store on DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    retention: Duration,
+    limits: StoreLimits,
+}
+
+/// The SDK configuration Dagy uses: the default provider chain (so `AWS_ENDPOINT_URL*`,
+/// `AWS_REGION` and credentials come from the environment), standard retries with up to five
+/// attempts for throttling and transient faults, and bounded attempt times.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .timeout_config(timeout_config())
+        .load()
+        .await
+}
+
+/// Standard retries, up to five attempts: throttling, 5xx answers and dropped connections are
+/// retried with exponential backoff and jitter.
+pub fn retry_config() -> RetryConfig {
+    RetryConfig::standard().with_max_attempts(5)
+}
+
+/// A 3 s connect timeout and a 10 s limit per attempt, so a hung connection is retried.
+pub fn timeout_config() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .build()
+}
+
+impl DynamoStore {
+    /// A store on `table` through `client`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+            retention: Duration::from_secs(DEFAULT_RETENTION_DAYS * 86_400),
+            limits: StoreLimits::default(),
+        }
+    }
+
+    /// The store named by `DAGY_TABLE_NAME`, retention from `DAGY_RUN_RETENTION_DAYS`, and
+    /// the AWS settings of the environment.
+    pub async fn from_env() -> Result<Self, Error> {
+        let table = std::env::var(TABLE_NAME_VAR)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or(Error::Config {
+                variable: TABLE_NAME_VAR,
+                message: "set it to the DynamoDB table that holds Dagy's runs \
+                          (`dagy table create` makes one for local work)"
+                    .into(),
+            })?;
+        let days = match std::env::var(RETENTION_DAYS_VAR) {
+            Err(_) => DEFAULT_RETENTION_DAYS,
+            Ok(v) if v.trim().is_empty() => DEFAULT_RETENTION_DAYS,
+            Ok(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|d| *d > 0)
+                .ok_or(Error::Config {
+                    variable: RETENTION_DAYS_VAR,
+                    message: format!("must be a whole number of days > 0, got \"{v}\""),
+                })?,
+        };
+        let client = Client::new(&sdk_config().await);
+        Ok(DynamoStore::new(client, table).with_retention_days(days))
+    }
+
+    /// Keeps finished runs this many days.
+    pub fn with_retention_days(mut self, days: u64) -> Self {
+        self.retention = Duration::from_secs(days.max(1) * 86_400);
+        self
+    }
+
+    /// Uses other size limits (tests).
+    pub fn with_limits(mut self, limits: StoreLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The table name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Creates the table with the schema the template declares (on-demand, both GSIs, TTL) and
+    /// waits until it is active. An existing table is left as it is.
+    pub async fn create_table(&self) -> Result<bool, Error> {
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(|e| aws_error("CreateTable", &e))
+        };
+        let attribute = |name: &str, kind: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(kind)
+                .build()
+                .map_err(|e| aws_error("CreateTable", &e))
+        };
+        let index = |name: &str, pk: &str, sk: &str| -> Result<GlobalSecondaryIndex, Error> {
+            GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(pk, KeyType::Hash)?)
+                .key_schema(key(sk, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()
+                .map_err(|e| aws_error("CreateTable", &e))
+        };
+        let created = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .attribute_definitions(attribute("pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("sk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("gsi1pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("gsi1sk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("active_pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("active_sk", ScalarAttributeType::N)?)
+            .global_secondary_indexes(index(BY_DEPLOYMENT_INDEX, "gsi1pk", "gsi1sk")?)
+            .global_secondary_indexes(index(LAPSED_INDEX, "active_pk", "active_sk")?)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) =>
+            {
+                return Ok(false);
+            }
+            Err(e) => return Err(aws_error("CreateTable", &e)),
+        }
+        for _ in 0..120 {
+            let described = self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| aws_error("DescribeTable", &e))?;
+            let active = described
+                .table()
+                .and_then(|t| t.table_status())
+                .is_some_and(|s| s.as_str() == "ACTIVE");
+            if active {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        self.client
+            .update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .enabled(true)
+                    .build()
+                    .map_err(|e| aws_error("UpdateTimeToLive", &e))?,
+            )
+            .send()
+            .await
+            .map_err(|e| aws_error("UpdateTimeToLive", &e))?;
+        Ok(true)
+    }
+}
+
+fn aws_error(operation: &'static str, e: &(dyn std::error::Error + 'static)) -> Error {
+    Error::Aws {
+        operation,
+        message: DisplayErrorContext(e).to_string(),
+    }
+}

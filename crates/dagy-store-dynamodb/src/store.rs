@@ -1,0 +1,1149 @@
+//! [`RunStore`] on DynamoDB: every state change a conditional write.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, ConditionCheck, Put, PutRequest, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+};
+
+use dagy_store::{
+    AttemptOutcome, AttemptStart, Created, DISPATCH_GRACE_MS, DeploymentRecord, EnvironmentRecord,
+    Lease, NewRun, RunPage, RunRecord, RunSnapshot, RunStatus, RunStore, StoreError, StoreLimits,
+    TaskErrorRecord, TaskRecord, TaskStatus,
+};
+
+use crate::DynamoStore;
+use crate::item::{self, ACTIVE, Item, RUN_SK, b, n, s};
+
+/// Flow JSON is cut into pieces of at most this many bytes, one item each.
+const FLOW_CHUNK_BYTES: usize = 300 * 1024;
+/// TransactWriteItems takes at most 100 actions; one is the run's condition check.
+const TRANSACTION_TASKS: usize = 99;
+/// BatchWriteItem takes at most 25 requests.
+const BATCH_ITEMS: usize = 25;
+/// Everything a run writes expires after this many seconds at the latest (Step Functions'
+/// longest run is a year).
+const ABANDONED_SECONDS: u64 = 400 * 86_400;
+
+fn unavailable<E, R>(operation: &str, e: &SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(e)))
+}
+
+fn built<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Invalid(format!("cannot build a DynamoDB request: {e}")))
+}
+
+fn run_key(run_id: &str) -> [(String, AttributeValue); 2] {
+    [
+        ("pk".into(), s(item::run_pk(run_id))),
+        ("sk".into(), s(RUN_SK)),
+    ]
+}
+
+fn task_key(run_id: &str, task_id: &str) -> [(String, AttributeValue); 2] {
+    [
+        ("pk".into(), s(item::run_pk(run_id))),
+        ("sk".into(), s(item::task_sk(task_id))),
+    ]
+}
+
+/// The reason a transaction's action at `index` failed, if it was its condition.
+fn failed_condition(reasons: &[CancellationReason], index: usize) -> Option<Option<&Item>> {
+    reasons
+        .get(index)
+        .filter(|r| r.code() == Some("ConditionalCheckFailed"))
+        .map(|r| r.item())
+}
+
+fn transaction_reasons(
+    e: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+) -> Option<&[CancellationReason]> {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(t)) => {
+            Some(t.cancellation_reasons())
+        }
+        _ => None,
+    }
+}
+
+fn update_condition_item(
+    e: &SdkError<UpdateItemError, impl std::fmt::Debug>,
+) -> Option<Option<&Item>> {
+    match e.as_service_error() {
+        Some(UpdateItemError::ConditionalCheckFailedException(c)) => Some(c.item()),
+        _ => None,
+    }
+}
+
+fn status_value(status: impl AsRef<str>) -> AttributeValue {
+    s(status.as_ref())
+}
+
+impl DynamoStore {
+    fn expires_after_finish(&self, now_ms: u64) -> u64 {
+        now_ms / 1000 + self.retention.as_secs()
+    }
+
+    /// A condition check that the lease still fences the run and the run is running.
+    fn run_check(
+        &self,
+        lease: &Lease,
+        not_cancelled: bool,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut condition = "lease_token = :token AND #st = :running".to_string();
+        if not_cancelled {
+            condition.push_str(" AND cancel_requested = :false");
+        }
+        let mut check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(run_key(&lease.run_id).into_iter().collect()))
+            .condition_expression(condition)
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":token", n(lease.token))
+            .expression_attribute_values(":running", status_value(RunStatus::Running.as_str()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if not_cancelled {
+            check = check.expression_attribute_values(":false", b(false));
+        }
+        Ok(TransactWriteItem::builder()
+            .condition_check(built(check.build())?)
+            .build())
+    }
+
+    /// Why the run check failed, from the run item it returned (or a fresh read).
+    async fn run_refusal(&self, lease: &Lease, old: Option<&Item>) -> StoreError {
+        let run = match old {
+            Some(item) => item::run_record(item),
+            None => self.get_run(&lease.run_id).await,
+        };
+        match run {
+            Err(e) => e,
+            Ok(run) if run.status.is_final() => StoreError::RunFinished {
+                run_id: run.run_id,
+                status: run.status,
+            },
+            Ok(run) if run.lease.as_ref().map(|l| l.token) != Some(lease.token) => {
+                StoreError::LeaseLost { run_id: run.run_id }
+            }
+            Ok(run) if run.cancel_requested => StoreError::CancelRequested { run_id: run.run_id },
+            Ok(run) => StoreError::Unavailable(format!(
+                "run {} refused a write for no reason it shows (status {})",
+                run.run_id, run.status
+            )),
+        }
+    }
+
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>>
+    {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+    }
+
+    async fn batch_put(&self, items: Vec<Item>) -> Result<(), StoreError> {
+        for chunk in items.chunks(BATCH_ITEMS) {
+            let mut requests: Vec<WriteRequest> = Vec::with_capacity(chunk.len());
+            for item in chunk {
+                let put = built(PutRequest::builder().set_item(Some(item.clone())).build())?;
+                requests.push(WriteRequest::builder().put_request(put).build());
+            }
+            let mut delay = Duration::from_millis(25);
+            for round in 0.. {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchWriteItem", &e))?;
+                requests = out
+                    .unprocessed_items()
+                    .and_then(|m| m.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if round >= 8 {
+                    return Err(StoreError::Unavailable(format!(
+                        "BatchWriteItem left {} items unprocessed after {round} rounds",
+                        requests.len()
+                    )));
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem", &e))?;
+        Ok(out.item().cloned())
+    }
+
+    /// Updates one task under the run check; `expect` tells whether a refused task write
+    /// already holds what this write meant to do (a retried request whose answer was lost).
+    async fn task_write(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        not_cancelled: bool,
+        update: Update,
+        expect: impl Fn(&TaskRecord) -> bool,
+    ) -> Result<Option<TaskRecord>, StoreError> {
+        let items = vec![
+            self.run_check(lease, not_cancelled)?,
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        let e = match self.transact(items).await {
+            Ok(()) => return Ok(None),
+            Err(e) => e,
+        };
+        let Some(reasons) = transaction_reasons(&e) else {
+            return Err(unavailable("TransactWriteItems", &e));
+        };
+        if let Some(old) = failed_condition(reasons, 0) {
+            return Err(self.run_refusal(lease, old).await);
+        }
+        if let Some(old) = failed_condition(reasons, 1) {
+            let Some(old) = old else {
+                return Err(StoreError::UnknownTask {
+                    run_id: lease.run_id.clone(),
+                    task_id: task_id.to_string(),
+                });
+            };
+            let task = item::task_record(old)?;
+            if expect(&task) {
+                return Ok(None);
+            }
+            return Ok(Some(task));
+        }
+        Err(unavailable("TransactWriteItems", &e))
+    }
+
+    fn task_update(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+    ) -> aws_sdk_dynamodb::types::builders::UpdateBuilder {
+        Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(task_key(&lease.run_id, task_id).into_iter().collect()))
+            .expression_attribute_names("#st", "status")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+
+    async fn update_run(
+        &self,
+        run_id: &str,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<Result<Item, Option<Item>>, StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(run_key(run_id).into_iter().collect()))
+            .update_expression(update)
+            .condition_expression(condition)
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if update.contains("#st") || condition.contains("#st") {
+            request = request.expression_attribute_names("#st", "status");
+        }
+        if update.contains("#err") {
+            request = request.expression_attribute_names("#err", "error");
+        }
+        for (k, v) in values {
+            request = request.expression_attribute_values(k, v);
+        }
+        match request.send().await {
+            Ok(out) => Ok(Ok(out.attributes().cloned().unwrap_or_default())),
+            Err(e) => match update_condition_item(&e) {
+                Some(old) => Ok(Err(old.cloned())),
+                None => Err(unavailable("UpdateItem", &e)),
+            },
+        }
+    }
+
+    async fn settle_without_lease(
+        &self,
+        run_id: &str,
+        task_ids: &[String],
+        status: TaskStatus,
+        error: &TaskErrorRecord,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        for id in task_ids {
+            let update = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(task_key(run_id, id).into_iter().collect()))
+                .update_expression("SET #st = :st, error_type = :et, error_message = :em, finished_at_ms = :now, expires_at = :exp")
+                .condition_expression("#st IN (:pending, :running, :retrying)")
+                .expression_attribute_names("#st", "status")
+                .expression_attribute_values(":st", status_value(status.as_str()))
+                .expression_attribute_values(":et", s(&error.error_type))
+                .expression_attribute_values(":em", s(&error.message))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)))
+                .expression_attribute_values(":pending", status_value("pending"))
+                .expression_attribute_values(":running", status_value("running"))
+                .expression_attribute_values(":retrying", status_value("retrying"))
+                .send()
+                .await;
+            match update {
+                Ok(_) => {}
+                Err(e) if update_condition_item(&e).is_some() => {}
+                Err(e) => return Err(unavailable("UpdateItem", &e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl RunStore for DynamoStore {
+    fn limits(&self) -> StoreLimits {
+        self.limits
+    }
+
+    async fn create_run(&self, new: NewRun) -> Result<Created, StoreError> {
+        let mut run = new.run;
+        if run.status != RunStatus::Pending {
+            return Err(StoreError::Invalid(format!(
+                "a new run must be pending, not {}",
+                run.status
+            )));
+        }
+        if let Some(key) = &run.idempotency_key
+            && let Some(existing) = self
+                .get_item(item::idempotency_pk(key), "IDEMPOTENCY")
+                .await?
+        {
+            let run_id = item::get_s(&existing, "run_id")?;
+            return Ok(Created {
+                run: self.get_run(&run_id).await?,
+                created: false,
+            });
+        }
+        run.wake_at_ms = run.created_at_ms.saturating_add(DISPATCH_GRACE_MS);
+        let abandoned = run.created_at_ms / 1000 + ABANDONED_SECONDS;
+        let flow_json = serde_json::to_string(&new.flow)
+            .map_err(|e| StoreError::Invalid(format!("the flow cannot be stored: {e}")))?;
+        let mut items: Vec<Item> = new
+            .flow
+            .tasks
+            .iter()
+            .map(|t| item::task_item(&run.run_id, &t.id, abandoned))
+            .collect();
+        let chunks = chunk_text(&flow_json, FLOW_CHUNK_BYTES);
+        for (i, chunk) in chunks.iter().enumerate() {
+            let mut flow_item = Item::new();
+            flow_item.insert("pk".into(), s(item::run_pk(&run.run_id)));
+            flow_item.insert("sk".into(), s(item::flow_sk(i)));
+            flow_item.insert("kind".into(), s("flow"));
+            flow_item.insert("chunk".into(), s(*chunk));
+            flow_item.insert("expires_at".into(), n(abandoned));
+            items.push(flow_item);
+        }
+        self.batch_put(items).await?;
+
+        let mut run_item = item::run_item(&run, abandoned)?;
+        run_item.insert("flow_chunks".into(), n(chunks.len() as u64));
+        let put_run = built(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(run_item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build(),
+        )?;
+        let mut actions = vec![TransactWriteItem::builder().put(put_run).build()];
+        if let Some(key) = &run.idempotency_key {
+            let mut key_item = Item::new();
+            key_item.insert("pk".into(), s(item::idempotency_pk(key)));
+            key_item.insert("sk".into(), s("IDEMPOTENCY"));
+            key_item.insert("kind".into(), s("idempotency"));
+            key_item.insert("run_id".into(), s(&run.run_id));
+            key_item.insert("expires_at".into(), n(abandoned));
+            let put_key = built(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(key_item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build(),
+            )?;
+            actions.push(TransactWriteItem::builder().put(put_key).build());
+        }
+        match self.transact(actions).await {
+            Ok(()) => Ok(Created { run, created: true }),
+            Err(e) => {
+                let Some(reasons) = transaction_reasons(&e) else {
+                    return Err(unavailable("TransactWriteItems", &e));
+                };
+                if failed_condition(reasons, 1).is_some()
+                    && let Some(key) = &run.idempotency_key
+                {
+                    // Another trigger with the same key won the race: its run is the answer.
+                    let existing = self
+                        .get_item(item::idempotency_pk(key), "IDEMPOTENCY")
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Unavailable("idempotency item vanished".into())
+                        })?;
+                    let run_id = item::get_s(&existing, "run_id")?;
+                    return Ok(Created {
+                        run: self.get_run(&run_id).await?,
+                        created: false,
+                    });
+                }
+                if failed_condition(reasons, 0).is_some() {
+                    return Err(StoreError::Invalid(format!(
+                        "run {} already exists",
+                        run.run_id
+                    )));
+                }
+                Err(unavailable("TransactWriteItems", &e))
+            }
+        }
+    }
+
+    async fn get_run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
+        match self.get_item(item::run_pk(run_id), RUN_SK).await? {
+            Some(found) => item::run_record(&found),
+            None => Err(StoreError::NotFound {
+                run_id: run_id.to_string(),
+            }),
+        }
+    }
+
+    async fn load_run(&self, run_id: &str) -> Result<RunSnapshot, StoreError> {
+        let mut run = None;
+        let mut chunks: Vec<(String, String)> = Vec::new();
+        let mut tasks: HashMap<String, TaskRecord> = HashMap::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(item::run_pk(run_id)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("Query", &e))?;
+            for found in out.items() {
+                let sk = item::get_s(found, "sk")?;
+                if sk == RUN_SK {
+                    run = Some(item::run_record(found)?);
+                } else if sk.starts_with("FLOW#") {
+                    chunks.push((sk, item::get_s(found, "chunk")?));
+                } else if sk.starts_with("TASK#") {
+                    let task = item::task_record(found)?;
+                    tasks.insert(task.task_id.clone(), task);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => break,
+            }
+        }
+        let run = run.ok_or_else(|| StoreError::NotFound {
+            run_id: run_id.to_string(),
+        })?;
+        chunks.sort();
+        let text: String = chunks.into_iter().map(|(_, c)| c).collect();
+        let flow: dagy_core::FlowSpec = serde_json::from_str(&text).map_err(|e| {
+            StoreError::Unavailable(format!("run {run_id}'s stored flow cannot be read: {e}"))
+        })?;
+        let mut ordered = Vec::with_capacity(flow.tasks.len());
+        for spec in &flow.tasks {
+            let task = tasks.remove(&spec.id).ok_or_else(|| {
+                StoreError::Unavailable(format!("run {run_id} misses the item of task {}", spec.id))
+            })?;
+            ordered.push(task);
+        }
+        Ok(RunSnapshot {
+            run,
+            flow,
+            tasks: ordered,
+        })
+    }
+
+    async fn acquire_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError> {
+        let expires = now_ms.saturating_add(ttl_ms);
+        let result = self
+            .update_run(
+                run_id,
+                "SET lease_owner = :me, lease_expires_at_ms = :exp, #st = :running, \
+                 started_at_ms = if_not_exists(started_at_ms, :now), wake_at_ms = :exp, \
+                 active_sk = :exp ADD lease_token :one",
+                "attribute_exists(pk) AND #st IN (:pending, :running) AND \
+                 (attribute_not_exists(lease_owner) OR lease_owner = :me OR lease_expires_at_ms <= :now)",
+                vec![
+                    (":me", s(owner)),
+                    (":exp", n(expires)),
+                    (":now", n(now_ms)),
+                    (":one", n(1)),
+                    (":pending", status_value("pending")),
+                    (":running", status_value("running")),
+                ],
+            )
+            .await?;
+        match result {
+            Ok(new) => Ok(Lease {
+                run_id: run_id.to_string(),
+                owner: owner.to_string(),
+                token: item::get_n(&new, "lease_token")?,
+                expires_at_ms: expires,
+            }),
+            Err(None) => Err(StoreError::NotFound {
+                run_id: run_id.to_string(),
+            }),
+            Err(Some(old)) => {
+                let run = item::run_record(&old)?;
+                if run.status.is_final() {
+                    return Err(StoreError::RunFinished {
+                        run_id: run.run_id,
+                        status: run.status,
+                    });
+                }
+                let held = run.lease.unwrap_or(Lease {
+                    run_id: run_id.to_string(),
+                    owner: String::new(),
+                    token: 0,
+                    expires_at_ms: 0,
+                });
+                Err(StoreError::LeaseHeld {
+                    run_id: run_id.to_string(),
+                    owner: held.owner,
+                    expires_at_ms: held.expires_at_ms,
+                })
+            }
+        }
+    }
+
+    async fn renew_lease(
+        &self,
+        lease: &Lease,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError> {
+        let expires = now_ms.saturating_add(ttl_ms);
+        let result = self
+            .update_run(
+                &lease.run_id,
+                "SET lease_expires_at_ms = :exp, wake_at_ms = :exp, active_sk = :exp",
+                "lease_token = :token AND lease_owner = :me AND #st = :running",
+                vec![
+                    (":exp", n(expires)),
+                    (":token", n(lease.token)),
+                    (":me", s(&lease.owner)),
+                    (":running", status_value("running")),
+                ],
+            )
+            .await?;
+        match result {
+            Ok(_) => Ok(Lease {
+                expires_at_ms: expires,
+                ..lease.clone()
+            }),
+            Err(old) => Err(self.run_refusal(lease, old.as_ref()).await),
+        }
+    }
+
+    async fn release_lease(&self, lease: &Lease, now_ms: u64) -> Result<(), StoreError> {
+        let wake = now_ms.saturating_add(DISPATCH_GRACE_MS);
+        // A lease that is no longer ours has nothing to release: the refusal is the answer.
+        self.update_run(
+            &lease.run_id,
+            "REMOVE lease_owner SET lease_expires_at_ms = :zero, wake_at_ms = :wake, active_sk = :wake",
+            "lease_token = :token AND #st = :running",
+            vec![
+                (":zero", n(0)),
+                (":wake", n(wake)),
+                (":token", n(lease.token)),
+                (":running", status_value("running")),
+            ],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn start_attempt(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        now_ms: u64,
+    ) -> Result<AttemptStart, StoreError> {
+        let prev = u64::from(attempt.saturating_sub(1));
+        let update = |interrupted: bool| -> Result<Update, StoreError> {
+            let (set, condition) = if interrupted {
+                (
+                    "SET #st = :running, attempts = :attempt, lease_token = :token, \
+                     started_at_ms = if_not_exists(started_at_ms, :now) ADD interruptions :one",
+                    "attempts = :prev AND #st = :running AND lease_token <> :token",
+                )
+            } else {
+                (
+                    "SET #st = :running, attempts = :attempt, lease_token = :token, \
+                     started_at_ms = if_not_exists(started_at_ms, :now)",
+                    "attempts = :prev AND #st IN (:pending, :retrying)",
+                )
+            };
+            let mut u = self
+                .task_update(lease, task_id)
+                .update_expression(set)
+                .condition_expression(condition)
+                .expression_attribute_values(":running", status_value("running"))
+                .expression_attribute_values(":attempt", n(u64::from(attempt)))
+                .expression_attribute_values(":token", n(lease.token))
+                .expression_attribute_values(":now", n(now_ms))
+                .expression_attribute_values(":prev", n(prev));
+            u = if interrupted {
+                u.expression_attribute_values(":one", n(1))
+            } else {
+                u.expression_attribute_values(":pending", status_value("pending"))
+                    .expression_attribute_values(":retrying", status_value("retrying"))
+            };
+            built(u.build())
+        };
+        let landed = |t: &TaskRecord| {
+            t.status == TaskStatus::Running
+                && t.attempts == attempt
+                && t.lease_token == Some(lease.token)
+        };
+        let conflict = |t: TaskRecord| StoreError::TaskConflict {
+            run_id: lease.run_id.clone(),
+            task_id: task_id.to_string(),
+            status: t.status,
+            attempts: t.attempts,
+        };
+        match self
+            .task_write(lease, task_id, true, update(false)?, landed)
+            .await?
+        {
+            None => Ok(AttemptStart { interrupted: false }),
+            Some(task)
+                if task.status == TaskStatus::Running
+                    && task.attempts == attempt - 1
+                    && task.lease_token != Some(lease.token) =>
+            {
+                match self
+                    .task_write(lease, task_id, true, update(true)?, landed)
+                    .await?
+                {
+                    None => Ok(AttemptStart { interrupted: true }),
+                    Some(task) => Err(conflict(task)),
+                }
+            }
+            Some(task) => Err(conflict(task)),
+        }
+    }
+
+    async fn finish_attempt(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let limits = self.limits;
+        let mut u = self
+            .task_update(lease, task_id)
+            .condition_expression("#st = :running AND attempts = :attempt AND lease_token = :token")
+            .expression_attribute_values(":running", status_value("running"))
+            .expression_attribute_values(":attempt", n(u64::from(attempt)))
+            .expression_attribute_values(":token", n(lease.token));
+        let final_status = match &outcome {
+            AttemptOutcome::Completed(output) => {
+                let text = serde_json::to_string(output).map_err(|e| {
+                    StoreError::Invalid(format!("the output cannot be encoded: {e}"))
+                })?;
+                if text.len() > limits.max_output_bytes {
+                    return Err(StoreError::TooLarge {
+                        what: format!("the output of task {task_id}"),
+                        bytes: text.len(),
+                        limit: limits.max_output_bytes,
+                    });
+                }
+                u = u
+                    .update_expression(
+                        "SET #st = :st, #out = :out, finished_at_ms = :now, expires_at = :exp \
+                         REMOVE error_type, error_message",
+                    )
+                    .expression_attribute_names("#out", "output")
+                    .expression_attribute_values(":out", s(text))
+                    .expression_attribute_values(":now", n(now_ms))
+                    .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)));
+                TaskStatus::Completed
+            }
+            AttemptOutcome::Retrying(error) => {
+                check_error(limits, error)?;
+                u = u
+                    .update_expression(
+                        "SET #st = :st, error_type = :et, error_message = :em ADD failures :one",
+                    )
+                    .expression_attribute_values(":et", s(&error.error_type))
+                    .expression_attribute_values(":em", s(&error.message))
+                    .expression_attribute_values(":one", n(1));
+                TaskStatus::Retrying
+            }
+            AttemptOutcome::Finished(status, error) => {
+                if !status.is_final() || *status == TaskStatus::Completed {
+                    return Err(StoreError::Invalid(format!(
+                        "an attempt cannot finish a task as {status}"
+                    )));
+                }
+                check_error(limits, error)?;
+                u = u
+                    .update_expression(
+                        "SET #st = :st, error_type = :et, error_message = :em, finished_at_ms = :now, \
+                         expires_at = :exp ADD failures :one",
+                    )
+                    .expression_attribute_values(":et", s(&error.error_type))
+                    .expression_attribute_values(":em", s(&error.message))
+                    .expression_attribute_values(":now", n(now_ms))
+                    .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)))
+                    .expression_attribute_values(":one", n(1));
+                *status
+            }
+        };
+        let u = built(
+            u.expression_attribute_values(":st", status_value(final_status.as_str()))
+                .build(),
+        )?;
+        let landed = |t: &TaskRecord| {
+            t.status == final_status && t.attempts == attempt && t.lease_token == Some(lease.token)
+        };
+        match self.task_write(lease, task_id, false, u, landed).await? {
+            None => Ok(()),
+            Some(task) => Err(StoreError::TaskConflict {
+                run_id: lease.run_id.clone(),
+                task_id: task_id.to_string(),
+                status: task.status,
+                attempts: task.attempts,
+            }),
+        }
+    }
+
+    async fn settle_tasks(
+        &self,
+        lease: &Lease,
+        task_ids: &[String],
+        status: TaskStatus,
+        error: TaskErrorRecord,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        if !matches!(
+            status,
+            TaskStatus::Skipped | TaskStatus::Cancelled | TaskStatus::TimedOut
+        ) {
+            return Err(StoreError::Invalid(format!(
+                "tasks can only be settled as skipped, cancelled or timed_out, not {status}"
+            )));
+        }
+        check_error(self.limits, &error)?;
+        for chunk in task_ids.chunks(TRANSACTION_TASKS) {
+            let mut actions = vec![self.run_check(lease, false)?];
+            for id in chunk {
+                let update = self
+                    .task_update(lease, id)
+                    .update_expression(
+                        "SET #st = :st, error_type = :et, error_message = :em, finished_at_ms = :now, expires_at = :exp",
+                    )
+                    .condition_expression("#st IN (:pending, :running, :retrying)")
+                    .expression_attribute_values(":st", status_value(status.as_str()))
+                    .expression_attribute_values(":et", s(&error.error_type))
+                    .expression_attribute_values(":em", s(&error.message))
+                    .expression_attribute_values(":now", n(now_ms))
+                    .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)))
+                    .expression_attribute_values(":pending", status_value("pending"))
+                    .expression_attribute_values(":running", status_value("running"))
+                    .expression_attribute_values(":retrying", status_value("retrying"));
+                actions.push(
+                    TransactWriteItem::builder()
+                        .update(built(update.build())?)
+                        .build(),
+                );
+            }
+            if let Err(e) = self.transact(actions).await {
+                let Some(reasons) = transaction_reasons(&e) else {
+                    return Err(unavailable("TransactWriteItems", &e));
+                };
+                if let Some(old) = failed_condition(reasons, 0) {
+                    return Err(self.run_refusal(lease, old).await);
+                }
+                // Some task was final already: settle this chunk one task at a time, which
+                // leaves final tasks as they are.
+                self.settle_without_lease(&lease.run_id, chunk, status, &error, now_ms)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish_run(
+        &self,
+        lease: &Lease,
+        status: RunStatus,
+        error: Option<String>,
+        now_ms: u64,
+    ) -> Result<RunRecord, StoreError> {
+        if !status.is_final() {
+            return Err(StoreError::Invalid(format!(
+                "a run cannot finish as {status}"
+            )));
+        }
+        let expires = self.expires_after_finish(now_ms);
+        let mut values = vec![
+            (":st", status_value(status.as_str())),
+            (":now", n(now_ms)),
+            (":exp", n(expires)),
+            (":token", n(lease.token)),
+            (":running", status_value("running")),
+        ];
+        let set_error = match &error {
+            Some(message) => {
+                values.push((":err", s(message)));
+                ", #err = :err"
+            }
+            None => "",
+        };
+        let update = format!(
+            "SET #st = :st, finished_at_ms = :now, expires_at = :exp{set_error} \
+             REMOVE lease_owner, active_pk, active_sk"
+        );
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(run_key(&lease.run_id).into_iter().collect()))
+            .update_expression(update)
+            .condition_expression("lease_token = :token AND #st = :running")
+            .expression_attribute_names("#st", "status")
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if error.is_some() {
+            request = request.expression_attribute_names("#err", "error");
+        }
+        for (k, v) in values {
+            request = request.expression_attribute_values(k, v);
+        }
+        let new = match request.send().await {
+            Ok(out) => out.attributes().cloned().unwrap_or_default(),
+            Err(e) => match update_condition_item(&e) {
+                Some(old) => {
+                    // A retried request whose first try landed finds the run already final
+                    // under our token with our status.
+                    if let Some(old) = old
+                        && let Ok(run) = item::run_record(old)
+                        && run.status == status
+                        && item::opt_n(old, "lease_token") == Some(lease.token)
+                    {
+                        return Ok(run);
+                    }
+                    return Err(self.run_refusal(lease, old).await);
+                }
+                None => return Err(unavailable("UpdateItem", &e)),
+            },
+        };
+        let chunks = item::opt_n(&new, "flow_chunks").unwrap_or(0);
+        for i in 0..chunks {
+            let ttl = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("pk", s(item::run_pk(&lease.run_id)))
+                .key("sk", s(item::flow_sk(i as usize)))
+                .update_expression("SET expires_at = :exp")
+                .expression_attribute_values(":exp", n(expires))
+                .send()
+                .await;
+            if let Err(e) = ttl {
+                tracing::warn!(run_id = lease.run_id, error = %DisplayErrorContext(&e), "could not shorten a flow chunk's TTL; it expires with its 400-day default");
+            }
+        }
+        item::run_record(&new)
+    }
+
+    async fn list_runs(
+        &self,
+        deployment: &str,
+        limit: usize,
+        next: Option<&str>,
+    ) -> Result<RunPage, StoreError> {
+        let limit = limit.clamp(1, 1000);
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(crate::BY_DEPLOYMENT_INDEX)
+            .key_condition_expression(if next.is_some() {
+                "gsi1pk = :d AND gsi1sk < :after"
+            } else {
+                "gsi1pk = :d"
+            })
+            .expression_attribute_values(":d", s(item::deployment_pk(deployment)))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit + 1).unwrap_or(i32::MAX));
+        if let Some(after) = next {
+            query = query.expression_attribute_values(":after", s(after));
+        }
+        let out = query.send().await.map_err(|e| unavailable("Query", &e))?;
+        let mut runs = out
+            .items()
+            .iter()
+            .map(item::run_record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let more =
+            runs.len() > limit || (runs.len() == limit && out.last_evaluated_key().is_some());
+        runs.truncate(limit);
+        let next = if more {
+            runs.last().map(dagy_store::list_key)
+        } else {
+            None
+        };
+        Ok(RunPage { runs, next })
+    }
+
+    async fn find_lapsed_runs(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(crate::LAPSED_INDEX)
+            .key_condition_expression("active_pk = :active AND active_sk <= :now")
+            .expression_attribute_values(":active", s(ACTIVE))
+            .expression_attribute_values(":now", n(now_ms))
+            .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(|e| unavailable("Query", &e))?;
+        out.items()
+            .iter()
+            .map(item::run_record)
+            .filter(|r| r.as_ref().map_or(true, |r| !r.status.is_final()))
+            .collect()
+    }
+
+    async fn put_deployment(
+        &self,
+        mut deployment: DeploymentRecord,
+    ) -> Result<DeploymentRecord, StoreError> {
+        let current = self
+            .get_item(item::deployment_pk(&deployment.name), "DEPLOYMENT")
+            .await?;
+        let version = current
+            .as_ref()
+            .and_then(|c| item::opt_n(c, "version"))
+            .unwrap_or(0);
+        deployment.version = version + 1;
+        let body = item::deployment_item(&deployment)?;
+        let size: usize = body
+            .get("flow")
+            .and_then(|v| v.as_s().ok())
+            .map_or(0, String::len);
+        if size > FLOW_CHUNK_BYTES {
+            return Err(StoreError::TooLarge {
+                what: format!("the flow of deployment {}", deployment.name),
+                bytes: size,
+                limit: FLOW_CHUNK_BYTES,
+            });
+        }
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(body));
+        put = if version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("version = :v")
+                .expression_attribute_values(":v", n(version))
+        };
+        match put.send().await {
+            Ok(_) => Ok(deployment),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::Invalid(format!(
+                    "deployment {} was changed by someone else at the same time; read it again and retry",
+                    deployment.name
+                )))
+            }
+            Err(e) => Err(unavailable("PutItem", &e)),
+        }
+    }
+
+    async fn get_deployment(&self, name: &str) -> Result<Option<DeploymentRecord>, StoreError> {
+        self.get_item(item::deployment_pk(name), "DEPLOYMENT")
+            .await?
+            .map(|i| item::deployment_record(&i))
+            .transpose()
+    }
+
+    async fn put_environment(
+        &self,
+        environment: EnvironmentRecord,
+    ) -> Result<EnvironmentRecord, StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item::environment_item(&environment)))
+            .send()
+            .await
+            .map_err(|e| unavailable("PutItem", &e))?;
+        Ok(environment)
+    }
+
+    async fn get_environment(&self, name: &str) -> Result<Option<EnvironmentRecord>, StoreError> {
+        self.get_item(item::environment_pk(name), "ENVIRONMENT")
+            .await?
+            .map(|i| item::environment_record(&i))
+            .transpose()
+    }
+
+    async fn request_cancel(&self, run_id: &str, now_ms: u64) -> Result<RunRecord, StoreError> {
+        let flagged = self
+            .update_run(
+                run_id,
+                "SET cancel_requested = :true",
+                "attribute_exists(pk) AND #st IN (:pending, :running)",
+                vec![
+                    (":true", b(true)),
+                    (":pending", status_value("pending")),
+                    (":running", status_value("running")),
+                ],
+            )
+            .await?;
+        let run = match flagged {
+            Ok(new) => item::run_record(&new)?,
+            Err(None) => {
+                return Err(StoreError::NotFound {
+                    run_id: run_id.to_string(),
+                });
+            }
+            Err(Some(old)) => return item::run_record(&old),
+        };
+        if run.status != RunStatus::Pending {
+            return Ok(run);
+        }
+        // Nobody picked the run up: cancel it now, unless an executor takes it meanwhile
+        // (then it sees the flag at its first task).
+        let cancelled = self
+            .update_run(
+                run_id,
+                "SET #st = :cancelled, finished_at_ms = :now, expires_at = :exp, #err = :err \
+                 REMOVE active_pk, active_sk",
+                "#st = :pending",
+                vec![
+                    (":cancelled", status_value("cancelled")),
+                    (":now", n(now_ms)),
+                    (":exp", n(self.expires_after_finish(now_ms))),
+                    (":err", s("cancelled before it started")),
+                    (":pending", status_value("pending")),
+                ],
+            )
+            .await?;
+        match cancelled {
+            Ok(new) => {
+                let snapshot = self.load_run(run_id).await?;
+                let ids: Vec<String> = snapshot.tasks.iter().map(|t| t.task_id.clone()).collect();
+                let error = TaskErrorRecord {
+                    error_type: "Cancelled".into(),
+                    message: "not run: the run was cancelled before it started".into(),
+                };
+                self.settle_without_lease(run_id, &ids, TaskStatus::Cancelled, &error, now_ms)
+                    .await?;
+                item::run_record(&new)
+            }
+            Err(_) => self.get_run(run_id).await,
+        }
+    }
+}
+
+fn check_error(limits: StoreLimits, error: &TaskErrorRecord) -> Result<(), StoreError> {
+    if error.message.len() > limits.max_error_bytes {
+        return Err(StoreError::TooLarge {
+            what: "the error message".into(),
+            bytes: error.message.len(),
+            limit: limits.max_error_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// Splits text into pieces of at most `max` bytes, at character boundaries.
+fn chunk_text(text: &str, max: usize) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        pieces.push(piece);
+        rest = tail;
+    }
+    pieces.push(rest);
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_text;
+
+    #[test]
+    fn chunks_respect_the_size_and_char_boundaries() {
+        let text = "aé".repeat(1000);
+        let pieces = chunk_text(&text, 7);
+        assert!(pieces.iter().all(|p| p.len() <= 7));
+        assert_eq!(pieces.concat(), text);
+        assert_eq!(chunk_text("", 7), [""]);
+    }
+}
