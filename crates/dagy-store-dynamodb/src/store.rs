@@ -426,6 +426,17 @@ impl RunStore for DynamoStore {
                     });
                 }
                 if failed_condition(reasons, 0).is_some() {
+                    // A retried request whose first try landed finds its own run.
+                    let existing = self.get_run(&run.run_id).await?;
+                    if existing.created_at_ms == run.created_at_ms
+                        && existing.idempotency_key == run.idempotency_key
+                        && existing.flow_name == run.flow_name
+                    {
+                        return Ok(Created {
+                            run: existing,
+                            created: true,
+                        });
+                    }
                     return Err(StoreError::Invalid(format!(
                         "run {} already exists",
                         run.run_id

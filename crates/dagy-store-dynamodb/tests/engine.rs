@@ -1,0 +1,213 @@
+//! The executor on the DynamoDB store, against moto's server over loopback: a run completes,
+//! five executors started at once run each task once, and transient faults (rejected
+//! connections, lost answers, cut connections) are retried with nothing lost or doubled.
+
+mod support;
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use dagy_core::{FlowBuilder, FlowSpec};
+use dagy_engine::{Executor, HandlerRegistry, NewRunRequest, RunOptions, StepOutcome};
+use dagy_store::{RunStatus, RunStore, TaskStatus};
+use dagy_store_dynamodb::DynamoStore;
+
+fn chain(n: usize) -> FlowSpec {
+    let mut b = FlowBuilder::new("chain");
+    for i in 0..n {
+        b = b.task(format!("t{i}"), "count", move |t| {
+            let t = t.args(json!({"add": 1}));
+            if i == 0 {
+                t
+            } else {
+                t.depends_on([format!("t{}", i - 1)])
+            }
+        });
+    }
+    b.build()
+}
+
+/// Example handlers plus `count`, which logs each call and sums like `sum`.
+fn registry(log: Arc<Mutex<Vec<String>>>) -> Arc<HandlerRegistry> {
+    let mut registry = dagy_handlers::registry();
+    registry.register("count", move |ctx, input: Value| {
+        let log = log.clone();
+        async move {
+            log.lock().expect("log").push(ctx.task_id.clone());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let upstream: i64 = input["upstream"]
+                .as_object()
+                .map(|m| m.values().filter_map(Value::as_i64).sum())
+                .unwrap_or(0);
+            Ok(json!(upstream + input["args"]["add"].as_i64().unwrap_or(0)))
+        }
+    });
+    Arc::new(registry)
+}
+
+async fn start(
+    store: &Arc<DynamoStore>,
+    spec: FlowSpec,
+    registry: &Arc<HandlerRegistry>,
+) -> String {
+    let flow = spec.validate(None).expect("valid");
+    Executor::new(store.clone(), registry.clone())
+        .create_run(&flow, NewRunRequest::default())
+        .await
+        .expect("create")
+        .run
+        .run_id
+}
+
+#[tokio::test]
+async fn a_flow_runs_to_completion_on_dynamodb() {
+    let store = Arc::new(support::fresh_store("engine").await);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let registry = registry(log.clone());
+    let spec = FlowBuilder::new("mixed")
+        .parameter("day", "mon")
+        .task("a", "count", |t| t.args(json!({"add": 2})))
+        .task("flaky", "flaky", |t| {
+            t.args(json!({"failures": 1})).retries(1).depends_on(["a"])
+        })
+        .task("bad", "fail", |t| t.args(json!({"message": "no"})))
+        .task("after_bad", "echo", |t| t.depends_on(["bad"]))
+        .build();
+    let id = start(&store, spec, &registry).await;
+    let exec = Executor::new(store.clone(), registry);
+    let outcome = exec.run(&id, &RunOptions::default()).await.expect("run");
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Failed));
+    let snap = store.load_run(&id).await.expect("load");
+    let status: Vec<(&str, TaskStatus, u32)> = snap
+        .tasks
+        .iter()
+        .map(|t| (t.task_id.as_str(), t.status, t.attempts))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            ("a", TaskStatus::Completed, 1),
+            ("flaky", TaskStatus::Completed, 2),
+            ("bad", TaskStatus::Failed, 1),
+            ("after_bad", TaskStatus::Skipped, 0),
+        ]
+    );
+    assert_eq!(snap.tasks[0].output, Some(json!(2)));
+    let flaky_out = snap.tasks[1].output.as_ref().expect("output");
+    assert_eq!(flaky_out["parameters"], json!({"day": "mon"}));
+    assert_eq!(flaky_out["upstream"], json!({"a": 2}));
+    assert_eq!(snap.run.error.as_deref(), Some("task bad failed: no"));
+    assert!(snap.run.lease.is_none(), "a finished run holds no lease");
+    let lapsed = store.find_lapsed_runs(u64::MAX, 100).await.expect("query");
+    assert!(
+        lapsed.iter().all(|r| r.run_id != id),
+        "a final run leaves the lapsed index"
+    );
+}
+
+#[tokio::test]
+async fn five_executors_started_at_once_run_each_task_once() {
+    let store = Arc::new(support::fresh_store("dupes").await);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let registry = registry(log.clone());
+    let id = start(&store, chain(8), &registry).await;
+    let mut joins = Vec::new();
+    for n in 0..5 {
+        let exec = Executor::new(store.clone(), registry.clone()).with_owner(format!("exec-{n}"));
+        let id = id.clone();
+        joins.push(tokio::spawn(async move {
+            exec.run(&id, &RunOptions::default()).await
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for j in joins {
+        outcomes.push(j.await.expect("join").expect("run"));
+    }
+    assert!(
+        outcomes.contains(&StepOutcome::Finished(RunStatus::Completed)),
+        "{outcomes:?}"
+    );
+    let calls = log.lock().expect("log").clone();
+    let expected: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    assert_eq!(calls, expected, "each task ran exactly once");
+    let snap = store.load_run(&id).await.expect("load");
+    assert_eq!(snap.tasks[7].output, Some(json!(8)));
+}
+
+#[tokio::test]
+async fn transient_faults_are_retried_and_nothing_is_lost_or_doubled() {
+    let (proxy, faults) = support::chaos_proxy(&support::endpoint()).await;
+    let client = support::client_for(&proxy);
+    let store = Arc::new(DynamoStore::new(
+        client,
+        format!("dagy-test-chaos-{}", std::process::id()),
+    ));
+    store
+        .create_table()
+        .await
+        .expect("create table through faults");
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let registry = registry(log.clone());
+    let id = start(&store, chain(12), &registry).await;
+    let exec = Executor::new(store.clone(), registry);
+    let outcome = exec
+        .run(&id, &RunOptions::default())
+        .await
+        .expect("run through faults");
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Completed));
+    let snap = store.load_run(&id).await.expect("load");
+    assert!(
+        snap.tasks
+            .iter()
+            .all(|t| t.status == TaskStatus::Completed && t.attempts == 1)
+    );
+    assert_eq!(snap.tasks[11].output, Some(json!(12)));
+    let calls = log.lock().expect("log").clone();
+    assert_eq!(calls.len(), 12, "no task ran twice: {calls:?}");
+    let injected = faults.load(Ordering::Relaxed);
+    assert!(injected >= 5, "the proxy injected only {injected} faults");
+}
+
+#[tokio::test]
+async fn an_idempotency_key_makes_one_run() {
+    let store = Arc::new(support::fresh_store("idem").await);
+    let registry = registry(Arc::new(Mutex::new(Vec::new())));
+    let flow = chain(2).validate(None).expect("valid");
+    let exec = Executor::new(store.clone(), registry);
+    let request = || NewRunRequest {
+        idempotency_key: Some("nightly-2026-11-24".into()),
+        deployment: Some("nightly".into()),
+        ..NewRunRequest::default()
+    };
+    let first = exec.create_run(&flow, request()).await.expect("first");
+    let second = exec.create_run(&flow, request()).await.expect("second");
+    assert!(first.created && !second.created);
+    assert_eq!(first.run.run_id, second.run.run_id);
+    let page = store.list_runs("nightly", 10, None).await.expect("list");
+    assert_eq!(page.runs.len(), 1);
+}
+
+#[tokio::test]
+async fn a_large_flow_is_stored_in_chunks_and_read_back_whole() {
+    let store = Arc::new(support::fresh_store("chunks").await);
+    let registry = registry(Arc::new(Mutex::new(Vec::new())));
+    let big = json!("x".repeat(1000));
+    let mut b = FlowBuilder::new("wide");
+    for i in 0..400 {
+        let big = big.clone();
+        b = b.task(format!("task-{i:04}"), "echo", move |t| {
+            t.args(json!({"padding": big}))
+        });
+    }
+    let spec = b.build();
+    let id = start(&store, spec.clone(), &registry).await;
+    let snap = store.load_run(&id).await.expect("load");
+    assert_eq!(
+        snap.flow, spec,
+        "the flow survives chunking (over 300 KB of JSON)"
+    );
+    assert_eq!(snap.tasks.len(), 400);
+}
