@@ -8,6 +8,7 @@
 //! | `fail` | fails with `args.message` |
 //! | `flaky` | fails its first `args.failures` attempts of each run, then returns its input |
 //! | `spin` | busy-loops `args.millis` on a blocking thread (stops when cancelled unless `args.ignore_cancel`) |
+//! | `append` | appends `args.line` and a newline to the file `args.path`, then sleeps `args.sleep` seconds (for crash tests) |
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +31,8 @@ pub fn register(registry: &mut HandlerRegistry) {
         .register("sleep", sleep)
         .register("fail", |_ctx, input| async move { fail(&input) })
         .register("flaky", |ctx, input| async move { flaky(&ctx, input) })
-        .register_blocking("spin", spin);
+        .register_blocking("spin", spin)
+        .register("append", append);
 }
 
 fn args(input: &Value) -> &Value {
@@ -100,6 +102,37 @@ fn flaky(ctx: &TaskContext, input: Value) -> TaskResult {
         )));
     }
     Ok(input)
+}
+
+async fn append(ctx: TaskContext, input: Value) -> TaskResult {
+    use tokio::io::AsyncWriteExt;
+    let path = args(&input)
+        .get("path")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("args.path is required (a file path)".into()))?
+        .to_string();
+    let line = args(&input)
+        .get("line")
+        .and_then(Value::as_str)
+        .unwrap_or(&ctx.task_id)
+        .to_string();
+    let pause = number_arg(&input, "sleep", Some(0.0))?;
+    let mut file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .await
+        .map_err(|e| TaskError::new(format!("cannot open {path}: {e}")))?;
+    file.write_all(format!("{line}\n").as_bytes())
+        .await
+        .map_err(|e| TaskError::new(format!("cannot write {path}: {e}")))?;
+    file.sync_all()
+        .await
+        .map_err(|e| TaskError::new(format!("cannot sync {path}: {e}")))?;
+    if pause > 0.0 {
+        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+    }
+    Ok(json!({"appended": line}))
 }
 
 fn spin(ctx: TaskContext, input: Value) -> TaskResult {
@@ -182,6 +215,17 @@ mod tests {
         let out = sleep(ctx(1), json!({"args": {"seconds": 1.5}})).await;
         assert_eq!(out, Ok(json!({"slept_seconds": 1.5})));
         assert_eq!(start.elapsed(), Duration::from_millis(1500));
+    }
+
+    #[tokio::test]
+    async fn append_adds_one_line_per_call() {
+        let path = std::env::temp_dir().join(format!("dagy-append-{}", std::process::id()));
+        let input = json!({"args": {"path": path.to_str(), "line": "one"}});
+        append(ctx(1), input.clone()).await.expect("first");
+        append(ctx(1), input).await.expect("second");
+        let text = std::fs::read_to_string(&path).expect("written");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(text, "one\none\n");
     }
 
     #[tokio::test]
