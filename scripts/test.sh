@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing, builds once, runs every
+# check. `.ci/run` calls exactly this. Usage: scripts/test.sh
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+source "$ROOT/scripts/lib.sh"
+
+# Reuse one target directory across clones and runs on this machine: cargo's fingerprints make
+# that safe, and it saves rebuilding every dependency on each CI run.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dagy/target}"
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+export CARGO_TERM_COLOR=never
+export RUST_BACKTRACE=1
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+cargo --version
+rustc --version
+rustup component list --installed 2>/dev/null | grep -E '^(clippy|rustfmt)' || true
+
+step "format (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "lint (cargo clippy -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "test tools (pinned, PyPI)"
+ensure_venv
+
+step "local AWS stand-ins"
+trap stop_moto EXIT
+start_moto
+
+step "build"
+cargo build --workspace --all-targets --locked
+
+step "tests (unit, property, integration, CLI, doc)"
+cargo test --workspace --locked --no-fail-fast
+
+step "done"
+echo "all checks passed in $SECONDS s (target dir: $CARGO_TARGET_DIR, root: $ROOT)"
