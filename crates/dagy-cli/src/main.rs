@@ -1,3 +1,53 @@
-//! The `dagy` command.
+//! The `dagy` command: validate, plan, graph and run flows, and manage the local run table.
+//!
+//! Exit codes: 0 success; 1 an invalid flow, a refused plan, a run that did not complete, or
+//! a file or store that cannot be used; 2 a usage error.
 
-fn main() {}
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod input;
+mod progress;
+
+/// Dagy runs DAG flows serverless on AWS. This command checks, plans and runs them.
+#[derive(Debug, Parser)]
+#[command(name = "dagy", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a FlowSpec JSON file and report every problem in it.
+    Validate(commands::validate::ValidateArgs),
+    /// Decide tier and backend for a flow, as the router would, without running it.
+    Plan(commands::plan::PlanArgs),
+    /// Print the flow's DAG as a Mermaid flowchart.
+    Graph(commands::graph::GraphArgs),
+    /// Run a flow here, with live progress.
+    Run(commands::run::RunArgs),
+    /// The DynamoDB run table (DAGY_TABLE_NAME), for local work.
+    #[command(subcommand)]
+    Table(commands::table::TableCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => commands::validate::run(args),
+        Command::Plan(args) => commands::plan::run(args),
+        Command::Graph(args) => commands::graph::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Table(command) => commands::table::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -394,7 +394,8 @@ fn number_kind(v: &Value) -> ProblemKind {
     }
 }
 
-pub(crate) fn type_name(v: &Value) -> &'static str {
+/// How a JSON value's type is named in messages ("a string", "a list", ...).
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

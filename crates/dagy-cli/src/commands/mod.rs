@@ -1,0 +1,39 @@
+//! One module per subcommand.
+
+pub mod graph;
+pub mod plan;
+pub mod run;
+pub mod table;
+pub mod validate;
+
+use std::process::ExitCode;
+
+use serde_json::json;
+
+/// Reports a core error: a JSON error object on standard output with `--json`, otherwise a
+/// message on standard error; exit code 1.
+pub fn report(error: &dagy_core::Error, as_json: bool) -> ExitCode {
+    if as_json {
+        let body = json!({"error": {
+            "code": error.code(),
+            "message": error.to_string(),
+            "problems": error.problems(),
+        }});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).unwrap_or_default()
+        );
+    } else {
+        eprintln!("error: {error}");
+    }
+    ExitCode::from(1)
+}
+
+/// Reads and validates a flow, against the example handlers the CLI ships.
+pub fn load_flow(
+    path: &std::path::Path,
+) -> anyhow::Result<Result<dagy_core::Flow, dagy_core::Error>> {
+    let text = crate::input::read_flow_text(path)?;
+    let registry = dagy_handlers::registry();
+    Ok(dagy_core::Flow::from_json(&text, Some(&registry)))
+}

@@ -1,0 +1,317 @@
+//! `dagy run`: run a flow here, on the embedded store or on DynamoDB, with live progress.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+
+use dagy_core::{ExecutionMode, Flow, PlanRequest, RuntimeTier, Settings, TierInputs};
+use dagy_engine::{Budget, Executor, NewRunRequest, RunOptions, StepOutcome};
+use dagy_store::{MemoryStore, RunSnapshot, RunStatus, RunStore, StoreError};
+use dagy_store_dynamodb::DynamoStore;
+
+use crate::progress::Progress;
+
+/// Where run state is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    /// In this process's memory (gone when it exits).
+    Memory,
+    /// The DynamoDB table named by DAGY_TABLE_NAME (AWS_ENDPOINT_URL for a local server).
+    Dynamodb,
+}
+
+/// Arguments of `dagy run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The FlowSpec JSON file (`-` for standard input). Not needed with --resume.
+    #[arg(required_unless_present = "resume")]
+    pub flow: Option<PathBuf>,
+    /// Parameters as a JSON object, merged over the flow's defaults.
+    #[arg(long, value_name = "JSON")]
+    pub params: Option<String>,
+    /// Run as this Lambda tier: nano (the whole flow in one invocation, 600 s budget) or micro
+    /// (one task per invocation, 600 s each). Without it, the tier is resolved as the router
+    /// would, and a Fargate tier runs without a budget.
+    #[arg(long, value_parser = parse_lambda_tier)]
+    pub tier: Option<RuntimeTier>,
+    /// Print the final run record as JSON on standard output.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to keep the run's state.
+    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
+    pub store: StoreKind,
+    /// Use this run id (a fresh one by default).
+    #[arg(long, conflicts_with = "resume")]
+    pub run_id: Option<String>,
+    /// Resume this run from its stored state (with --store dynamodb), without re-running
+    /// completed tasks; waits for a lapsed lease if another executor held it.
+    #[arg(long, value_name = "RUN_ID")]
+    pub resume: Option<String>,
+    /// Seconds an executor's lease lasts without renewal; a killed executor's run can be
+    /// resumed after this long.
+    #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
+    pub lease_ttl: f64,
+    /// No live progress on standard error.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_lambda_tier(s: &str) -> Result<RuntimeTier, String> {
+    match s.parse::<RuntimeTier>().map_err(|e| e.to_string())? {
+        tier @ (RuntimeTier::Nano | RuntimeTier::Micro) => Ok(tier),
+        other => Err(format!(
+            "{other} runs on ECS Fargate; `dagy run --tier` takes nano or micro \
+             (leave it out to run a Fargate-tier flow here without a budget)"
+        )),
+    }
+}
+
+/// Runs the command; the exit code is 0 when the run completed, 1 otherwise.
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let code = runtime.block_on(run_async(args));
+    // A blocking handler that ignored its timeout may still be spinning: do not wait for it.
+    runtime.shutdown_background();
+    code
+}
+
+async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let store: Arc<dyn RunStore> = match args.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new()),
+        StoreKind::Dynamodb => Arc::new(DynamoStore::from_env().await?),
+    };
+    let registry = Arc::new(dagy_handlers::registry());
+    let interactive = std::io::stderr().is_terminal();
+    let progress = Arc::new(Progress::new(!args.quiet, interactive));
+    let ttl = Duration::try_from_secs_f64(args.lease_ttl)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .context("--lease-ttl must be a number of seconds > 0")?;
+    let executor = Executor::new(store.clone(), registry.clone())
+        .with_lease_ttl(ttl)
+        .with_observer(progress.clone());
+
+    let (run_id, mode) = match &args.resume {
+        Some(run_id) => {
+            if args.store == StoreKind::Memory {
+                bail!("--resume needs a store that outlives a process: add --store dynamodb");
+            }
+            let run = store.get_run(run_id).await?;
+            let mode = run
+                .plan
+                .as_ref()
+                .map_or(ExecutionMode::WholeFlow, |p| p.mode);
+            (run_id.clone(), args.tier.map_or(mode, mode_of_tier))
+        }
+        None => {
+            let path = args.flow.as_ref().context("a FLOW file is required")?;
+            let text = crate::input::read_flow_text(path)?;
+            let flow = match Flow::from_json(&text, Some(registry.as_ref())) {
+                Ok(flow) => flow,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let parameters = parse_params(args.params.as_deref())?;
+            let settings = Settings::from_env()?;
+            let request = PlanRequest {
+                tiers: TierInputs {
+                    request: args.tier,
+                    ..TierInputs::default()
+                },
+                backend: None,
+            };
+            let plan = match dagy_core::plan(&flow, &request, &settings) {
+                Ok(plan) => plan,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(ExitCode::from(1));
+                }
+            };
+            let mode = plan.mode;
+            progress.header(&flow, &plan);
+            let created = executor
+                .create_run(
+                    &flow,
+                    NewRunRequest {
+                        run_id: args.run_id.clone(),
+                        parameters,
+                        plan: Some(plan),
+                        ..NewRunRequest::default()
+                    },
+                )
+                .await?;
+            (created.run.run_id, mode)
+        }
+    };
+
+    let options = RunOptions {
+        budget: Budget::for_mode(mode),
+        cancel: CancellationToken::new(),
+        deadline: None,
+    };
+    watch_signals(options.cancel.clone(), progress.clone());
+    let outcome = drive(
+        &executor,
+        &run_id,
+        &options,
+        mode,
+        args.resume.is_some(),
+        &progress,
+    )
+    .await?;
+    let snapshot = store.load_run(&run_id).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run_json(&snapshot))?);
+    } else {
+        progress.summary(&snapshot);
+    }
+    Ok(match outcome {
+        RunStatus::Completed => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
+    })
+}
+
+fn mode_of_tier(tier: RuntimeTier) -> ExecutionMode {
+    if tier == RuntimeTier::Nano {
+        ExecutionMode::WholeFlow
+    } else {
+        ExecutionMode::TaskPerInvocation
+    }
+}
+
+/// Runs to the end: micro one task per step (as its Lambda invocations would), the others in
+/// one session. A resumed run waits while another executor's lease is live.
+async fn drive(
+    executor: &Executor,
+    run_id: &str,
+    options: &RunOptions,
+    mode: ExecutionMode,
+    wait_for_lease: bool,
+    progress: &Progress,
+) -> anyhow::Result<RunStatus> {
+    let mut waited = false;
+    loop {
+        let outcome = if mode == ExecutionMode::TaskPerInvocation {
+            executor.step(run_id, options).await?
+        } else {
+            executor.run(run_id, options).await?
+        };
+        match outcome {
+            StepOutcome::Finished(status) => return Ok(status),
+            StepOutcome::Continue { .. } => {}
+            StepOutcome::Busy { owner } if wait_for_lease => {
+                if !waited {
+                    progress.note(&format!(
+                        "run {run_id} is held by {owner}; waiting for its lease to lapse"
+                    ));
+                    waited = true;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = options.cancel.cancelled() => bail!("interrupted while waiting for the lease"),
+                }
+            }
+            StepOutcome::Busy { owner } => {
+                return Err(StoreError::LeaseHeld {
+                    run_id: run_id.to_string(),
+                    owner,
+                    expires_at_ms: 0,
+                }
+                .into());
+            }
+        }
+    }
+}
+
+/// Ctrl-C (or SIGTERM) once: stop at the next task boundary. Twice: exit at once.
+fn watch_signals(cancel: CancellationToken, progress: Arc<Progress>) {
+    tokio::spawn(async move {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut count = 0;
+        loop {
+            let term = async {
+                match terminate.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => { if r.is_err() { return; } }
+                () = term => {}
+            }
+            count += 1;
+            if count == 1 {
+                progress.note("cancelling: the run stops after the task in flight (press Ctrl-C again to abort now)");
+                cancel.cancel();
+            } else {
+                progress.note("aborted");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+fn parse_params(text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
+    let Some(text) = text else {
+        return Ok(Map::new());
+    };
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(other) => bail!(
+            "--params must be a JSON object like '{{\"day\": \"2026-11-24\"}}', got {}",
+            dagy_core::decode::type_name(&other)
+        ),
+        Err(e) => bail!("--params is not valid JSON: {e}"),
+    }
+}
+
+/// The final run record printed by `--json`.
+pub fn run_json(snapshot: &RunSnapshot) -> Value {
+    let run = &snapshot.run;
+    let duration = match (run.started_at_ms, run.finished_at_ms) {
+        (Some(s), Some(f)) => json!(f.saturating_sub(s)),
+        _ => Value::Null,
+    };
+    let tasks: Vec<Value> = snapshot
+        .tasks
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.task_id,
+                "status": t.status,
+                "attempts": t.attempts,
+                "duration_ms": t.duration_ms(),
+                "output": t.output,
+                "error": t.error,
+            })
+        })
+        .collect();
+    json!({
+        "run_id": run.run_id,
+        "flow": run.flow_name,
+        "status": run.status,
+        "error": run.error,
+        "plan": run.plan,
+        "parameters": run.parameters,
+        "created_at_ms": run.created_at_ms,
+        "started_at_ms": run.started_at_ms,
+        "finished_at_ms": run.finished_at_ms,
+        "duration_ms": duration,
+        "tasks": tasks,
+    })
+}
