@@ -183,9 +183,9 @@ impl Decoder {
             };
             self.push(
                 ProblemKind::UnknownField,
-                &format!("{prefix}{key}"),
+                &field_path(prefix, key),
                 task,
-                format!("unknown field \"{key}\"{hint}"),
+                format!("unknown field {}{hint}", quoted(key)),
             );
         }
     }
@@ -385,6 +385,21 @@ impl Decoder {
     }
 }
 
+/// The path of `key` under `prefix` (`tasks[0].` or empty): `tasks[0].name`, or with a key
+/// that is not a plain name (empty, spaces, dots), bracket notation: `tasks[0]["a b"]`, `[""]`.
+fn field_path(prefix: &str, key: &str) -> String {
+    let plain = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        format!("{prefix}{key}")
+    } else {
+        format!("{}[{}]", prefix.trim_end_matches('.'), quoted(key))
+    }
+}
+
+fn quoted(key: &str) -> String {
+    serde_json::to_string(key).unwrap_or_else(|_| format!("{key:?}"))
+}
+
 /// A number in the wrong range is an invalid number; anything else is the wrong type.
 fn number_kind(v: &Value) -> ProblemKind {
     if v.is_number() {
@@ -492,6 +507,20 @@ mod tests {
                 (ProblemKind::WrongType, "tasks[1].timeout_seconds"),
                 (ProblemKind::WrongType, "tasks[2]"),
             ]
+        );
+    }
+
+    #[test]
+    fn odd_field_names_get_bracket_paths_never_empty_ones() {
+        let p = problems(json!({
+            "spec_version": 1, "name": "f", "": 1, "a b": 2,
+            "tasks": [{"id": "a", "handler": "echo", "x.y": 3}]
+        }));
+        let paths: Vec<_> = p.iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(paths, ["[\"\"]", "[\"a b\"]", "tasks[0][\"x.y\"]"]);
+        assert_eq!(
+            p[0].message,
+            "unknown field \"\"; known fields: spec_version, name, parameters, tasks"
         );
     }
 

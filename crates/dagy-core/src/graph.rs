@@ -117,22 +117,18 @@ impl Flow {
     }
 }
 
-/// Builds the graph of a spec whose ids and dependencies are already known to be sound.
+/// Builds the graph of a spec whose ids and dependencies validation has already resolved
+/// (`index`: id to position; `dependencies`: each task's dependencies as positions).
 /// Fails with a [`ProblemKind::Cycle`] problem when the dependencies loop.
-pub(crate) fn build(spec: FlowSpec) -> Result<Flow, Problem> {
+pub(crate) fn build(
+    spec: FlowSpec,
+    index: HashMap<String, usize>,
+    dependencies: Vec<Vec<usize>>,
+) -> Result<Flow, Problem> {
     let n = spec.tasks.len();
-    let index: HashMap<String, usize> = spec
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.id.clone(), i))
-        .collect();
-    let mut dependencies = vec![Vec::new(); n];
     let mut dependents = vec![Vec::new(); n];
-    for (i, task) in spec.tasks.iter().enumerate() {
-        for dep in &task.depends_on {
-            let d = index[dep.as_str()];
-            dependencies[i].push(d);
+    for (i, deps) in dependencies.iter().enumerate() {
+        for &d in deps {
             dependents[d].push(i);
         }
     }

@@ -15,7 +15,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use dagy_core::backend::vars;
 use dagy_core::flow::SPEC_VERSION;
 use dagy_core::{
-    BackendKind, Error, Flow, FlowSpec, PlanRequest, Problem, ProblemKind, RetryDelay, RuntimeTier,
+    BackendKind, Error, Flow, FlowSpec, PlanRequest, ProblemKind, RetryDelay, RuntimeTier,
     Settings, TaskSpec, TierInputs, plan,
 };
 use proptest::prelude::*;
@@ -38,7 +38,7 @@ fn check_error(err: &Error) -> Result<(), TestCaseError> {
             prop_assert!(!problems.is_empty(), "an invalid flow without problems");
             for problem in problems {
                 prop_assert!(
-                    !problem.path.is_empty() || known_empty_path_bug(problem),
+                    !problem.path.is_empty(),
                     "a problem without a path: {problem:?}"
                 );
                 prop_assert!(!problem.message.is_empty(), "a problem without a message");
@@ -49,14 +49,6 @@ fn check_error(err: &Error) -> Result<(), TestCaseError> {
     // Rendering the error must not panic either.
     prop_assert!(!err.to_string().is_empty());
     Ok(())
-}
-
-/// KNOWN DAGY-CORE BUG (reported, not fixed here): an unknown top-level field whose name is the
-/// empty string gets the empty path, since the path is the key itself. Tolerated so the other
-/// checks keep running; the ignored test `an_unknown_field_named_empty_has_a_path` fails until
-/// it is fixed, and this exception should go with the fix.
-fn known_empty_path_bug(problem: &Problem) -> bool {
-    problem.kind == ProblemKind::UnknownField && problem.message.starts_with("unknown field \"\"")
 }
 
 /// The DAG invariants of a validated flow, and planning it does not panic.
@@ -1037,16 +1029,15 @@ proptest! {
     }
 
     /// FlowSpec -> JSON -> FlowSpec is the identity for valid specs (floats of at most 10
-    /// significant digits; see the ignored test below for any float).
+    /// significant digits).
     #[test]
     fn a_valid_spec_survives_a_json_round_trip(spec in arb_valid_spec(Floats::Short)) {
         check_round_trip(spec)?;
     }
 
-    /// The same with any finite float. KNOWN ISSUE (reported): fails until the workspace turns
-    /// on serde_json's `float_roundtrip` feature; about 3 floats in 10 come back 1 ulp off.
+    /// The same with any finite float (the workspace turns on serde_json's `float_roundtrip`;
+    /// without it about 3 floats in 10 came back 1 ulp off).
     #[test]
-    #[ignore = "needs serde_json's float_roundtrip feature in the workspace"]
     fn a_valid_spec_with_any_float_survives_a_json_round_trip(
         spec in arb_valid_spec(Floats::Any),
     ) {
@@ -1066,13 +1057,11 @@ fn check_round_trip(spec: FlowSpec) -> Result<(), TestCaseError> {
 }
 
 // ------------------------------------------------------------------------------------------
-// Regression tests for the two issues found by the properties above. Both are ignored until
-// dagy-core (resp. the workspace) is fixed; run them with `-- --ignored`.
+// Regression tests for the two issues the properties above found (both fixed).
 // ------------------------------------------------------------------------------------------
 
 /// A top-level field named "" is reported with the empty path (found by the properties).
 #[test]
-#[ignore = "dagy-core bug: decode::Decoder::unknown_fields uses the bare key as the path"]
 fn an_unknown_field_named_empty_has_a_path() {
     let err = Flow::from_json(
         r#"{"spec_version": 1, "name": "f", "tasks": [{"id": "a", "handler": "echo"}], "": 1}"#,
@@ -1086,7 +1075,6 @@ fn an_unknown_field_named_empty_has_a_path() {
 
 /// A float written by `serde_json::to_string` is read back 1 ulp off (found by the round trip).
 #[test]
-#[ignore = "needs serde_json's float_roundtrip feature in the workspace"]
 fn any_float_survives_a_round_trip() {
     let spec = dagy_core::FlowBuilder::new("f")
         .task("a", "echo", |t| t.retry_delays([103752.08979958663]))
