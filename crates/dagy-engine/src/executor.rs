@@ -256,7 +256,7 @@ impl Executor {
 }
 
 enum Opened<'a> {
-    Session(Session<'a>),
+    Session(Box<Session<'a>>),
     Done(StepOutcome),
 }
 
@@ -344,7 +344,7 @@ impl<'a> Session<'a> {
             Budget::Flow(d) => Some(Instant::now() + d),
             _ => None,
         };
-        Ok(Opened::Session(Session {
+        Ok(Opened::Session(Box::new(Session {
             exec,
             options,
             lease,
@@ -354,7 +354,7 @@ impl<'a> Session<'a> {
             tasks,
             budget_deadline,
             cursor: 0,
-        }))
+        })))
     }
 
     /// Runs the next ready task, or finishes the run when none is left.

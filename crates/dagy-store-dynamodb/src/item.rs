@@ -185,13 +185,10 @@ pub fn task_item(run_id: &str, task_id: &str, expires_at: u64) -> Item {
 
 /// A task record from its item.
 pub fn task_record(item: &Item) -> Result<TaskRecord, StoreError> {
-    let error = match opt_s(item, "error_type") {
-        Some(error_type) => Some(TaskErrorRecord {
-            error_type,
-            message: opt_s(item, "error_message").unwrap_or_default(),
-        }),
-        None => None,
-    };
+    let error = opt_s(item, "error_type").map(|error_type| TaskErrorRecord {
+        error_type,
+        message: opt_s(item, "error_message").unwrap_or_default(),
+    });
     Ok(TaskRecord {
         task_id: get_s(item, "task_id")?,
         status: enum_value::<TaskStatus>(item, "status")?,

@@ -441,7 +441,7 @@ impl RunStore for MemoryStore {
             .map(|e| &e.snapshot.run)
             .filter(|r| r.deployment.as_deref() == Some(deployment))
             .collect();
-        runs.sort_by(|a, b| list_key(b).cmp(&list_key(a)));
+        runs.sort_by_key(|r| std::cmp::Reverse(list_key(r)));
         let start = match next {
             None => 0,
             Some(token) => runs
