@@ -379,6 +379,9 @@ impl RunStore for DynamoStore {
 
         let mut run_item = item::run_item(&run, abandoned)?;
         run_item.insert("flow_chunks".into(), n(chunks.len() as u64));
+        // Tells this call's write from another's: a retry whose first try landed finds it.
+        let create_token = format!("{:016x}", rand_token());
+        run_item.insert("create_token".into(), s(&create_token));
         let put_run = built(
             Put::builder()
                 .table_name(&self.table)
@@ -427,13 +430,13 @@ impl RunStore for DynamoStore {
                 }
                 if failed_condition(reasons, 0).is_some() {
                     // A retried request whose first try landed finds its own run.
-                    let existing = self.get_run(&run.run_id).await?;
-                    if existing.created_at_ms == run.created_at_ms
-                        && existing.idempotency_key == run.idempotency_key
-                        && existing.flow_name == run.flow_name
+                    let existing = self.get_item(item::run_pk(&run.run_id), RUN_SK).await?;
+                    if let Some(existing) = existing
+                        && item::opt_s(&existing, "create_token").as_deref()
+                            == Some(create_token.as_str())
                     {
                         return Ok(Created {
-                            run: existing,
+                            run: item::run_record(&existing)?,
                             created: true,
                         });
                     }
@@ -1126,6 +1129,18 @@ fn check_error(limits: StoreLimits, error: &TaskErrorRecord) -> Result<(), Store
         });
     }
     Ok(())
+}
+
+/// A random number for tokens, from the standard library's randomly seeded hasher.
+fn rand_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }
 
 /// Splits text into pieces of at most `max` bytes, at character boundaries.
