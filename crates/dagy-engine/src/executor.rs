@@ -91,6 +91,9 @@ pub enum StepOutcome {
         /// Who holds it.
         owner: String,
     },
+    /// Another executor took the run over while this one worked (its lease lapsed, or two
+    /// executors raced for it): this one stopped without writing more.
+    Superseded,
 }
 
 /// An attempt started again after this many interruptions fails the task instead.
@@ -211,6 +214,14 @@ impl Executor {
         run_id: &str,
         options: &RunOptions,
     ) -> Result<StepOutcome, EngineError> {
+        superseded_is_an_outcome(self.run_session(run_id, options).await)
+    }
+
+    async fn run_session(
+        &self,
+        run_id: &str,
+        options: &RunOptions,
+    ) -> Result<StepOutcome, EngineError> {
         let mut session = match Session::open(self, run_id, options).await? {
             Opened::Session(s) => s,
             Opened::Done(outcome) => return Ok(outcome),
@@ -225,6 +236,14 @@ impl Executor {
     /// Runs exactly one ready task and says what is next: the micro tier, one task per
     /// invocation. The lease is released afterwards so the next invocation starts at once.
     pub async fn step(
+        &self,
+        run_id: &str,
+        options: &RunOptions,
+    ) -> Result<StepOutcome, EngineError> {
+        superseded_is_an_outcome(self.step_session(run_id, options).await)
+    }
+
+    async fn step_session(
         &self,
         run_id: &str,
         options: &RunOptions,
@@ -885,6 +904,21 @@ impl<'a> Session<'a> {
             self.renewed_at = Instant::now();
         }
         Ok(())
+    }
+}
+
+/// A lost lease, or a task found in another executor's hands, ends this executor's work
+/// without an error: the run goes on elsewhere.
+fn superseded_is_an_outcome(
+    result: Result<StepOutcome, EngineError>,
+) -> Result<StepOutcome, EngineError> {
+    match result {
+        Err(EngineError::Store(StoreError::LeaseLost { run_id }))
+        | Err(EngineError::Store(StoreError::TaskConflict { run_id, .. })) => {
+            tracing::warn!(run_id, "another executor took the run over; this one stops");
+            Ok(StepOutcome::Superseded)
+        }
+        other => other,
     }
 }
 

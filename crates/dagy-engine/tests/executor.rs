@@ -556,7 +556,7 @@ async fn step_runs_exactly_one_task_per_call() {
                 assert_eq!(status, RunStatus::Completed);
                 break;
             }
-            StepOutcome::Busy { owner } => panic!("nobody else holds the run, yet {owner} does"),
+            other => panic!("nobody else works on the run, yet: {other:?}"),
         }
     }
     assert_eq!(

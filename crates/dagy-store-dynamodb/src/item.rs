@@ -196,6 +196,7 @@ pub fn task_record(item: &Item) -> Result<TaskRecord, StoreError> {
         failures: u32::try_from(opt_n(item, "failures").unwrap_or(0)).unwrap_or(u32::MAX),
         interruptions: u32::try_from(opt_n(item, "interruptions").unwrap_or(0)).unwrap_or(u32::MAX),
         lease_token: opt_n(item, "lease_token"),
+        owner: opt_s(item, "attempt_owner"),
         started_at_ms: opt_n(item, "started_at_ms"),
         finished_at_ms: opt_n(item, "finished_at_ms"),
         output: opt_json(item, "output")?,

@@ -100,7 +100,8 @@ impl DynamoStore {
         lease: &Lease,
         not_cancelled: bool,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut condition = "lease_token = :token AND #st = :running".to_string();
+        let mut condition =
+            "lease_token = :token AND lease_owner = :me AND #st = :running".to_string();
         if not_cancelled {
             condition.push_str(" AND cancel_requested = :false");
         }
@@ -110,6 +111,7 @@ impl DynamoStore {
             .condition_expression(condition)
             .expression_attribute_names("#st", "status")
             .expression_attribute_values(":token", n(lease.token))
+            .expression_attribute_values(":me", s(&lease.owner))
             .expression_attribute_values(":running", status_value(RunStatus::Running.as_str()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if not_cancelled {
@@ -132,7 +134,10 @@ impl DynamoStore {
                 run_id: run.run_id,
                 status: run.status,
             },
-            Ok(run) if run.lease.as_ref().map(|l| l.token) != Some(lease.token) => {
+            Ok(run)
+                if run.lease.as_ref().map(|l| (l.token, l.owner.as_str()))
+                    != Some((lease.token, lease.owner.as_str())) =>
+            {
                 StoreError::LeaseLost { run_id: run.run_id }
             }
             Ok(run) if run.cancel_requested => StoreError::CancelRequested { run_id: run.run_id },
@@ -608,11 +613,12 @@ impl RunStore for DynamoStore {
         self.update_run(
             &lease.run_id,
             "REMOVE lease_owner SET lease_expires_at_ms = :zero, wake_at_ms = :wake, active_sk = :wake",
-            "lease_token = :token AND #st = :running",
+            "lease_token = :token AND lease_owner = :me AND #st = :running",
             vec![
                 (":zero", n(0)),
                 (":wake", n(wake)),
                 (":token", n(lease.token)),
+                (":me", s(&lease.owner)),
                 (":running", status_value("running")),
             ],
         )
@@ -631,13 +637,13 @@ impl RunStore for DynamoStore {
         let update = |interrupted: bool| -> Result<Update, StoreError> {
             let (set, condition) = if interrupted {
                 (
-                    "SET #st = :running, attempts = :attempt, lease_token = :token, \
+                    "SET #st = :running, attempts = :attempt, lease_token = :token, attempt_owner = :me, \
                      started_at_ms = if_not_exists(started_at_ms, :now) ADD interruptions :one",
                     "attempts = :prev AND #st = :running AND lease_token <> :token",
                 )
             } else {
                 (
-                    "SET #st = :running, attempts = :attempt, lease_token = :token, \
+                    "SET #st = :running, attempts = :attempt, lease_token = :token, attempt_owner = :me, \
                      started_at_ms = if_not_exists(started_at_ms, :now)",
                     "attempts = :prev AND #st IN (:pending, :retrying)",
                 )
@@ -649,6 +655,7 @@ impl RunStore for DynamoStore {
                 .expression_attribute_values(":running", status_value("running"))
                 .expression_attribute_values(":attempt", n(u64::from(attempt)))
                 .expression_attribute_values(":token", n(lease.token))
+                .expression_attribute_values(":me", s(&lease.owner))
                 .expression_attribute_values(":now", n(now_ms))
                 .expression_attribute_values(":prev", n(prev));
             u = if interrupted {
@@ -703,10 +710,13 @@ impl RunStore for DynamoStore {
         let limits = self.limits;
         let mut u = self
             .task_update(lease, task_id)
-            .condition_expression("#st = :running AND attempts = :attempt AND lease_token = :token")
+            .condition_expression(
+                "#st = :running AND attempts = :attempt AND lease_token = :token AND attempt_owner = :me",
+            )
             .expression_attribute_values(":running", status_value("running"))
             .expression_attribute_values(":attempt", n(u64::from(attempt)))
-            .expression_attribute_values(":token", n(lease.token));
+            .expression_attribute_values(":token", n(lease.token))
+            .expression_attribute_values(":me", s(&lease.owner));
         let final_status = match &outcome {
             AttemptOutcome::Completed(output) => {
                 let text = serde_json::to_string(output).map_err(|e| {
@@ -766,7 +776,10 @@ impl RunStore for DynamoStore {
                 .build(),
         )?;
         let landed = |t: &TaskRecord| {
-            t.status == final_status && t.attempts == attempt && t.lease_token == Some(lease.token)
+            t.status == final_status
+                && t.attempts == attempt
+                && t.lease_token == Some(lease.token)
+                && t.owner.as_deref() == Some(lease.owner.as_str())
         };
         match self.task_write(lease, task_id, false, u, landed).await? {
             None => Ok(()),
@@ -853,6 +866,7 @@ impl RunStore for DynamoStore {
             (":now", n(now_ms)),
             (":exp", n(expires)),
             (":token", n(lease.token)),
+            (":me", s(&lease.owner)),
             (":running", status_value("running")),
         ];
         let set_error = match &error {
@@ -872,7 +886,7 @@ impl RunStore for DynamoStore {
             .table_name(&self.table)
             .set_key(Some(run_key(&lease.run_id).into_iter().collect()))
             .update_expression(update)
-            .condition_expression("lease_token = :token AND #st = :running")
+            .condition_expression("lease_token = :token AND lease_owner = :me AND #st = :running")
             .expression_attribute_names("#st", "status")
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);

@@ -124,7 +124,15 @@ async fn five_executors_started_at_once_run_each_task_once() {
     }
     let mut outcomes = Vec::new();
     for j in joins {
-        outcomes.push(j.await.expect("join").expect("run"));
+        let outcome = j.await.expect("join").expect("run");
+        assert!(
+            matches!(
+                outcome,
+                StepOutcome::Finished(_) | StepOutcome::Busy { .. } | StepOutcome::Superseded
+            ),
+            "{outcome:?}"
+        );
+        outcomes.push(outcome);
     }
     assert!(
         outcomes.contains(&StepOutcome::Finished(RunStatus::Completed)),

@@ -79,7 +79,9 @@ impl State {
     fn fenced(&mut self, lease: &Lease) -> Result<&mut Entry, StoreError> {
         let entry = self.entry(&lease.run_id)?;
         let run = &entry.snapshot.run;
-        if run.lease.as_ref().map(|l| l.token) != Some(lease.token) {
+        if run.lease.as_ref().map(|l| (l.token, l.owner.as_str()))
+            != Some((lease.token, lease.owner.as_str()))
+        {
             return Err(StoreError::LeaseLost {
                 run_id: lease.run_id.clone(),
             });
@@ -301,6 +303,7 @@ impl RunStore for MemoryStore {
         task.status = TaskStatus::Running;
         task.attempts = attempt;
         task.lease_token = Some(lease.token);
+        task.owner = Some(lease.owner.clone());
         task.started_at_ms.get_or_insert(now_ms);
         Ok(AttemptStart { interrupted })
     }

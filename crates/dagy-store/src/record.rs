@@ -221,6 +221,9 @@ pub struct TaskRecord {
     /// The lease token the current attempt started under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_token: Option<u64>,
+    /// The executor that started the current attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     /// When the first attempt started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at_ms: Option<u64>,
@@ -245,6 +248,7 @@ impl TaskRecord {
             failures: 0,
             interruptions: 0,
             lease_token: None,
+            owner: None,
             started_at_ms: None,
             finished_at_ms: None,
             output: None,

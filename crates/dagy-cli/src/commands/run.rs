@@ -211,6 +211,9 @@ async fn drive(
         match outcome {
             StepOutcome::Finished(status) => return Ok(status),
             StepOutcome::Continue { .. } => {}
+            StepOutcome::Superseded => {
+                bail!("another executor took run {run_id} over; this one stopped")
+            }
             StepOutcome::Busy { owner } if wait_for_lease => {
                 if !waited {
                     progress.note(&format!(
