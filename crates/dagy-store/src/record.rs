@@ -282,6 +282,47 @@ pub struct RunSnapshot {
     pub tasks: Vec<TaskRecord>,
 }
 
+impl RunSnapshot {
+    /// The run as clients see it (`dagy run --json`, `GET /runs/{id}`): status, plan,
+    /// parameters, times, and per task its status, attempts, duration, output and error.
+    pub fn to_json(&self) -> Value {
+        let run = &self.run;
+        let duration = match (run.started_at_ms, run.finished_at_ms) {
+            (Some(s), Some(f)) => Value::from(f.saturating_sub(s)),
+            _ => Value::Null,
+        };
+        let tasks: Vec<Value> = self
+            .tasks
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "id": t.task_id,
+                    "status": t.status,
+                    "attempts": t.attempts,
+                    "duration_ms": t.duration_ms(),
+                    "output": t.output,
+                    "error": t.error,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "run_id": run.run_id,
+            "flow": run.flow_name,
+            "deployment": run.deployment,
+            "status": run.status,
+            "error": run.error,
+            "cancel_requested": run.cancel_requested,
+            "plan": run.plan,
+            "parameters": run.parameters,
+            "created_at_ms": run.created_at_ms,
+            "started_at_ms": run.started_at_ms,
+            "finished_at_ms": run.finished_at_ms,
+            "duration_ms": duration,
+            "tasks": tasks,
+        })
+    }
+}
+
 /// How an attempt ended, as the executor reports it to the store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptOutcome {

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use dagy_core::{ExecutionMode, Flow, PlanRequest, RuntimeTier, Settings, TierInputs};
 use dagy_engine::{Budget, Executor, NewRunRequest, RunOptions, StepOutcome};
-use dagy_store::{MemoryStore, RunSnapshot, RunStatus, RunStore, StoreError};
+use dagy_store::{MemoryStore, RunStatus, RunStore, StoreError};
 use dagy_store_dynamodb::DynamoStore;
 
 use crate::progress::Progress;
@@ -173,7 +173,7 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
     .await?;
     let snapshot = store.load_run(&run_id).await?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&run_json(&snapshot))?);
+        println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
     } else {
         progress.summary(&snapshot);
     }
@@ -281,40 +281,4 @@ fn parse_params(text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
         ),
         Err(e) => bail!("--params is not valid JSON: {e}"),
     }
-}
-
-/// The final run record printed by `--json`.
-pub fn run_json(snapshot: &RunSnapshot) -> Value {
-    let run = &snapshot.run;
-    let duration = match (run.started_at_ms, run.finished_at_ms) {
-        (Some(s), Some(f)) => json!(f.saturating_sub(s)),
-        _ => Value::Null,
-    };
-    let tasks: Vec<Value> = snapshot
-        .tasks
-        .iter()
-        .map(|t| {
-            json!({
-                "id": t.task_id,
-                "status": t.status,
-                "attempts": t.attempts,
-                "duration_ms": t.duration_ms(),
-                "output": t.output,
-                "error": t.error,
-            })
-        })
-        .collect();
-    json!({
-        "run_id": run.run_id,
-        "flow": run.flow_name,
-        "status": run.status,
-        "error": run.error,
-        "plan": run.plan,
-        "parameters": run.parameters,
-        "created_at_ms": run.created_at_ms,
-        "started_at_ms": run.started_at_ms,
-        "finished_at_ms": run.finished_at_ms,
-        "duration_ms": duration,
-        "tasks": tasks,
-    })
 }

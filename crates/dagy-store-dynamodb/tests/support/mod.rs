@@ -60,8 +60,17 @@ pub fn endpoint() -> String {
             }
             let port = free_port();
             let binary = moto_binary();
-            let child = Command::new(&binary)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // A watchdog shell stops moto when this test process exits: statics are never
+            // dropped, so a guard alone would leave the server running.
+            let script = format!(
+                "\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+                 while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; \
+                 kill $m 2>/dev/null",
+                parent = std::process::id()
+            );
+            let child = Command::new("sh")
+                .args(["-c", &script])
+                .arg(&binary)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

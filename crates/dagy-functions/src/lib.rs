@@ -1,0 +1,53 @@
+//! Dagy's Lambda functions, as library code the thin binaries call:
+//!
+//! - [`router::Router`]: API Gateway HTTP API routes, EventBridge schedules, direct actions and
+//!   the sweep. It writes the run and dispatches it; it never runs a flow.
+//! - [`executor_fn`]: the executor function of the nano and micro tiers.
+//! - [`dispatch`]: how a run reaches its backend ([`dispatch::LambdaDispatcher`] invokes the
+//!   executor asynchronously).
+//!
+//! The binaries (`dagy-router`, `dagy-executor`) read their configuration from the environment
+//! (`DAGY_TABLE_NAME`, `DAGY_EXECUTOR_FUNCTION`, the backend variables) and the AWS SDK's
+//! standard variables, so under a local emulator they talk to local servers through
+//! `AWS_ENDPOINT_URL*` with no code of their own for it.
+
+pub mod dispatch;
+pub mod executor_fn;
+pub mod http;
+pub mod router;
+
+use dagy_core::BackendKind;
+
+/// What a function invocation can fail with (a client's bad input is an HTTP answer, not this).
+#[derive(Debug, thiserror::Error)]
+pub enum FunctionError {
+    /// A variable is missing or unusable.
+    #[error("{variable}: {message}")]
+    Config {
+        /// The variable.
+        variable: &'static str,
+        /// What to do.
+        message: String,
+    },
+    /// The backend cannot be reached by this deployment.
+    #[error("backend {0} cannot start runs from this function")]
+    BackendUnavailable(BackendKind),
+    /// Invoking the next executor failed.
+    #[error("dispatch failed: {0}")]
+    Dispatch(String),
+    /// The event was sent to the wrong function.
+    #[error("{0}")]
+    WrongFunction(String),
+    /// The run store failed.
+    #[error(transparent)]
+    Store(#[from] dagy_store::StoreError),
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] dagy_engine::EngineError),
+    /// The core refused a configuration.
+    #[error(transparent)]
+    Core(#[from] dagy_core::Error),
+    /// The DynamoDB store could not be set up.
+    #[error(transparent)]
+    Table(#[from] dagy_store_dynamodb::Error),
+}

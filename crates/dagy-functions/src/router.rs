@@ -1,0 +1,684 @@
+//! The router: one entry point for HTTP API requests, EventBridge schedules and direct
+//! invocations. Each is turned into one operation; every operation answers with a status and a
+//! JSON body, and never runs a flow itself.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use dagy_core::{BackendKind, Flow, FlowSpec, PlanRequest, RuntimeTier, Settings, TierInputs};
+use dagy_engine::{Executor, HandlerRegistry, NewRunRequest};
+use dagy_store::{DeploymentRecord, EnvironmentRecord, RunStatus, RunStore, StoreError, now_ms};
+
+use crate::FunctionError;
+use crate::dispatch::Dispatcher;
+use crate::http::{Request, Response};
+
+/// Runs the sweep looks at per invocation.
+pub const SWEEP_BATCH: usize = 100;
+/// A Lambda-tier run that lapsed this long after its creation is timed out instead of resumed.
+pub const LAMBDA_RUN_MAX_AGE_MS: u64 = 24 * 3600 * 1000;
+/// Page size of a runs listing when the client names none.
+pub const DEFAULT_PAGE: usize = 20;
+
+/// The router's state: the store, the registered backends and how to reach them.
+pub struct Router {
+    store: Arc<dyn RunStore>,
+    settings: Settings,
+    dispatcher: Arc<dyn Dispatcher>,
+    registry: Arc<HandlerRegistry>,
+}
+
+/// `POST /deployments/{name}/runs`, a schedule's input, or `{"action": "trigger"}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerBody {
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    #[serde(default)]
+    runtime_tier: Option<String>,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// `PUT /deployments/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploymentBody {
+    flow: Value,
+    #[serde(default)]
+    environment: Option<String>,
+    #[serde(default)]
+    default_runtime_tier: Option<String>,
+    #[serde(default)]
+    backend: Option<String>,
+}
+
+/// `PUT /environments/{name}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnvironmentBody {
+    #[serde(default)]
+    default_runtime_tier: Option<String>,
+}
+
+/// `POST /plan`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanBody {
+    flow: Value,
+    #[serde(default)]
+    runtime_tier: Option<String>,
+    #[serde(default)]
+    deployment_tier: Option<String>,
+    #[serde(default)]
+    environment_tier: Option<String>,
+    #[serde(default)]
+    backend: Option<String>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(value: Value) -> Result<T, Response> {
+    serde_json::from_value(value).map_err(|e| Response::error(400, "bad_request", e.to_string()))
+}
+
+fn tier(value: Option<&str>, field: &str) -> Result<Option<RuntimeTier>, Response> {
+    value
+        .map(|v| {
+            v.parse::<RuntimeTier>()
+                .map_err(|e| Response::error(422, "unknown_name", format!("{field}: {e}")))
+        })
+        .transpose()
+}
+
+fn backend(value: Option<&str>) -> Result<Option<BackendKind>, Response> {
+    value
+        .map(|v| {
+            v.parse::<BackendKind>()
+                .map_err(|e| Response::error(422, "unknown_name", format!("backend: {e}")))
+        })
+        .transpose()
+}
+
+fn core_error(e: &dagy_core::Error) -> Response {
+    let mut r = Response::error(422, e.code(), e.to_string());
+    if !e.problems().is_empty() {
+        r.body["error"]["problems"] = json!(e.problems());
+    }
+    r
+}
+
+fn store_error(e: &StoreError) -> Response {
+    match e {
+        StoreError::NotFound { .. } => Response::error(404, "not_found", e.to_string()),
+        StoreError::Invalid(_) => Response::error(409, "conflict", e.to_string()),
+        StoreError::TooLarge { .. } => Response::error(413, "too_large", e.to_string()),
+        _ => Response::error(503, "store_unavailable", e.to_string()),
+    }
+}
+
+type Answer = Result<Response, Response>;
+
+impl Router {
+    /// A router over `store`, with the backends `settings` registers and `dispatcher` reaches.
+    pub fn new(
+        store: Arc<dyn RunStore>,
+        settings: Settings,
+        dispatcher: Arc<dyn Dispatcher>,
+        registry: Arc<HandlerRegistry>,
+    ) -> Self {
+        Router {
+            store,
+            settings,
+            dispatcher,
+            registry,
+        }
+    }
+
+    /// Handles any event the router function receives and returns what the function answers.
+    pub async fn handle(&self, event: Value) -> Value {
+        if Request::matches(&event) {
+            let response = match serde_json::from_value::<Request>(event) {
+                Ok(request) => self.http(&request).await,
+                Err(e) => {
+                    Response::error(400, "bad_event", format!("not an HTTP API 2.0 event: {e}"))
+                }
+            };
+            return response.to_event();
+        }
+        let response = if event.get("action").is_some() {
+            self.action(event).await
+        } else {
+            self.schedule(event).await
+        };
+        let mut body = response.body;
+        if let Value::Object(map) = &mut body {
+            map.insert("status".into(), json!(response.status));
+        }
+        body
+    }
+
+    /// An HTTP API request.
+    pub async fn http(&self, request: &Request) -> Response {
+        let method = request.request_context.http.method.to_ascii_uppercase();
+        let segments = request.segments();
+        let answer = match (method.as_str(), segments.as_slice()) {
+            ("POST", ["deployments", name, "runs"]) => match request.json_body() {
+                Ok(body) => self.trigger(name, body).await,
+                Err(r) => Err(r),
+            },
+            ("GET", ["deployments", name, "runs"]) => {
+                let q = &request.query_string_parameters;
+                self.list_runs(
+                    name,
+                    q.get("limit").map(String::as_str),
+                    q.get("next").cloned(),
+                )
+                .await
+            }
+            ("GET", ["runs", id]) => self.get_run(id).await,
+            ("POST", ["runs", id, "cancel"]) => self.cancel(id).await,
+            ("PUT", ["deployments", name]) => match request.json_body() {
+                Ok(body) => self.put_deployment(name, body).await,
+                Err(r) => Err(r),
+            },
+            ("GET", ["deployments", name]) => self.get_deployment(name).await,
+            ("PUT", ["environments", name]) => match request.json_body() {
+                Ok(body) => self.put_environment(name, body).await,
+                Err(r) => Err(r),
+            },
+            ("GET", ["environments", name]) => self.get_environment(name).await,
+            ("POST", ["plan"]) => match request.json_body() {
+                Ok(body) => self.plan(body),
+                Err(r) => Err(r),
+            },
+            ("GET", ["backends"]) => Ok(self.backends()),
+            _ => Err(Response::error(
+                404,
+                "no_route",
+                format!("no route for {method} {}", request.raw_path),
+            )),
+        };
+        answer.unwrap_or_else(|r| r)
+    }
+
+    /// A direct invocation: `{"action": "...", ...}`, the same operations as the routes.
+    pub async fn action(&self, event: Value) -> Response {
+        let mut event = match event {
+            Value::Object(map) => map,
+            _ => {
+                return Response::error(
+                    400,
+                    "bad_event",
+                    "a direct invocation is a JSON object".into(),
+                );
+            }
+        };
+        let action = event
+            .remove("action")
+            .and_then(|a| a.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let answer = match action.as_str() {
+            "trigger" => match take(&mut event, "deployment") {
+                Some(name) => self.trigger(&name, Value::Object(event)).await,
+                None => Err(missing("deployment")),
+            },
+            "get_run" => match take(&mut event, "run_id") {
+                Some(id) => self.get_run(&id).await,
+                None => Err(missing("run_id")),
+            },
+            "cancel" => match take(&mut event, "run_id") {
+                Some(id) => self.cancel(&id).await,
+                None => Err(missing("run_id")),
+            },
+            "list_runs" => match take(&mut event, "deployment") {
+                Some(name) => {
+                    let limit = event.get("limit").map(|v| v.to_string());
+                    let next = take(&mut event, "next");
+                    self.list_runs(&name, limit.as_deref(), next).await
+                }
+                None => Err(missing("deployment")),
+            },
+            "put_deployment" => match take(&mut event, "name") {
+                Some(name) => self.put_deployment(&name, Value::Object(event)).await,
+                None => Err(missing("name")),
+            },
+            "get_deployment" => match take(&mut event, "name") {
+                Some(name) => self.get_deployment(&name).await,
+                None => Err(missing("name")),
+            },
+            "put_environment" => match take(&mut event, "name") {
+                Some(name) => self.put_environment(&name, Value::Object(event)).await,
+                None => Err(missing("name")),
+            },
+            "get_environment" => match take(&mut event, "name") {
+                Some(name) => self.get_environment(&name).await,
+                None => Err(missing("name")),
+            },
+            "plan" => self.plan(Value::Object(event)),
+            "backends" => Ok(self.backends()),
+            "sweep" => self.sweep().await,
+            other => Err(Response::error(
+                400,
+                "unknown_action",
+                format!(
+                    "unknown action \"{other}\"; one of: trigger, get_run, cancel, list_runs, \
+                     put_deployment, get_deployment, put_environment, get_environment, plan, \
+                     backends, sweep"
+                ),
+            )),
+        };
+        answer.unwrap_or_else(|r| r)
+    }
+
+    /// An EventBridge event: a rule's input `{"deployment": ..., "parameters": ...}`, or a
+    /// scheduled-event envelope whose `detail` says the same. The event's `id` (or `time`)
+    /// makes the trigger idempotent, so a schedule delivered twice starts one run.
+    pub async fn schedule(&self, event: Value) -> Response {
+        let (input, envelope_key) = if event.get("detail-type").is_some() {
+            let key = event
+                .get("id")
+                .or_else(|| event.get("time"))
+                .and_then(Value::as_str)
+                .map(|id| format!("schedule:{id}"));
+            (event.get("detail").cloned().unwrap_or(json!({})), key)
+        } else {
+            (event, None)
+        };
+        let Value::Object(mut input) = input else {
+            return Response::error(
+                400,
+                "bad_event",
+                "a schedule's input is a JSON object".into(),
+            );
+        };
+        let Some(deployment) = input
+            .remove("deployment")
+            .and_then(|d| d.as_str().map(str::to_string))
+        else {
+            return Response::error(
+                400,
+                "bad_event",
+                "not an HTTP request, a direct action, or a schedule naming a \"deployment\""
+                    .into(),
+            );
+        };
+        let time_key = input
+            .remove("time")
+            .and_then(|t| t.as_str().map(|t| format!("schedule:{deployment}:{t}")));
+        if !input.contains_key("idempotency_key")
+            && let Some(key) = envelope_key.or(time_key)
+        {
+            input.insert("idempotency_key".into(), json!(key));
+        }
+        self.trigger(&deployment, Value::Object(input))
+            .await
+            .unwrap_or_else(|r| r)
+    }
+
+    async fn trigger(&self, name: &str, body: Value) -> Answer {
+        let body: TriggerBody = parse(body)?;
+        let deployment = self
+            .store
+            .get_deployment(name)
+            .await
+            .map_err(|e| store_error(&e))?
+            .ok_or_else(|| {
+                Response::error(404, "not_found", format!("no deployment named {name}"))
+            })?;
+        let environment = match &deployment.environment {
+            None => None,
+            Some(env) => Some(
+                self.store
+                    .get_environment(env)
+                    .await
+                    .map_err(|e| store_error(&e))?
+                    .ok_or_else(|| {
+                        Response::error(
+                            422,
+                            "unknown_environment",
+                            format!("deployment {name} names environment {env}, which does not exist; PUT /environments/{env} first"),
+                        )
+                    })?,
+            ),
+        };
+        let flow = deployment
+            .flow
+            .clone()
+            .validate(Some(self.registry.as_ref()))
+            .map_err(|e| core_error(&e))?;
+        let request = PlanRequest {
+            tiers: TierInputs {
+                request: tier(body.runtime_tier.as_deref(), "runtime_tier")?,
+                deployment: deployment.default_runtime_tier,
+                environment: environment.and_then(|e| e.default_runtime_tier),
+                auto_tier: self.settings.auto_tier,
+            },
+            backend: backend(body.backend.as_deref())?.or(deployment.backend),
+        };
+        let plan = dagy_core::plan(&flow, &request, &self.settings).map_err(|e| core_error(&e))?;
+        if !self.dispatcher.backends().contains(&plan.backend) {
+            return Err(Response::error(
+                422,
+                "backend_unavailable",
+                format!(
+                    "the plan chose backend {}, which this router cannot start runs on yet; \
+                     ask for another backend or tier",
+                    plan.backend
+                ),
+            ));
+        }
+        let executor = Executor::new(self.store.clone(), self.registry.clone());
+        let created = executor
+            .create_run(
+                &flow,
+                NewRunRequest {
+                    run_id: None,
+                    parameters: body.parameters,
+                    plan: Some(plan.clone()),
+                    deployment: Some(name.to_string()),
+                    idempotency_key: body.idempotency_key,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                dagy_engine::EngineError::Store(s) => store_error(&s),
+                other => Response::error(503, "engine", other.to_string()),
+            })?;
+        let run = created.run;
+        if created.created {
+            // A failed dispatch leaves the run pending: the sweep dispatches it again.
+            if let Err(e) = self.dispatcher.dispatch(plan.backend, &run.run_id).await {
+                tracing::warn!(run_id = run.run_id, error = %e, "dispatch failed; the sweep will retry");
+            }
+        }
+        let record = run.plan.clone();
+        Ok(Response::json(
+            202,
+            json!({
+                "run_id": run.run_id,
+                "status": run.status,
+                "created": created.created,
+                "tier": record.as_ref().map(|p| p.tier),
+                "backend": record.as_ref().map(|p| p.backend),
+                "decided_by": record.as_ref().map(|p| p.decided_by.clone()),
+                "reason": record.as_ref().map(|p| p.reason.clone()),
+                "fallback": record.as_ref().and_then(|p| p.fallback.clone()),
+            }),
+        ))
+    }
+
+    async fn get_run(&self, id: &str) -> Answer {
+        let snapshot = self.store.load_run(id).await.map_err(|e| store_error(&e))?;
+        Ok(Response::json(200, snapshot.to_json()))
+    }
+
+    async fn cancel(&self, id: &str) -> Answer {
+        let run = self
+            .store
+            .request_cancel(id, now_ms())
+            .await
+            .map_err(|e| store_error(&e))?;
+        if run.status.is_final() && !run.cancel_requested {
+            return Err(Response::error(
+                409,
+                "already_finished",
+                format!("run {id} already finished as {}", run.status),
+            ));
+        }
+        let status = if run.status == RunStatus::Cancelled {
+            200
+        } else {
+            202
+        };
+        Ok(Response::json(
+            status,
+            json!({"run_id": run.run_id, "status": run.status, "cancel_requested": run.cancel_requested}),
+        ))
+    }
+
+    async fn list_runs(&self, name: &str, limit: Option<&str>, next: Option<String>) -> Answer {
+        let limit = match limit {
+            None => DEFAULT_PAGE,
+            Some(l) => l
+                .trim_matches('"')
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    Response::error(
+                        400,
+                        "bad_request",
+                        format!("limit must be 1 to 1000, got {l}"),
+                    )
+                })?,
+        };
+        let page = self
+            .store
+            .list_runs(name, limit, next.as_deref())
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(Response::json(200, json!(page)))
+    }
+
+    async fn put_deployment(&self, name: &str, body: Value) -> Answer {
+        check_name(name)?;
+        let body: DeploymentBody = parse(body)?;
+        let flow: Flow = Flow::from_value(&body.flow, Some(self.registry.as_ref()))
+            .map_err(|e| core_error(&e))?;
+        let record = DeploymentRecord {
+            name: name.to_string(),
+            flow: FlowSpec::clone(flow.spec()),
+            environment: body.environment,
+            default_runtime_tier: tier(
+                body.default_runtime_tier.as_deref(),
+                "default_runtime_tier",
+            )?,
+            backend: backend(body.backend.as_deref())?,
+            version: 0,
+            updated_at_ms: now_ms(),
+        };
+        let saved = self
+            .store
+            .put_deployment(record)
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(Response::json(200, deployment_json(&saved)))
+    }
+
+    async fn get_deployment(&self, name: &str) -> Answer {
+        match self
+            .store
+            .get_deployment(name)
+            .await
+            .map_err(|e| store_error(&e))?
+        {
+            Some(d) => Ok(Response::json(200, deployment_json(&d))),
+            None => Err(Response::error(
+                404,
+                "not_found",
+                format!("no deployment named {name}"),
+            )),
+        }
+    }
+
+    async fn put_environment(&self, name: &str, body: Value) -> Answer {
+        check_name(name)?;
+        let body: EnvironmentBody = parse(body)?;
+        let record = EnvironmentRecord {
+            name: name.to_string(),
+            default_runtime_tier: tier(
+                body.default_runtime_tier.as_deref(),
+                "default_runtime_tier",
+            )?,
+            updated_at_ms: now_ms(),
+        };
+        let saved = self
+            .store
+            .put_environment(record)
+            .await
+            .map_err(|e| store_error(&e))?;
+        Ok(Response::json(200, json!(saved)))
+    }
+
+    async fn get_environment(&self, name: &str) -> Answer {
+        match self
+            .store
+            .get_environment(name)
+            .await
+            .map_err(|e| store_error(&e))?
+        {
+            Some(e) => Ok(Response::json(200, json!(e))),
+            None => Err(Response::error(
+                404,
+                "not_found",
+                format!("no environment named {name}"),
+            )),
+        }
+    }
+
+    fn plan(&self, body: Value) -> Answer {
+        let body: PlanBody = parse(body)?;
+        let flow = Flow::from_value(&body.flow, Some(self.registry.as_ref()))
+            .map_err(|e| core_error(&e))?;
+        let request = PlanRequest {
+            tiers: TierInputs {
+                request: tier(body.runtime_tier.as_deref(), "runtime_tier")?,
+                deployment: tier(body.deployment_tier.as_deref(), "deployment_tier")?,
+                environment: tier(body.environment_tier.as_deref(), "environment_tier")?,
+                auto_tier: self.settings.auto_tier,
+            },
+            backend: backend(body.backend.as_deref())?,
+        };
+        let plan = dagy_core::plan(&flow, &request, &self.settings).map_err(|e| core_error(&e))?;
+        let mut out = json!(plan);
+        out["flow"] = json!(flow.name());
+        Ok(Response::json(200, out))
+    }
+
+    fn backends(&self) -> Response {
+        let available = self.dispatcher.backends();
+        let list: Vec<Value> = self
+            .settings
+            .registered()
+            .into_iter()
+            .map(|b| {
+                json!({
+                    "backend": b,
+                    "capabilities": b.capabilities(),
+                    "dispatch": available.contains(&b),
+                })
+            })
+            .collect();
+        Response::json(
+            200,
+            json!({"backends": list, "auto_tier": self.settings.auto_tier}),
+        )
+    }
+
+    /// Finds runs whose lease lapsed (or that nobody picked up) and dispatches them again, so
+    /// an executor resumes them; a Lambda-tier run lapsed for more than a day is timed out.
+    async fn sweep(&self) -> Answer {
+        let now = now_ms();
+        let lapsed = self
+            .store
+            .find_lapsed_runs(now, SWEEP_BATCH)
+            .await
+            .map_err(|e| store_error(&e))?;
+        let mut resumed = Vec::new();
+        let mut timed_out = Vec::new();
+        let mut failed = Vec::new();
+        for run in lapsed {
+            let backend = run.plan.as_ref().map_or(BackendKind::Lambda, |p| p.backend);
+            if now.saturating_sub(run.created_at_ms) > LAMBDA_RUN_MAX_AGE_MS
+                && backend == BackendKind::Lambda
+            {
+                match self.time_out(&run.run_id, now).await {
+                    Ok(()) => timed_out.push(run.run_id),
+                    Err(e) => failed.push(json!({"run_id": run.run_id, "error": e.to_string()})),
+                }
+                continue;
+            }
+            match self.dispatcher.dispatch(backend, &run.run_id).await {
+                Ok(()) => resumed.push(run.run_id),
+                Err(e) => failed.push(json!({"run_id": run.run_id, "error": e.to_string()})),
+            }
+        }
+        Ok(Response::json(
+            200,
+            json!({"resumed": resumed, "timed_out": timed_out, "failed": failed}),
+        ))
+    }
+
+    async fn time_out(&self, run_id: &str, now: u64) -> Result<(), FunctionError> {
+        let lease = self
+            .store
+            .acquire_lease(run_id, "dagy-sweep", now, 60_000)
+            .await?;
+        let snapshot = self.store.load_run(run_id).await?;
+        let open: Vec<String> = snapshot
+            .tasks
+            .iter()
+            .filter(|t| !t.status.is_final())
+            .map(|t| t.task_id.clone())
+            .collect();
+        let error = dagy_store::TaskErrorRecord {
+            error_type: "RunLapsed".into(),
+            message: "not run: the run's executor stopped and it was not resumed within a day"
+                .into(),
+        };
+        self.store
+            .settle_tasks(&lease, &open, dagy_store::TaskStatus::TimedOut, error, now)
+            .await?;
+        self.store
+            .finish_run(
+                &lease,
+                RunStatus::TimedOut,
+                Some("the run's executor stopped and it was not resumed within a day".into()),
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn take(event: &mut Map<String, Value>, key: &str) -> Option<String> {
+    event
+        .remove(key)
+        .and_then(|v| v.as_str().map(str::to_string))
+}
+
+fn missing(field: &str) -> Response {
+    Response::error(400, "bad_request", format!("the action needs \"{field}\""))
+}
+
+fn check_name(name: &str) -> Result<(), Response> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Response::error(
+            400,
+            "bad_name",
+            format!("\"{name}\": names use 1 to 128 letters, digits, '-', '_' or '.'"),
+        ))
+    }
+}
+
+fn deployment_json(d: &DeploymentRecord) -> Value {
+    json!({
+        "name": d.name,
+        "flow": d.flow,
+        "environment": d.environment,
+        "default_runtime_tier": d.default_runtime_tier,
+        "backend": d.backend,
+        "version": d.version,
+        "updated_at_ms": d.updated_at_ms,
+    })
+}
