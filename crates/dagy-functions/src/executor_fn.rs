@@ -18,6 +18,23 @@ use crate::dispatch::Dispatcher;
 /// Time kept back from the invocation's deadline to record state before Lambda stops it.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(10);
 
+/// When this invocation must stop working: its deadline less [`DEADLINE_MARGIN`]. A deadline
+/// that has already passed when the invocation starts cannot be Lambda's (some emulators send
+/// the timeout's length instead of an epoch time): it is ignored with a warning, and the tier
+/// budget alone bounds the work.
+pub fn invocation_deadline(deadline_ms: u64, now_ms: u64) -> Option<tokio::time::Instant> {
+    if deadline_ms <= now_ms {
+        tracing::warn!(
+            deadline_ms,
+            now_ms,
+            "the invocation's deadline is already past; ignoring it"
+        );
+        return None;
+    }
+    let remaining = Duration::from_millis(deadline_ms - now_ms);
+    Some(tokio::time::Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN))
+}
+
 /// The executor's event: which run to work on.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,10 +55,9 @@ pub async fn handle(
         .plan
         .as_ref()
         .map_or(ExecutionMode::WholeFlow, |p| p.mode);
-    let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms()));
     let options = RunOptions {
         budget: Budget::for_mode(mode),
-        deadline: Some(tokio::time::Instant::now() + remaining.saturating_sub(DEADLINE_MARGIN)),
+        deadline: invocation_deadline(deadline_ms, now_ms()),
         cancel: CancellationToken::new(),
     };
     let outcome = match mode {

@@ -480,3 +480,20 @@ async fn a_micro_run_goes_one_task_per_invocation_until_it_finishes() {
     assert_eq!(snap.run.status, dagy_store::RunStatus::Completed);
     assert_eq!(snap.tasks[1].output, Some(json!(3)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_invocation_deadline_keeps_a_margin_and_ignores_a_past_one() {
+    use dagy_functions::executor_fn::{DEADLINE_MARGIN, invocation_deadline};
+    let now = 1_800_000_000_000;
+    let start = tokio::time::Instant::now();
+    let deadline = invocation_deadline(now + 60_000, now).expect("a real deadline");
+    assert_eq!(
+        deadline - start,
+        std::time::Duration::from_secs(60) - DEADLINE_MARGIN
+    );
+    assert_eq!(
+        invocation_deadline(600_000, now),
+        None,
+        "a duration is not an epoch time"
+    );
+}
