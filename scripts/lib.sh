@@ -7,6 +7,7 @@ export DAGY_VENV
 
 # Installs the pinned test tools (moto's server, ...) into $DAGY_VENV when missing or stale.
 ensure_venv() {
+    # The venv also puts `cargo lambda` (cargo-lambda) on PATH for the emulator tests.
     local stamp="$DAGY_VENV/.requirements.sha256"
     local want
     want=$(sha256sum "$ROOT/scripts/requirements-test.txt" | cut -d' ' -f1)

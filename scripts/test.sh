@@ -29,6 +29,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "test tools (pinned, PyPI)"
 ensure_venv
+export PATH="$DAGY_VENV/bin:$PATH"
+cargo lambda --help >/dev/null
 
 step "local AWS stand-ins"
 trap stop_moto EXIT

@@ -1,0 +1,419 @@
+//! The functions under cargo-lambda's runtime emulator (what `sam local invoke` does), against
+//! moto's DynamoDB over loopback, with no mock in the path: every sample event in `events/` is
+//! invoked with `cargo lambda invoke`; a trigger starts a micro run whose executor invokes itself
+//! through the Lambda Invoke API until the run completes; a cancel stops a micro run at its next
+//! task boundary.
+//!
+//! The emulator runs an `Event` (asynchronous) invocation synchronously, one at a time, so an
+//! executor invoking itself would wait on itself. Lambda answers such an invocation with 202 at
+//! once and runs it later; [`async_invoke_proxy`] does the same in front of the emulator, and the
+//! functions reach it through `AWS_ENDPOINT_URL_LAMBDA`.
+
+#[path = "../../dagy-store-dynamodb/tests/support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn venv_bin() -> PathBuf {
+    std::env::var("DAGY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/dagy/venv")
+        })
+        .join("bin")
+}
+
+fn path_with_venv() -> String {
+    format!(
+        "{}:{}",
+        venv_bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+struct Emulator {
+    port: u16,
+    child: Child,
+}
+
+impl Drop for Emulator {
+    /// Stops the functions the emulator started (its children), then the emulator.
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("pkill").args(["-TERM", "-P", &pid]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads one HTTP/1.1 request (headers and a Content-Length body).
+async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let header_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    while buf.len() < header_end + length {
+        let n = stream.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Some((head, buf[header_end..header_end + length].to_vec()))
+}
+
+/// Sends a request to the emulator and returns its raw answer.
+async fn forward(port: u16, head: &str, body: &[u8]) -> Vec<u8> {
+    let Ok(mut upstream) = TcpStream::connect(("127.0.0.1", port)).await else {
+        return b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            .to_vec();
+    };
+    let mut head: String = head
+        .lines()
+        .filter(|l| {
+            let lower = l.to_ascii_lowercase();
+            !lower.starts_with("connection:")
+                && !lower.starts_with("x-amz-invocation-type:")
+                && !l.is_empty()
+        })
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    head.push_str("connection: close\r\n\r\n");
+    let _ = upstream.write_all(head.as_bytes()).await;
+    let _ = upstream.write_all(body).await;
+    let mut answer = Vec::new();
+    let _ = upstream.read_to_end(&mut answer).await;
+    answer
+}
+
+/// The Lambda Invoke API in front of the emulator, with Lambda's asynchronous semantics.
+async fn async_invoke_proxy(emulator_port: u16) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Some((head, body)) = read_request(&mut client).await else {
+                    return;
+                };
+                let asynchronous = head.lines().any(|l| {
+                    l.to_ascii_lowercase().replace(' ', "") == "x-amz-invocation-type:event"
+                });
+                if asynchronous {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    drop(client);
+                    forward(emulator_port, &head, &body).await;
+                } else {
+                    let answer = forward(emulator_port, &head, &body).await;
+                    let _ = client.write_all(&answer).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn start(table: &str) -> Emulator {
+    let moto = support::endpoint();
+    let store = dagy_store_dynamodb::DynamoStore::new(support::client_for(&moto), table);
+    store.create_table().await.expect("table");
+    let port = free_port();
+    let proxy = async_invoke_proxy(port).await;
+    let env = [
+        format!("DAGY_TABLE_NAME={table}"),
+        "DAGY_EXECUTOR_FUNCTION=dagy-executor".into(),
+        format!("AWS_ENDPOINT_URL_DYNAMODB={moto}"),
+        format!("AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:{proxy}"),
+        "AWS_ACCESS_KEY_ID=test".into(),
+        "AWS_SECRET_ACCESS_KEY=test".into(),
+        "AWS_REGION=us-east-1".into(),
+        "AWS_EC2_METADATA_DISABLED=true".into(),
+        "RUST_LOG=info".into(),
+    ]
+    .join(",");
+    let log = std::fs::File::create(std::env::temp_dir().join(format!("dagy-emulator-{port}.log")))
+        .expect("log file");
+    let child = Command::new("cargo")
+        .args([
+            "lambda",
+            "watch",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+        ])
+        .args(["--ignore-changes", "--env-var", &env])
+        .current_dir(workspace())
+        .env("PATH", path_with_venv())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start cargo lambda watch (installed by scripts/test.sh)");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the emulator did not listen within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Emulator { port, child }
+}
+
+/// `cargo lambda invoke FUNCTION --data-file FILE`, as a user would.
+fn invoke_file(emulator: &Emulator, function: &str, file: &Path) -> Value {
+    let out = Command::new("cargo")
+        .args([
+            "lambda",
+            "invoke",
+            function,
+            "--invoke-address",
+            "127.0.0.1",
+        ])
+        .args(["--invoke-port", &emulator.port.to_string(), "--data-file"])
+        .arg(file)
+        .current_dir(workspace())
+        .env("PATH", path_with_venv())
+        .output()
+        .expect("cargo lambda invoke");
+    assert!(
+        out.status.success(),
+        "invoking {function} with {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON answer")
+}
+
+fn invoke(emulator: &Emulator, function: &str, event: &Value) -> Value {
+    let file = tempfile_with(event);
+    invoke_file(emulator, function, &file)
+}
+
+fn tempfile_with(event: &Value) -> PathBuf {
+    let path = std::env::temp_dir().join(format!(
+        "dagy-event-{}-{}.json",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    ));
+    std::fs::write(&path, event.to_string()).expect("write event");
+    path
+}
+
+fn event(name: &str, run_id: &str) -> Value {
+    let text =
+        std::fs::read_to_string(workspace().join("events").join(name)).expect("sample event");
+    serde_json::from_str(&text.replace("RUN_ID", run_id)).expect("JSON event")
+}
+
+fn http_answer(answer: &Value) -> (u64, Value) {
+    let status = answer["statusCode"].as_u64().expect("statusCode");
+    let body = serde_json::from_str(answer["body"].as_str().expect("body")).expect("JSON body");
+    (status, body)
+}
+
+async fn wait_for_run(emulator: &Emulator, run_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (status, run) = http_answer(&invoke(
+            emulator,
+            "dagy-router",
+            &event("http-get-run.json", run_id),
+        ));
+        assert_eq!(status, 200, "{run}");
+        if done(&run) {
+            return run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run {run_id} did not get there: {run}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_event_runs_through_the_emulator_and_a_micro_run_completes() {
+    let emulator = start(&format!("dagy-emulator-{}", std::process::id())).await;
+
+    // Set-up routes first, then every HTTP route of the router.
+    for (name, want) in [
+        ("http-put-environment.json", 200),
+        ("http-get-environment.json", 200),
+        ("http-put-deployment.json", 200),
+        ("http-get-deployment.json", 200),
+        ("http-plan.json", 200),
+        ("http-backends.json", 200),
+    ] {
+        let (status, body) = http_answer(&invoke_file(
+            &emulator,
+            "dagy-router",
+            &workspace().join("events").join(name),
+        ));
+        assert_eq!(status, want, "{name}: {body}");
+    }
+
+    // The trigger: 202 at once, then the executor chain runs the micro run to the end.
+    let (status, accepted) = http_answer(&invoke(
+        &emulator,
+        "dagy-router",
+        &event("http-trigger-run.json", ""),
+    ));
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(
+        (accepted["tier"].as_str(), accepted["backend"].as_str()),
+        (Some("micro"), Some("lambda"))
+    );
+    let run_id = accepted["run_id"].as_str().expect("run id").to_string();
+    let run = wait_for_run(&emulator, &run_id, |r| {
+        r["status"] == "completed" || r["status"] == "failed"
+    })
+    .await;
+    assert_eq!(run["status"], "completed", "{run}");
+    for task in run["tasks"].as_array().expect("tasks") {
+        assert_eq!(
+            (task["status"].as_str(), task["attempts"].as_u64()),
+            (Some("completed"), Some(1)),
+            "{task}"
+        );
+    }
+    assert_eq!(run["tasks"][2]["output"], 42);
+    assert_eq!(run["parameters"]["greeting"], "hi");
+
+    // The same idempotency key: the same run.
+    let (_, again) = http_answer(&invoke(
+        &emulator,
+        "dagy-router",
+        &event("http-trigger-run.json", ""),
+    ));
+    assert_eq!(again["run_id"], run_id.as_str());
+
+    let (status, page) = http_answer(&invoke(
+        &emulator,
+        "dagy-router",
+        &event("http-list-runs.json", ""),
+    ));
+    assert_eq!(status, 200);
+    assert_eq!(page["runs"][0]["run_id"], run_id.as_str());
+    let (status, body) = http_answer(&invoke(
+        &emulator,
+        "dagy-router",
+        &event("http-cancel-run.json", &run_id),
+    ));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("already_finished"))
+    );
+
+    // Schedules and direct actions.
+    for name in [
+        "schedule-input.json",
+        "schedule-envelope.json",
+        "action-trigger.json",
+    ] {
+        let answer = invoke(&emulator, "dagy-router", &event(name, ""));
+        assert_eq!(answer["status"], 202, "{name}: {answer}");
+    }
+    let answer = invoke(
+        &emulator,
+        "dagy-router",
+        &event("action-get-run.json", &run_id),
+    );
+    assert_eq!(answer["status"], 200, "{answer}");
+    let answer = invoke(&emulator, "dagy-router", &event("action-backends.json", ""));
+    assert_eq!(answer["status"], 200, "{answer}");
+    let answer = invoke(&emulator, "dagy-router", &event("action-sweep.json", ""));
+    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["failed"], json!([]));
+
+    // The executor's own event on a finished run does nothing twice.
+    let answer = invoke(&emulator, "dagy-executor", &event("executor.json", &run_id));
+    assert_eq!(answer["outcome"], "finished", "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_stops_a_micro_run_at_its_next_task_boundary() {
+    let emulator = start(&format!("dagy-emulator-cancel-{}", std::process::id())).await;
+    let tasks: Vec<Value> = (1..=5)
+        .map(|i| {
+            let mut t =
+                json!({"id": format!("t{i}"), "handler": "sleep", "args": {"seconds": 1.0}});
+            if i > 1 {
+                t["depends_on"] = json!([format!("t{}", i - 1)]);
+            }
+            t
+        })
+        .collect();
+    let flow = json!({"spec_version": 1, "name": "slow", "tasks": tasks});
+    let answer = invoke(
+        &emulator,
+        "dagy-router",
+        &json!({"action": "put_deployment", "name": "slow", "flow": flow, "default_runtime_tier": "micro"}),
+    );
+    assert_eq!(answer["status"], 200, "{answer}");
+    let answer = invoke(
+        &emulator,
+        "dagy-router",
+        &json!({"action": "trigger", "deployment": "slow"}),
+    );
+    let run_id = answer["run_id"].as_str().expect("run id").to_string();
+    wait_for_run(&emulator, &run_id, |r| r["tasks"][1]["status"] == "running").await;
+    let (status, body) = http_answer(&invoke(
+        &emulator,
+        "dagy-router",
+        &event("http-cancel-run.json", &run_id),
+    ));
+    assert_eq!(status, 202, "{body}");
+    let run = wait_for_run(&emulator, &run_id, |r| {
+        r["status"] == "cancelled" || r["status"] == "completed"
+    })
+    .await;
+    assert_eq!(run["status"], "cancelled", "{run}");
+    assert_eq!(run["tasks"][0]["status"], "completed");
+    assert_eq!(
+        run["tasks"][1]["status"], "completed",
+        "the task in flight finishes"
+    );
+    for i in 2..5 {
+        assert_eq!(run["tasks"][i]["status"], "cancelled", "{run}");
+        assert_eq!(run["tasks"][i]["attempts"], 0, "never started");
+    }
+}
