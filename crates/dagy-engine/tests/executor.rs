@@ -28,18 +28,7 @@ fn harness() -> Harness {
 fn harness_with(store: MemoryStore) -> Harness {
     let store = Arc::new(store);
     let calls = Arc::new(Mutex::new(Vec::new()));
-    let mut registry = dagy_handlers::registry();
-    let log = calls.clone();
-    registry.register("count", move |ctx, input: Value| {
-        let log = log.clone();
-        async move {
-            log.lock().expect("log").push(ctx.task_id.clone());
-            if let Some(seconds) = input["args"]["sleep"].as_f64() {
-                tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-            }
-            Ok(input["args"].clone())
-        }
-    });
+    let mut registry = counting_registry(calls.clone());
     registry.register("panic", |_ctx, _input| async move {
         if true {
             panic!("the handler blew up");
@@ -579,18 +568,19 @@ async fn a_resumed_run_re_runs_no_completed_task() {
     h.executor.step(&id, &options).await.expect("step 2");
     let other = Executor::new(
         h.executor.store().clone(),
-        Arc::new(registry_with_count(&h)),
+        Arc::new(counting_registry(h.calls.clone())),
     );
     let outcome = other.run(&id, &options).await.expect("resume");
     assert_eq!(outcome, StepOutcome::Finished(RunStatus::Completed));
     assert_eq!(h.calls(), ["t1", "t2", "t3", "t4", "t5"]);
 }
 
-fn registry_with_count(h: &Harness) -> HandlerRegistry {
+/// The example handlers plus `count`, which logs each call's task id to `calls`, sleeps
+/// `args.sleep` seconds if given, and returns its args.
+fn counting_registry(calls: Arc<Mutex<Vec<String>>>) -> HandlerRegistry {
     let mut registry = dagy_handlers::registry();
-    let log = h.calls.clone();
     registry.register("count", move |ctx, input: Value| {
-        let log = log.clone();
+        let log = calls.clone();
         async move {
             log.lock().expect("log").push(ctx.task_id.clone());
             if let Some(seconds) = input["args"]["sleep"].as_f64() {

@@ -717,31 +717,20 @@ impl RunStore for DynamoStore {
             .expression_attribute_values(":attempt", n(u64::from(attempt)))
             .expression_attribute_values(":token", n(lease.token))
             .expression_attribute_values(":me", s(&lease.owner));
-        let final_status = match &outcome {
-            AttemptOutcome::Completed(output) => {
-                let text = serde_json::to_string(output).map_err(|e| {
-                    StoreError::Invalid(format!("the output cannot be encoded: {e}"))
-                })?;
-                if text.len() > limits.max_output_bytes {
-                    return Err(StoreError::TooLarge {
-                        what: format!("the output of task {task_id}"),
-                        bytes: text.len(),
-                        limit: limits.max_output_bytes,
-                    });
-                }
+        let (final_status, text) = dagy_store::check_outcome(limits, task_id, &outcome)?;
+        match &outcome {
+            AttemptOutcome::Completed(_) => {
                 u = u
                     .update_expression(
                         "SET #st = :st, #out = :out, finished_at_ms = :now, expires_at = :exp \
                          REMOVE error_type, error_message",
                     )
                     .expression_attribute_names("#out", "output")
-                    .expression_attribute_values(":out", s(text))
+                    .expression_attribute_values(":out", s(text.unwrap_or_default()))
                     .expression_attribute_values(":now", n(now_ms))
                     .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)));
-                TaskStatus::Completed
             }
             AttemptOutcome::Retrying(error) => {
-                check_error(limits, error)?;
                 u = u
                     .update_expression(
                         "SET #st = :st, error_type = :et, error_message = :em ADD failures :one",
@@ -749,15 +738,8 @@ impl RunStore for DynamoStore {
                     .expression_attribute_values(":et", s(&error.error_type))
                     .expression_attribute_values(":em", s(&error.message))
                     .expression_attribute_values(":one", n(1));
-                TaskStatus::Retrying
             }
-            AttemptOutcome::Finished(status, error) => {
-                if !status.is_final() || *status == TaskStatus::Completed {
-                    return Err(StoreError::Invalid(format!(
-                        "an attempt cannot finish a task as {status}"
-                    )));
-                }
-                check_error(limits, error)?;
+            AttemptOutcome::Finished(_, error) => {
                 u = u
                     .update_expression(
                         "SET #st = :st, error_type = :et, error_message = :em, finished_at_ms = :now, \
@@ -768,9 +750,8 @@ impl RunStore for DynamoStore {
                     .expression_attribute_values(":now", n(now_ms))
                     .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)))
                     .expression_attribute_values(":one", n(1));
-                *status
             }
-        };
+        }
         let u = built(
             u.expression_attribute_values(":st", status_value(final_status.as_str()))
                 .build(),
@@ -800,15 +781,7 @@ impl RunStore for DynamoStore {
         error: TaskErrorRecord,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        if !matches!(
-            status,
-            TaskStatus::Skipped | TaskStatus::Cancelled | TaskStatus::TimedOut
-        ) {
-            return Err(StoreError::Invalid(format!(
-                "tasks can only be settled as skipped, cancelled or timed_out, not {status}"
-            )));
-        }
-        check_error(self.limits, &error)?;
+        dagy_store::check_settle(self.limits, status, &error)?;
         for chunk in task_ids.chunks(TRANSACTION_TASKS) {
             let mut actions = vec![self.run_check(lease, false)?];
             for id in chunk {
@@ -855,11 +828,7 @@ impl RunStore for DynamoStore {
         error: Option<String>,
         now_ms: u64,
     ) -> Result<RunRecord, StoreError> {
-        if !status.is_final() {
-            return Err(StoreError::Invalid(format!(
-                "a run cannot finish as {status}"
-            )));
-        }
+        dagy_store::check_finish(status)?;
         let expires = self.expires_after_finish(now_ms);
         let mut values = vec![
             (":st", status_value(status.as_str())),
@@ -1132,17 +1101,6 @@ impl RunStore for DynamoStore {
             Err(_) => self.get_run(run_id).await,
         }
     }
-}
-
-fn check_error(limits: StoreLimits, error: &TaskErrorRecord) -> Result<(), StoreError> {
-    if error.message.len() > limits.max_error_bytes {
-        return Err(StoreError::TooLarge {
-            what: "the error message".into(),
-            bytes: error.message.len(),
-            limit: limits.max_error_bytes,
-        });
-    }
-    Ok(())
 }
 
 /// A random number for tokens, from the standard library's randomly seeded hasher.

@@ -58,6 +58,83 @@ impl Default for StoreLimits {
 /// How long a pending run may wait for its first executor before the sweep dispatches it again.
 pub const DISPATCH_GRACE_MS: u64 = 60_000;
 
+/// Checks what ending an attempt would write, before any store writes it: the status an attempt
+/// may end with, and the sizes of the output and the error. Returns the task's status after the
+/// write and, for an output, its JSON text (what the store keeps).
+pub fn check_outcome(
+    limits: StoreLimits,
+    task_id: &str,
+    outcome: &AttemptOutcome,
+) -> Result<(TaskStatus, Option<String>), StoreError> {
+    match outcome {
+        AttemptOutcome::Completed(output) => {
+            let text = serde_json::to_string(output)
+                .map_err(|e| StoreError::Invalid(format!("the output cannot be encoded: {e}")))?;
+            if text.len() > limits.max_output_bytes {
+                return Err(StoreError::TooLarge {
+                    what: format!("the output of task {task_id}"),
+                    bytes: text.len(),
+                    limit: limits.max_output_bytes,
+                });
+            }
+            Ok((TaskStatus::Completed, Some(text)))
+        }
+        AttemptOutcome::Retrying(error) => {
+            check_error(limits, error)?;
+            Ok((TaskStatus::Retrying, None))
+        }
+        AttemptOutcome::Finished(status, error) => {
+            if !status.is_final() || *status == TaskStatus::Completed {
+                return Err(StoreError::Invalid(format!(
+                    "an attempt cannot finish a task as {status}"
+                )));
+            }
+            check_error(limits, error)?;
+            Ok((*status, None))
+        }
+    }
+}
+
+/// Checks a `settle_tasks` request: only `skipped`, `cancelled` or `timed_out`, with an error
+/// the store can hold.
+pub fn check_settle(
+    limits: StoreLimits,
+    status: TaskStatus,
+    error: &TaskErrorRecord,
+) -> Result<(), StoreError> {
+    if !matches!(
+        status,
+        TaskStatus::Skipped | TaskStatus::Cancelled | TaskStatus::TimedOut
+    ) {
+        return Err(StoreError::Invalid(format!(
+            "tasks can only be settled as skipped, cancelled or timed_out, not {status}"
+        )));
+    }
+    check_error(limits, error)
+}
+
+/// Checks a `finish_run` request: only a final status.
+pub fn check_finish(status: RunStatus) -> Result<(), StoreError> {
+    if status.is_final() {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "a run cannot finish as {status}"
+        )))
+    }
+}
+
+fn check_error(limits: StoreLimits, error: &TaskErrorRecord) -> Result<(), StoreError> {
+    if error.message.len() > limits.max_error_bytes {
+        return Err(StoreError::TooLarge {
+            what: "the error message".into(),
+            bytes: error.message.len(),
+            limit: limits.max_error_bytes,
+        });
+    }
+    Ok(())
+}
+
 /// Whether `create_run` made a new run or found the one its idempotency key already made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Created {

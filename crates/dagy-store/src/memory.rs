@@ -118,17 +118,6 @@ fn conflict(run_id: &str, task: &TaskRecord) -> StoreError {
     }
 }
 
-fn check_error_size(limits: StoreLimits, error: &TaskErrorRecord) -> Result<(), StoreError> {
-    if error.message.len() > limits.max_error_bytes {
-        return Err(StoreError::TooLarge {
-            what: "the error message".into(),
-            bytes: error.message.len(),
-            limit: limits.max_error_bytes,
-        });
-    }
-    Ok(())
-}
-
 #[async_trait]
 impl RunStore for MemoryStore {
     fn limits(&self) -> StoreLimits {
@@ -316,30 +305,10 @@ impl RunStore for MemoryStore {
         outcome: AttemptOutcome,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let limits = self.limits;
-        match &outcome {
-            AttemptOutcome::Completed(output) => {
-                let bytes = serde_json::to_vec(output).map_or(0, |v| v.len());
-                if bytes > limits.max_output_bytes {
-                    return Err(StoreError::TooLarge {
-                        what: format!("the output of task {task_id}"),
-                        bytes,
-                        limit: limits.max_output_bytes,
-                    });
-                }
-            }
-            AttemptOutcome::Retrying(error) | AttemptOutcome::Finished(_, error) => {
-                check_error_size(limits, error)?;
-            }
-        }
+        let (intended, _) = crate::check_outcome(self.limits, task_id, &outcome)?;
         let mut state = self.lock();
         let entry = state.fenced(lease)?;
         let task = entry.task_mut(task_id)?;
-        let intended = match &outcome {
-            AttemptOutcome::Completed(_) => TaskStatus::Completed,
-            AttemptOutcome::Retrying(_) => TaskStatus::Retrying,
-            AttemptOutcome::Finished(status, _) => *status,
-        };
         if task.status == intended
             && task.attempts == attempt
             && task.lease_token == Some(lease.token)
@@ -365,11 +334,6 @@ impl RunStore for MemoryStore {
                 task.error = Some(error);
             }
             AttemptOutcome::Finished(status, error) => {
-                if !status.is_final() || status == TaskStatus::Completed {
-                    return Err(StoreError::Invalid(format!(
-                        "an attempt cannot finish a task as {status}"
-                    )));
-                }
                 task.status = status;
                 task.failures += 1;
                 task.error = Some(error);
@@ -387,15 +351,7 @@ impl RunStore for MemoryStore {
         error: TaskErrorRecord,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        if !matches!(
-            status,
-            TaskStatus::Skipped | TaskStatus::Cancelled | TaskStatus::TimedOut
-        ) {
-            return Err(StoreError::Invalid(format!(
-                "tasks can only be settled as skipped, cancelled or timed_out, not {status}"
-            )));
-        }
-        check_error_size(self.limits, &error)?;
+        crate::check_settle(self.limits, status, &error)?;
         let mut state = self.lock();
         let entry = state.fenced(lease)?;
         for id in task_ids {
@@ -416,11 +372,7 @@ impl RunStore for MemoryStore {
         error: Option<String>,
         now_ms: u64,
     ) -> Result<RunRecord, StoreError> {
-        if !status.is_final() {
-            return Err(StoreError::Invalid(format!(
-                "a run cannot finish as {status}"
-            )));
-        }
+        crate::check_finish(status)?;
         let mut state = self.lock();
         let entry = state.fenced(lease)?;
         let run = &mut entry.snapshot.run;
