@@ -85,6 +85,10 @@ pub async fn handle(
         }
         StepOutcome::Superseded => json!({"run_id": event.run_id, "outcome": "superseded"}),
     };
-    tracing::info!(run_id = event.run_id, outcome = %answer["outcome"], "executor invocation done");
+    tracing::info!(
+        run_id = event.run_id,
+        outcome = answer["outcome"].as_str().unwrap_or_default(),
+        "executor invocation done"
+    );
     Ok(answer)
 }

@@ -44,6 +44,7 @@ fn path_with_venv() -> String {
 struct Emulator {
     port: u16,
     child: Child,
+    log: PathBuf,
 }
 
 impl Drop for Emulator {
@@ -164,11 +165,12 @@ async fn start(table: &str) -> Emulator {
         "AWS_SECRET_ACCESS_KEY=test".into(),
         "AWS_REGION=us-east-1".into(),
         "AWS_EC2_METADATA_DISABLED=true".into(),
-        "RUST_LOG=info".into(),
+        "AWS_LAMBDA_LOG_FORMAT=JSON".into(),
+        "AWS_LAMBDA_LOG_LEVEL=INFO".into(),
     ]
     .join(",");
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("dagy-emulator-{port}.log")))
-        .expect("log file");
+    let log_path = std::env::temp_dir().join(format!("dagy-emulator-{port}.log"));
+    let log = std::fs::File::create(&log_path).expect("log file");
     let child = Command::new("cargo")
         .args([
             "lambda",
@@ -193,7 +195,11 @@ async fn start(table: &str) -> Emulator {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Emulator { port, child }
+    Emulator {
+        port,
+        child,
+        log: log_path,
+    }
 }
 
 /// `cargo lambda invoke FUNCTION --data-file FILE`, as a user would.
@@ -363,6 +369,29 @@ async fn every_sample_event_runs_through_the_emulator_and_a_micro_run_completes(
     let answer = invoke(&emulator, "dagy-router", &event("action-sweep.json", ""));
     assert_eq!(answer["status"], 200, "{answer}");
     assert_eq!(answer["failed"], json!([]));
+
+    // The functions log JSON lines that carry the run id and task ids.
+    let log = std::fs::read_to_string(&emulator.log).expect("emulator log");
+    let lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| {
+            l.find('{')
+                .and_then(|i| serde_json::from_str::<Value>(&l[i..]).ok())
+        })
+        .collect();
+    let mentions = |key: &str, value: &str| {
+        lines
+            .iter()
+            .any(|l| l.to_string().contains(&format!("\"{key}\":\"{value}\"")))
+    };
+    assert!(
+        mentions("run_id", &run_id),
+        "no JSON log line with run_id {run_id}:\n{log}"
+    );
+    assert!(
+        mentions("task_id", "answer"),
+        "no JSON log line with task_id answer"
+    );
 
     // The executor's own event on a finished run does nothing twice.
     let answer = invoke(&emulator, "dagy-executor", &event("executor.json", &run_id));
