@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Cold start and package size of the Lambda functions (figures, not a test): builds the release
-# binaries, starts moto on loopback for the executor's DynamoDB read, runs bench_functions.py.
+# Cold start and package size of the Lambda functions (figures, not a test): builds the binaries
+# with the `lambda` profile (PROFILE=release for the plain release build), starts moto on
+# loopback for the executor's DynamoDB read, runs bench_functions.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dagy/target}"
 ensure_venv
-cargo build --release -j2 -p dagy-functions --bins
+export PROFILE="${PROFILE:-lambda}"
+cargo build --profile "$PROFILE" -j2 -p dagy-functions --bins
 trap stop_moto EXIT
 start_moto
 export DAGY_TABLE_NAME=dagy-bench

@@ -9,6 +9,7 @@ events/http-backends.json (no I/O); the executor reads a run from DynamoDB (moto
 started by scripts/bench-functions.sh) that does not exist, and answers with that error.
 
 Size: each binary zipped as `bootstrap` (deflate, level 9), as a Lambda deployment package.
+Binaries come from the cargo profile named by PROFILE (default `lambda`: fat LTO, size-optimized).
 
 Usage: scripts/bench-functions.sh (builds, starts moto, runs this).
 """
@@ -103,7 +104,8 @@ def zipped_size(binary):
 
 
 def main():
-    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / "release"
+    profile = os.environ.get("PROFILE", "lambda")
+    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / profile
     common = {
         "DAGY_TABLE_NAME": os.environ.get("DAGY_TABLE_NAME", "dagy-bench"),
         "DAGY_EXECUTOR_FUNCTION": "dagy-executor",
@@ -118,12 +120,12 @@ def main():
         ("dagy-router", json.loads((ROOT / "events" / "http-backends.json").read_text())),
         ("dagy-executor", {"run_id": "bench-no-such-run"}),
     ]
-    print(f"{RUNS} cold starts each; machine: {os.cpu_count()} cores")
+    print(f"profile {profile}, {RUNS} cold starts each; machine: {os.cpu_count()} cores")
     print(f"{'function':<16} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'binary MB':>10} {'zipped MB':>10}  answer")
     for name, event in cases:
         binary = target_dir / name
         if not binary.exists():
-            raise SystemExit(f"{binary} is missing: build with cargo build --release -p dagy-functions")
+            raise SystemExit(f"{binary} is missing: build with cargo build --profile {profile} -p dagy-functions")
         times = []
         answer = None
         for _ in range(RUNS):
