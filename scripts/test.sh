@@ -42,5 +42,8 @@ cargo build --workspace --all-targets --locked
 step "tests (unit, property, integration, CLI, doc)"
 cargo test --workspace --locked --no-fail-fast
 
+step "docs (rustdoc, warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "done"
 echo "all checks passed in $SECONDS s (target dir: $CARGO_TARGET_DIR, root: $ROOT)"
