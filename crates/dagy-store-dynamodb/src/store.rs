@@ -27,6 +27,11 @@ const FLOW_CHUNK_BYTES: usize = 300 * 1024;
 const TRANSACTION_TASKS: usize = 99;
 /// BatchWriteItem takes at most 25 requests.
 const BATCH_ITEMS: usize = 25;
+/// Gives a task that will not run its final status and the reason.
+const SETTLE_UPDATE: &str = "SET #st = :st, error_type = :et, error_message = :em, \
+                             finished_at_ms = :now, expires_at = :exp";
+/// ...but only a task that is not final already.
+const SETTLE_CONDITION: &str = "#st IN (:pending, :running, :retrying)";
 /// Everything a run writes expires after this many seconds at the latest (Step Functions'
 /// longest run is a year).
 const ABANDONED_SECONDS: u64 = 400 * 86_400;
@@ -298,6 +303,28 @@ impl DynamoStore {
         }
     }
 
+    /// The values of [`SETTLE_UPDATE`] and [`SETTLE_CONDITION`].
+    fn settle_values(
+        &self,
+        status: &TaskStatus,
+        error: &TaskErrorRecord,
+        now_ms: u64,
+    ) -> HashMap<String, AttributeValue> {
+        [
+            (":st", status_value(status.as_str())),
+            (":et", s(&error.error_type)),
+            (":em", s(&error.message)),
+            (":now", n(now_ms)),
+            (":exp", n(self.expires_after_finish(now_ms))),
+            (":pending", status_value("pending")),
+            (":running", status_value("running")),
+            (":retrying", status_value("retrying")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     async fn settle_without_lease(
         &self,
         run_id: &str,
@@ -312,17 +339,10 @@ impl DynamoStore {
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(task_key(run_id, id).into_iter().collect()))
-                .update_expression("SET #st = :st, error_type = :et, error_message = :em, finished_at_ms = :now, expires_at = :exp")
-                .condition_expression("#st IN (:pending, :running, :retrying)")
+                .update_expression(SETTLE_UPDATE)
+                .condition_expression(SETTLE_CONDITION)
                 .expression_attribute_names("#st", "status")
-                .expression_attribute_values(":st", status_value(status.as_str()))
-                .expression_attribute_values(":et", s(&error.error_type))
-                .expression_attribute_values(":em", s(&error.message))
-                .expression_attribute_values(":now", n(now_ms))
-                .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)))
-                .expression_attribute_values(":pending", status_value("pending"))
-                .expression_attribute_values(":running", status_value("running"))
-                .expression_attribute_values(":retrying", status_value("retrying"))
+                .set_expression_attribute_values(Some(self.settle_values(&status, error, now_ms)))
                 .send()
                 .await;
             match update {
@@ -787,18 +807,11 @@ impl RunStore for DynamoStore {
             for id in chunk {
                 let update = self
                     .task_update(lease, id)
-                    .update_expression(
-                        "SET #st = :st, error_type = :et, error_message = :em, finished_at_ms = :now, expires_at = :exp",
-                    )
-                    .condition_expression("#st IN (:pending, :running, :retrying)")
-                    .expression_attribute_values(":st", status_value(status.as_str()))
-                    .expression_attribute_values(":et", s(&error.error_type))
-                    .expression_attribute_values(":em", s(&error.message))
-                    .expression_attribute_values(":now", n(now_ms))
-                    .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)))
-                    .expression_attribute_values(":pending", status_value("pending"))
-                    .expression_attribute_values(":running", status_value("running"))
-                    .expression_attribute_values(":retrying", status_value("retrying"));
+                    .update_expression(SETTLE_UPDATE)
+                    .condition_expression(SETTLE_CONDITION)
+                    .set_expression_attribute_values(Some(
+                        self.settle_values(&status, &error, now_ms),
+                    ));
                 actions.push(
                     TransactWriteItem::builder()
                         .update(built(update.build())?)
