@@ -385,7 +385,7 @@ fn a_sigint_cancels_between_tasks_and_says_so() {
         {"id": "two", "handler": "sleep", "args": {"seconds": 5}, "depends_on": ["one"]},
         {"id": "three", "handler": "echo", "depends_on": ["two"]}]}"#,
     );
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("dagy"))
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("dagy"))
         .arg("run")
         .arg(flow.path())
         .args(["--json", "--tier", "nano"])
@@ -393,16 +393,30 @@ fn a_sigint_cancels_between_tasks_and_says_so() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start");
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    // Wait until the progress shows task two running, then interrupt.
+    let mut stderr_pipe = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        let n = std::io::BufRead::read_line(&mut stderr_pipe, &mut line).expect("read stderr");
+        assert!(n > 0, "dagy ended before task two started: {seen}");
+        seen.push_str(&line);
+        if line.contains("two  attempt 1") {
+            break;
+        }
+    }
     let pid = child.id().to_string();
     let sent = std::process::Command::new("kill")
         .args(["-INT", &pid])
         .status()
         .expect("kill");
     assert!(sent.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr_pipe, &mut rest).expect("read stderr");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = seen + &rest;
+
     assert!(stderr.contains("cancelling"), "{stderr}");
     let record = json_of(&out.stdout);
     assert_eq!(record["status"], "cancelled");
