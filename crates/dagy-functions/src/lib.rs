@@ -44,10 +44,4 @@ pub enum FunctionError {
     /// The engine failed.
     #[error(transparent)]
     Engine(#[from] dagy_engine::EngineError),
-    /// The core refused a configuration.
-    #[error(transparent)]
-    Core(#[from] dagy_core::Error),
-    /// The DynamoDB store could not be set up.
-    #[error(transparent)]
-    Table(#[from] dagy_store_dynamodb::Error),
 }
