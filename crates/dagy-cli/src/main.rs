@@ -27,6 +27,8 @@ enum Command {
     Plan(commands::plan::PlanArgs),
     /// Print the flow's DAG as a Mermaid flowchart.
     Graph(commands::graph::GraphArgs),
+    /// Print the flow's Step Functions (ASL) definition.
+    Asl(commands::asl::AslArgs),
     /// Run a flow here, with live progress.
     Run(commands::run::RunArgs),
     /// The DynamoDB run table (DAGY_TABLE_NAME), for local work.
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
         Command::Validate(args) => commands::validate::run(args),
         Command::Plan(args) => commands::plan::run(args),
         Command::Graph(args) => commands::graph::run(args),
+        Command::Asl(args) => commands::asl::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Table(command) => commands::table::run(command),
     };

@@ -428,3 +428,47 @@ fn a_sigint_cancels_between_tasks_and_says_so() {
     assert_eq!(record["tasks"][2]["status"], "cancelled");
     assert_eq!(record["tasks"][2]["attempts"], 0);
 }
+
+#[test]
+fn asl_prints_a_definition_that_invokes_the_task_executor() {
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:dagy-task-executor";
+    let out = dagy()
+        .args(["asl", &example("fan_out_fan_in.json")])
+        .env("DAGY_SFN_TASK_EXECUTOR_ARN", arn)
+        .assert()
+        .success();
+    let asl = json_of(&out.get_output().stdout);
+    assert_eq!(asl["StartAt"], "Task-source");
+    assert_eq!(asl["States"]["Level-1"]["Type"], "Parallel");
+    assert_eq!(
+        asl["States"]["Level-1"]["Branches"]
+            .as_array()
+            .map(Vec::len),
+        Some(4)
+    );
+    assert_eq!(
+        asl["States"]["Task-source"]["Parameters"]["FunctionName"],
+        arn
+    );
+}
+
+#[test]
+fn asl_warns_what_the_translation_loses_and_needs_the_task_executor() {
+    dagy()
+        .args([
+            "asl",
+            &example("etl.json"),
+            "--task-executor-arn",
+            "arn:aws:lambda:us-east-1:1:function:te",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "the delay list [0.1, 0.5, 2.0] becomes a fixed IntervalSeconds 1",
+        ));
+    dagy()
+        .args(["asl", &example("etl.json")])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--task-executor-arn"));
+}

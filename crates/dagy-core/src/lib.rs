@@ -23,7 +23,9 @@
 //! - [`backend`]: backends, their capabilities, registration from the environment.
 //! - [`fargate`]: Fargate sizes and the valid cpu/memory combinations.
 //! - [`plan`](mod@plan): tier + backend + fit checks: the decision a run records.
+//! - [`asl`]: the Step Functions definition of a flow.
 
+pub mod asl;
 pub mod backend;
 pub mod decode;
 pub mod error;

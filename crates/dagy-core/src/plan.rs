@@ -283,11 +283,11 @@ pub fn asl_losses(task: &crate::TaskSpec) -> Vec<String> {
     match &task.retry_delay_seconds {
         Some(RetryDelay::PerAttempt(list)) if list.len() > 1 => losses.push(format!(
             "task \"{id}\": the delay list {list:?} becomes a fixed IntervalSeconds {} on step_functions",
-            list[0].trunc()
+            crate::asl::interval_seconds(task)
         )),
-        Some(RetryDelay::Computed(f)) => losses.push(format!(
+        Some(RetryDelay::Computed(_)) => losses.push(format!(
             "task \"{id}\": the computed delay becomes a fixed IntervalSeconds {} (its first value) on step_functions",
-            f(1).max(0.0).trunc()
+            crate::asl::interval_seconds(task)
         )),
         _ => {}
     }
@@ -295,13 +295,14 @@ pub fn asl_losses(task: &crate::TaskSpec) -> Vec<String> {
         .retry_delay_seconds
         .as_ref()
         .map(|d| d.seconds_before_retry(1));
-    if let Some(d) = first_delay
-        && d.fract() != 0.0
+    if task.retries > 0
+        && let Some(d) = first_delay
         && d.is_finite()
+        && d != crate::asl::interval_seconds(task) as f64
     {
         losses.push(format!(
-            "task \"{id}\": retry delay {d} s is truncated to IntervalSeconds {} on step_functions",
-            d.trunc()
+            "task \"{id}\": retry delay {d} s becomes IntervalSeconds {} on step_functions (whole seconds, at least 1)",
+            crate::asl::interval_seconds(task)
         ));
     }
     if let Some(f) = task.retry_jitter_factor
@@ -581,7 +582,7 @@ mod tests {
         let text = p.warnings.join("\n");
         assert!(text.contains("becomes a fixed IntervalSeconds 2"), "{text}");
         assert!(
-            text.contains("2.7 s is truncated to IntervalSeconds 2"),
+            text.contains("retry delay 2.7 s becomes IntervalSeconds 2"),
             "{text}"
         );
         assert!(text.contains("BackoffRate 2.0"), "{text}");

@@ -1,0 +1,341 @@
+//! FlowSpec to Amazon States Language, by the seed's rules.
+//!
+//! - Tasks are grouped by dependency level; a level of one task is a Task state, a level of
+//!   several is a Parallel state with one branch per task; levels are chained by `Next`.
+//! - `retries` -> `Retry.MaxAttempts`; the first retry delay -> `IntervalSeconds` (an integer,
+//!   the fraction truncated); `retry_jitter_factor` set -> `BackoffRate` 2.0, else 1.0;
+//!   `timeout_seconds` -> `TimeoutSeconds` (rounded up: ASL takes whole seconds).
+//! - Every error is caught (`States.ALL`) and routed to `HandleTaskFailure`, which records the
+//!   failure through the task-executor and ends in a Fail state. A branch cannot jump out of a
+//!   Parallel state, so the Catch of tasks inside branches is on the Parallel state.
+//! - After the last level, `RecordSuccess` records the run's success, then `Succeeded`.
+//! - Task states pass only `{run_id, task_id}` to the task-executor and keep their input
+//!   (`ResultPath: null`): outputs stay in the run store, so data never grows the state.
+//!
+//! What the rules lose is reported by [`crate::plan::asl_losses`] (and so by `dagy plan`).
+
+use serde_json::{Map, Value, json};
+
+use crate::flow::TaskSpec;
+use crate::graph::Flow;
+
+/// The state that records a failure and ends the execution as failed.
+pub const HANDLE_TASK_FAILURE: &str = "HandleTaskFailure";
+/// The Fail state after it.
+pub const FAILED: &str = "Failed";
+/// The state that records success.
+pub const RECORD_SUCCESS: &str = "RecordSuccess";
+/// The Succeed state after it.
+pub const SUCCEEDED: &str = "Succeeded";
+/// The error a failed run's execution ends with.
+pub const RUN_FAILED_ERROR: &str = "DagyTaskFailed";
+
+/// The largest `MaxAttempts`, `IntervalSeconds` and `TimeoutSeconds` ASL accepts.
+pub const ASL_MAX_INTEGER: u64 = 99_999_999;
+
+/// The `IntervalSeconds` of a task's retrier: its first retry delay (a list's first value, a
+/// closure's value for the first retry), the fraction truncated, at least 1 (ASL's minimum).
+pub fn interval_seconds(task: &TaskSpec) -> u64 {
+    let first = task
+        .retry_delay_seconds
+        .as_ref()
+        .map_or(0.0, |d| d.seconds_before_retry(1));
+    let whole = if first.is_finite() {
+        first.trunc().max(0.0)
+    } else {
+        0.0
+    };
+    (whole as u64).clamp(1, ASL_MAX_INTEGER)
+}
+
+/// The name of a task's state: `Task-<id>` (task ids are at most 64 characters of
+/// `A-Z a-z 0-9 _ - .`, so names stay within ASL's 80 and never meet the fixed states' names).
+pub fn task_state_name(id: &str) -> String {
+    format!("Task-{id}")
+}
+
+/// The name of level `n`'s Parallel state.
+pub fn level_state_name(n: usize) -> String {
+    format!("Level-{n}")
+}
+
+/// The state machine definition of `flow`, whose Task states invoke `task_executor_arn`.
+/// The execution's input is `{"run_id": "..."}`.
+pub fn translate(flow: &Flow, task_executor_arn: &str) -> Value {
+    let mut states = Map::new();
+    let levels = flow.levels();
+    let names: Vec<String> = levels
+        .iter()
+        .enumerate()
+        .map(|(n, level)| match level.as_slice() {
+            [single] => task_state_name(&flow.task(*single).id),
+            _ => level_state_name(n),
+        })
+        .collect();
+    for (n, level) in levels.iter().enumerate() {
+        let next = names.get(n + 1).map_or(RECORD_SUCCESS, String::as_str);
+        let catch = json!([{
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.error",
+            "Next": HANDLE_TASK_FAILURE
+        }]);
+        let state = match level.as_slice() {
+            [single] => {
+                let mut state = task_state(flow.task(*single), task_executor_arn);
+                state.insert("Next".into(), json!(next));
+                state.insert("Catch".into(), catch);
+                Value::Object(state)
+            }
+            tasks => {
+                let branches: Vec<Value> = tasks
+                    .iter()
+                    .map(|&i| {
+                        let task = flow.task(i);
+                        let mut state = task_state(task, task_executor_arn);
+                        state.insert("End".into(), json!(true));
+                        let name = task_state_name(&task.id);
+                        json!({"StartAt": name, "States": {name: state}})
+                    })
+                    .collect();
+                json!({
+                    "Type": "Parallel",
+                    "Comment": format!("dependency level {n}: {} tasks", tasks.len()),
+                    "Branches": branches,
+                    "ResultPath": null,
+                    "Next": next,
+                    "Catch": catch
+                })
+            }
+        };
+        states.insert(names[n].clone(), state);
+    }
+    states.insert(
+        HANDLE_TASK_FAILURE.into(),
+        json!({
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": task_executor_arn,
+                "Payload": {"action": "record_failure", "run_id.$": "$.run_id", "error.$": "$.error"}
+            },
+            "ResultPath": null,
+            "Next": FAILED
+        }),
+    );
+    states.insert(
+        FAILED.into(),
+        json!({"Type": "Fail", "Error": RUN_FAILED_ERROR, "Cause": "a task failed; the run record says which and why"}),
+    );
+    states.insert(
+        RECORD_SUCCESS.into(),
+        json!({
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": task_executor_arn,
+                "Payload": {"action": "record_success", "run_id.$": "$.run_id"}
+            },
+            "ResultPath": null,
+            "Next": SUCCEEDED
+        }),
+    );
+    states.insert(SUCCEEDED.into(), json!({"Type": "Succeed"}));
+    json!({
+        "Comment": format!("Dagy flow {}", flow.name()),
+        "StartAt": names.first().map_or(RECORD_SUCCESS, String::as_str),
+        "States": states
+    })
+}
+
+/// One task's Task state, without its transition.
+fn task_state(task: &TaskSpec, task_executor_arn: &str) -> Map<String, Value> {
+    let mut state = Map::new();
+    state.insert("Type".into(), json!("Task"));
+    state.insert("Resource".into(), json!("arn:aws:states:::lambda:invoke"));
+    state.insert(
+        "Parameters".into(),
+        json!({
+            "FunctionName": task_executor_arn,
+            "Payload": {"run_id.$": "$.run_id", "task_id": task.id}
+        }),
+    );
+    state.insert("ResultPath".into(), Value::Null);
+    if let Some(t) = task.timeout_seconds {
+        let whole = (t.ceil().max(1.0) as u64).min(ASL_MAX_INTEGER);
+        state.insert("TimeoutSeconds".into(), json!(whole));
+    }
+    if task.retries > 0 {
+        let backoff = if task.retry_jitter_factor.is_some_and(|f| f > 0.0) {
+            2.0
+        } else {
+            1.0
+        };
+        state.insert(
+            "Retry".into(),
+            json!([{
+                "ErrorEquals": ["States.ALL"],
+                "MaxAttempts": u64::from(task.retries).min(ASL_MAX_INTEGER),
+                "IntervalSeconds": interval_seconds(task),
+                "BackoffRate": backoff
+            }]),
+        );
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FlowBuilder;
+
+    const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:dagy-task-executor";
+
+    fn diamond() -> Flow {
+        FlowBuilder::new("diamond")
+            .task("a", "echo", |t| t.retries(2).retry_delay(2.7).timeout(30.0))
+            .task("b", "echo", |t| t.depends_on(["a"]).retries(1).jitter(0.3))
+            .task("c", "echo", |t| t.depends_on(["a"]))
+            .task("d", "echo", |t| t.depends_on(["b", "c"]).timeout(1.5))
+            .build()
+            .validate(None)
+            .expect("valid")
+    }
+
+    #[test]
+    fn levels_become_task_and_parallel_states_chained_by_next() {
+        let asl = translate(&diamond(), ARN);
+        assert_eq!(asl["StartAt"], "Task-a");
+        assert_eq!(asl["States"]["Task-a"]["Next"], "Level-1");
+        assert_eq!(asl["States"]["Level-1"]["Type"], "Parallel");
+        assert_eq!(
+            asl["States"]["Level-1"]["Branches"]
+                .as_array()
+                .map(Vec::len),
+            Some(2)
+        );
+        assert_eq!(asl["States"]["Level-1"]["Next"], "Task-d");
+        assert_eq!(asl["States"]["Task-d"]["Next"], RECORD_SUCCESS);
+        assert_eq!(asl["States"][RECORD_SUCCESS]["Next"], SUCCEEDED);
+    }
+
+    #[test]
+    fn retries_become_max_attempts_with_a_truncated_interval() {
+        let asl = translate(&diamond(), ARN);
+        let retry = &asl["States"]["Task-a"]["Retry"][0];
+        assert_eq!(retry["MaxAttempts"], 2);
+        assert_eq!(retry["IntervalSeconds"], 2, "2.7 is truncated to 2");
+        assert_eq!(retry["BackoffRate"], 1.0, "no jitter: 1.0");
+    }
+
+    #[test]
+    fn jitter_sets_backoff_rate_two() {
+        let asl = translate(&diamond(), ARN);
+        let b = &asl["States"]["Level-1"]["Branches"][0]["States"]["Task-b"];
+        assert_eq!(b["Retry"][0]["BackoffRate"], 2.0);
+        assert_eq!(
+            b["Retry"][0]["IntervalSeconds"], 1,
+            "no delay: ASL's minimum, 1"
+        );
+    }
+
+    #[test]
+    fn a_list_delay_uses_its_first_value() {
+        let flow = FlowBuilder::new("f")
+            .task("a", "echo", |t| t.retries(3).retry_delays([5.9, 10.0]))
+            .build()
+            .validate(None)
+            .expect("valid");
+        assert_eq!(
+            translate(&flow, ARN)["States"]["Task-a"]["Retry"][0]["IntervalSeconds"],
+            5
+        );
+    }
+
+    #[test]
+    fn a_closure_delay_uses_its_first_value() {
+        let flow = FlowBuilder::new("f")
+            .task("a", "echo", |t| {
+                t.retries(3).retry_delay_fn(|n| 3.0 * f64::from(n))
+            })
+            .build()
+            .validate(None)
+            .expect("valid");
+        assert_eq!(
+            translate(&flow, ARN)["States"]["Task-a"]["Retry"][0]["IntervalSeconds"],
+            3
+        );
+    }
+
+    #[test]
+    fn a_sub_second_delay_becomes_the_minimum_interval() {
+        let flow = FlowBuilder::new("f")
+            .task("a", "echo", |t| t.retries(1).retry_delay(0.4))
+            .build()
+            .validate(None)
+            .expect("valid");
+        assert_eq!(
+            translate(&flow, ARN)["States"]["Task-a"]["Retry"][0]["IntervalSeconds"],
+            1
+        );
+    }
+
+    #[test]
+    fn timeouts_become_whole_timeout_seconds() {
+        let asl = translate(&diamond(), ARN);
+        assert_eq!(asl["States"]["Task-a"]["TimeoutSeconds"], 30);
+        assert_eq!(
+            asl["States"]["Task-d"]["TimeoutSeconds"], 2,
+            "1.5 s rounds up"
+        );
+        assert!(
+            asl["States"]["Level-1"]["Branches"][1]["States"]["Task-c"]
+                .get("TimeoutSeconds")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn every_error_is_caught_on_the_state_that_can_jump() {
+        let asl = translate(&diamond(), ARN);
+        for name in ["Task-a", "Level-1", "Task-d"] {
+            let catch = &asl["States"][name]["Catch"][0];
+            assert_eq!(catch["ErrorEquals"], json!(["States.ALL"]), "{name}");
+            assert_eq!(catch["Next"], HANDLE_TASK_FAILURE, "{name}");
+        }
+        let inside = &asl["States"]["Level-1"]["Branches"][0]["States"]["Task-b"];
+        assert!(
+            inside.get("Catch").is_none(),
+            "a branch cannot jump out: the Parallel catches"
+        );
+        assert_eq!(asl["States"][HANDLE_TASK_FAILURE]["Next"], FAILED);
+        assert_eq!(asl["States"][FAILED]["Type"], "Fail");
+    }
+
+    #[test]
+    fn task_states_pass_only_ids_and_keep_their_input() {
+        let asl = translate(&diamond(), ARN);
+        let a = &asl["States"]["Task-a"];
+        assert_eq!(a["Parameters"]["FunctionName"], ARN);
+        assert_eq!(
+            a["Parameters"]["Payload"],
+            json!({"run_id.$": "$.run_id", "task_id": "a"})
+        );
+        assert_eq!(a["ResultPath"], Value::Null);
+    }
+
+    #[test]
+    fn the_state_count_matches_the_plan_estimate() {
+        let flow = diamond();
+        let asl = translate(&flow, ARN);
+        let top = asl["States"].as_object().map_or(0, Map::len);
+        let in_branches: usize = asl["States"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(|s| s["Branches"].as_array())
+            .flatten()
+            .map(|b| b["States"].as_object().map_or(0, Map::len))
+            .sum();
+        assert_eq!(top + in_branches, crate::plan::state_count(&flow));
+    }
+}
