@@ -42,6 +42,9 @@ cargo build --workspace --all-targets --locked
 step "tests (unit, property, integration, CLI, doc)"
 cargo test --workspace --locked --no-fail-fast
 
+step "ASL validators (statelint, asl-validator) on examples and 300 random DAGs"
+bash scripts/check-asl.sh
+
 step "docs (rustdoc, warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
