@@ -131,5 +131,63 @@ fn tier_decision(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, validate_and_order_100k, tier_decision);
+/// A flow whose state machine has exactly 25,000 states: levels of 1 to 4 tasks, each task
+/// depending on one task of the level before, with retries and timeouts on every task.
+fn flow_of_25000_states() -> dagy_core::Flow {
+    let mut spec = FlowSpec {
+        spec_version: dagy_core::flow::SPEC_VERSION,
+        name: "asl-25000".into(),
+        parameters: serde_json::Map::new(),
+        tasks: Vec::new(),
+    };
+    let mut previous: Vec<String> = Vec::new();
+    let mut states = dagy_core::plan::FIXED_STATES;
+    let mut width = 1;
+    while states < 25_000 {
+        let room = 25_000 - states;
+        // A level of w > 1 tasks adds w + 1 states (its Parallel state); of one task, 1.
+        let w = if room >= width + 1 && width > 1 {
+            width
+        } else {
+            1
+        };
+        let level: Vec<String> = (0..w)
+            .map(|i| format!("t{}", spec.tasks.len() + i))
+            .collect();
+        for (i, id) in level.iter().enumerate() {
+            let mut task = TaskSpec::new(id.clone(), "echo");
+            if let Some(dep) = previous.get(i % previous.len().max(1)) {
+                task.depends_on = vec![dep.clone()];
+            }
+            task.retries = 2;
+            task.retry_delay_seconds = Some(dagy_core::RetryDelay::Fixed(1.5));
+            task.timeout_seconds = Some(60.0);
+            spec.tasks.push(task);
+        }
+        states += if w > 1 { w + 1 } else { 1 };
+        previous = level;
+        width = width % 4 + 1;
+    }
+    let flow = spec.validate(None).expect("valid");
+    assert_eq!(dagy_core::state_count(&flow), 25_000);
+    flow
+}
+
+fn translate_25000_states(c: &mut Criterion) {
+    let flow = flow_of_25000_states();
+    let arn = "arn:aws:lambda:us-east-1:123456789012:function:dagy-task-executor";
+    let mut group = c.benchmark_group("asl");
+    group.sample_size(20);
+    group.bench_function("translate_25000_states", |b| {
+        b.iter(|| dagy_core::asl::translate(std::hint::black_box(&flow), arn));
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    validate_and_order_100k,
+    tier_decision,
+    translate_25000_states
+);
 criterion_main!(benches);

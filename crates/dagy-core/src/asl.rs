@@ -48,6 +48,21 @@ pub fn interval_seconds(task: &TaskSpec) -> u64 {
     (whole as u64).clamp(1, ASL_MAX_INTEGER)
 }
 
+/// The most events a Standard workflow's execution history may hold.
+pub const MAX_HISTORY_EVENTS: usize = 25_000;
+
+/// How many history events an execution of `flow`'s state machine writes: when every task
+/// succeeds at once, and when every task uses all its retries. A Lambda Task state writes 5
+/// events per attempt (entered, scheduled, started, succeeded or failed, exited), a Parallel
+/// state 4 around its branches, the execution 2, the success recorder 5 and the Succeed state 2.
+pub fn expected_history_events(flow: &Flow) -> (usize, usize) {
+    let parallels = flow.levels().iter().filter(|l| l.len() > 1).count();
+    let fixed = 2 + 5 + 2 + 4 * parallels;
+    let tasks = flow.tasks().len();
+    let attempts: usize = flow.tasks().iter().map(|t| 1 + t.retries as usize).sum();
+    (fixed + 5 * tasks, fixed + 5 * attempts)
+}
+
 /// The name of a task's state: `Task-<id>` (task ids are at most 64 characters of
 /// `A-Z a-z 0-9 _ - .`, so names stay within ASL's 80 and never meet the fixed states' names).
 pub fn task_state_name(id: &str) -> String {
@@ -72,42 +87,47 @@ pub fn translate(flow: &Flow, task_executor_arn: &str) -> Value {
             _ => level_state_name(n),
         })
         .collect();
+    // `json!` copies any non-literal value it is given (through `to_value`), so states are
+    // assembled by moving maps and vectors instead.
+    let catch = json!([{
+        "ErrorEquals": ["States.ALL"],
+        "ResultPath": "$.error",
+        "Next": HANDLE_TASK_FAILURE
+    }]);
     for (n, level) in levels.iter().enumerate() {
         let next = names.get(n + 1).map_or(RECORD_SUCCESS, String::as_str);
-        let catch = json!([{
-            "ErrorEquals": ["States.ALL"],
-            "ResultPath": "$.error",
-            "Next": HANDLE_TASK_FAILURE
-        }]);
-        let state = match level.as_slice() {
-            [single] => {
-                let mut state = task_state(flow.task(*single), task_executor_arn);
-                state.insert("Next".into(), json!(next));
-                state.insert("Catch".into(), catch);
-                Value::Object(state)
-            }
+        let mut state = match level.as_slice() {
+            [single] => task_state(flow.task(*single), task_executor_arn),
             tasks => {
                 let branches: Vec<Value> = tasks
                     .iter()
                     .map(|&i| {
                         let task = flow.task(i);
                         let mut state = task_state(task, task_executor_arn);
-                        state.insert("End".into(), json!(true));
+                        state.insert("End".into(), Value::Bool(true));
                         let name = task_state_name(&task.id);
-                        json!({"StartAt": name, "States": {name: state}})
+                        let mut branch_states = Map::new();
+                        branch_states.insert(name.clone(), Value::Object(state));
+                        let mut branch = Map::new();
+                        branch.insert("StartAt".into(), Value::String(name));
+                        branch.insert("States".into(), Value::Object(branch_states));
+                        Value::Object(branch)
                     })
                     .collect();
-                json!({
-                    "Type": "Parallel",
-                    "Comment": format!("dependency level {n}: {} tasks", tasks.len()),
-                    "Branches": branches,
-                    "ResultPath": null,
-                    "Next": next,
-                    "Catch": catch
-                })
+                let mut parallel = Map::new();
+                parallel.insert("Type".into(), json!("Parallel"));
+                parallel.insert(
+                    "Comment".into(),
+                    Value::String(format!("dependency level {n}: {} tasks", tasks.len())),
+                );
+                parallel.insert("Branches".into(), Value::Array(branches));
+                parallel.insert("ResultPath".into(), Value::Null);
+                parallel
             }
         };
-        states.insert(names[n].clone(), state);
+        state.insert("Next".into(), Value::String(next.to_string()));
+        state.insert("Catch".into(), catch.clone());
+        states.insert(names[n].clone(), Value::Object(state));
     }
     states.insert(
         HANDLE_TASK_FAILURE.into(),
@@ -140,11 +160,22 @@ pub fn translate(flow: &Flow, task_executor_arn: &str) -> Value {
         }),
     );
     states.insert(SUCCEEDED.into(), json!({"Type": "Succeed"}));
-    json!({
-        "Comment": format!("Dagy flow {}", flow.name()),
-        "StartAt": names.first().map_or(RECORD_SUCCESS, String::as_str),
-        "States": states
-    })
+    let mut definition = Map::new();
+    definition.insert(
+        "Comment".into(),
+        Value::String(format!("Dagy flow {}", flow.name())),
+    );
+    definition.insert(
+        "StartAt".into(),
+        Value::String(
+            names
+                .first()
+                .map_or(RECORD_SUCCESS, String::as_str)
+                .to_string(),
+        ),
+    );
+    definition.insert("States".into(), Value::Object(states));
+    Value::Object(definition)
 }
 
 /// One task's Task state, without its transition.
@@ -152,13 +183,16 @@ fn task_state(task: &TaskSpec, task_executor_arn: &str) -> Map<String, Value> {
     let mut state = Map::new();
     state.insert("Type".into(), json!("Task"));
     state.insert("Resource".into(), json!("arn:aws:states:::lambda:invoke"));
-    state.insert(
-        "Parameters".into(),
-        json!({
-            "FunctionName": task_executor_arn,
-            "Payload": {"run_id.$": "$.run_id", "task_id": task.id}
-        }),
+    let mut payload = Map::new();
+    payload.insert("run_id.$".into(), json!("$.run_id"));
+    payload.insert("task_id".into(), Value::String(task.id.clone()));
+    let mut parameters = Map::new();
+    parameters.insert(
+        "FunctionName".into(),
+        Value::String(task_executor_arn.to_string()),
     );
+    parameters.insert("Payload".into(), Value::Object(payload));
+    state.insert("Parameters".into(), Value::Object(parameters));
     state.insert("ResultPath".into(), Value::Null);
     if let Some(t) = task.timeout_seconds {
         let whole = (t.ceil().max(1.0) as u64).min(ASL_MAX_INTEGER);
@@ -321,6 +355,15 @@ mod tests {
             json!({"run_id.$": "$.run_id", "task_id": "a"})
         );
         assert_eq!(a["ResultPath"], Value::Null);
+    }
+
+    #[test]
+    fn history_events_count_attempts_and_parallel_states() {
+        // 4 tasks (a has 2 retries, b 1), one Parallel level.
+        assert_eq!(
+            expected_history_events(&diamond()),
+            (9 + 4 + 20, 9 + 4 + 35)
+        );
     }
 
     #[test]

@@ -273,6 +273,19 @@ fn fit_step_functions(flow: &Flow, plan: &mut Plan) -> Result<(), Error> {
         }
         plan.warnings.extend(asl_losses(task));
     }
+    let (expected, worst) = crate::asl::expected_history_events(flow);
+    let limit = crate::asl::MAX_HISTORY_EVENTS;
+    if expected > limit {
+        plan.warnings.push(format!(
+            "an execution writes about {expected} history events, over Step Functions' {limit}; \
+             it will fail: split the flow or run it on a tier from small to xlarge"
+        ));
+    } else if worst > limit {
+        plan.warnings.push(format!(
+            "with every retry used, an execution writes up to {worst} history events, over Step \
+             Functions' {limit} (about {expected} when nothing fails)"
+        ));
+    }
     Ok(())
 }
 
@@ -587,6 +600,46 @@ mod tests {
         );
         assert!(text.contains("BackoffRate 2.0"), "{text}");
         assert!(text.contains("rounded up to TimeoutSeconds 2"), "{text}");
+    }
+
+    #[test]
+    fn step_functions_warns_when_the_history_would_outgrow_its_limit() {
+        let mut b = FlowBuilder::new("wide");
+        for i in 0..5_000 {
+            b = b.task(format!("t{i}"), "echo", |t| t);
+        }
+        let f = b.build().validate(None).expect("valid");
+        let p = plan(
+            &f,
+            &request(None, Some(BackendKind::StepFunctions)),
+            &settings_with(false, true),
+        )
+        .expect("5,005 states fit");
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("history events, over Step Functions' 25000")),
+            "{:?}",
+            p.warnings
+        );
+        let mut b = FlowBuilder::new("retrying");
+        for i in 0..1_000 {
+            b = b.task(format!("t{i}"), "echo", |t| t.retries(5));
+        }
+        let f = b.build().validate(None).expect("valid");
+        let p = plan(
+            &f,
+            &request(None, Some(BackendKind::StepFunctions)),
+            &settings_with(false, true),
+        )
+        .expect("plan");
+        assert!(
+            p.warnings
+                .iter()
+                .any(|w| w.contains("with every retry used")),
+            "{:?}",
+            p.warnings
+        );
     }
 
     #[test]
