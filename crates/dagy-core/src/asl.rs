@@ -14,7 +14,7 @@
 //!
 //! What the rules lose is reported by [`crate::plan::asl_losses`] (and so by `dagy plan`).
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::flow::TaskSpec;
 use crate::graph::Flow;
@@ -74,10 +74,164 @@ pub fn level_state_name(n: usize) -> String {
     format!("Level-{n}")
 }
 
-/// The state machine definition of `flow`, whose Task states invoke `task_executor_arn`.
-/// The execution's input is `{"run_id": "..."}`.
-pub fn translate(flow: &Flow, task_executor_arn: &str) -> Value {
-    let mut states = Map::new();
+/// A state machine definition, typed; it serializes to ASL JSON with the fields in ASL's usual
+/// order. [`translate`] makes one; `serde_json::to_string` gives the text `CreateStateMachine`
+/// takes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateMachine {
+    #[serde(rename = "Comment")]
+    comment: String,
+    #[serde(rename = "StartAt")]
+    start_at: String,
+    #[serde(rename = "States")]
+    states: States,
+}
+
+/// States in the order they were added.
+#[derive(Debug, Clone, PartialEq, Default)]
+struct States(Vec<(String, State)>);
+
+impl Serialize for States {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, state) in &self.0 {
+            map.serialize_entry(name, state)?;
+        }
+        map.end()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "Type")]
+enum State {
+    Task(TaskState),
+    Parallel(ParallelState),
+    Fail {
+        #[serde(rename = "Error")]
+        error: &'static str,
+        #[serde(rename = "Cause")]
+        cause: &'static str,
+    },
+    Succeed {},
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct TaskState {
+    #[serde(rename = "Resource")]
+    resource: &'static str,
+    #[serde(rename = "Parameters")]
+    parameters: Parameters,
+    /// Always null: the state's input (the run id) passes on unchanged.
+    #[serde(rename = "ResultPath")]
+    result_path: Option<&'static str>,
+    #[serde(rename = "TimeoutSeconds", skip_serializing_if = "Option::is_none")]
+    timeout_seconds: Option<u64>,
+    #[serde(rename = "Retry", skip_serializing_if = "Option::is_none")]
+    retry: Option<[Retrier; 1]>,
+    #[serde(rename = "Next", skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+    #[serde(rename = "End", skip_serializing_if = "Option::is_none")]
+    end: Option<bool>,
+    #[serde(rename = "Catch", skip_serializing_if = "Option::is_none")]
+    catch: Option<[Catcher; 1]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct ParallelState {
+    #[serde(rename = "Comment")]
+    comment: String,
+    #[serde(rename = "Branches")]
+    branches: Vec<Branch>,
+    #[serde(rename = "ResultPath")]
+    result_path: Option<&'static str>,
+    #[serde(rename = "Next")]
+    next: String,
+    #[serde(rename = "Catch")]
+    catch: [Catcher; 1],
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Branch {
+    #[serde(rename = "StartAt")]
+    start_at: String,
+    #[serde(rename = "States")]
+    states: States,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Parameters {
+    #[serde(rename = "FunctionName")]
+    function_name: String,
+    #[serde(rename = "Payload")]
+    payload: Payload,
+}
+
+/// What the task-executor receives: ids and an action, never data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Payload {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'static str>,
+    #[serde(rename = "run_id.$")]
+    run_id: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task_id: Option<String>,
+    #[serde(rename = "error.$", skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Retrier {
+    #[serde(rename = "ErrorEquals")]
+    error_equals: [&'static str; 1],
+    #[serde(rename = "MaxAttempts")]
+    max_attempts: u64,
+    #[serde(rename = "IntervalSeconds")]
+    interval_seconds: u64,
+    #[serde(rename = "BackoffRate")]
+    backoff_rate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Catcher {
+    #[serde(rename = "ErrorEquals")]
+    error_equals: [&'static str; 1],
+    #[serde(rename = "ResultPath")]
+    result_path: &'static str,
+    #[serde(rename = "Next")]
+    next: &'static str,
+}
+
+const LAMBDA_INVOKE: &str = "arn:aws:states:::lambda:invoke";
+const RUN_ID_PATH: &str = "$.run_id";
+
+fn catch_all() -> [Catcher; 1] {
+    [Catcher {
+        error_equals: ["States.ALL"],
+        result_path: "$.error",
+        next: HANDLE_TASK_FAILURE,
+    }]
+}
+
+fn invoke(function: &str, payload: Payload, next: Option<String>) -> TaskState {
+    TaskState {
+        resource: LAMBDA_INVOKE,
+        parameters: Parameters {
+            function_name: function.to_string(),
+            payload,
+        },
+        result_path: None,
+        timeout_seconds: None,
+        retry: None,
+        next,
+        end: None,
+        catch: None,
+    }
+}
+
+/// The state machine of `flow`, whose Task states invoke `task_executor_arn`. The execution's
+/// input is `{"run_id": "..."}`.
+pub fn translate(flow: &Flow, task_executor_arn: &str) -> StateMachine {
     let levels = flow.levels();
     let names: Vec<String> = levels
         .iter()
@@ -87,132 +241,99 @@ pub fn translate(flow: &Flow, task_executor_arn: &str) -> Value {
             _ => level_state_name(n),
         })
         .collect();
-    // `json!` copies any non-literal value it is given (through `to_value`), so states are
-    // assembled by moving maps and vectors instead.
-    let catch = json!([{
-        "ErrorEquals": ["States.ALL"],
-        "ResultPath": "$.error",
-        "Next": HANDLE_TASK_FAILURE
-    }]);
+    let mut states = States(Vec::with_capacity(levels.len() + 4));
     for (n, level) in levels.iter().enumerate() {
-        let next = names.get(n + 1).map_or(RECORD_SUCCESS, String::as_str);
-        let mut state = match level.as_slice() {
-            [single] => task_state(flow.task(*single), task_executor_arn),
-            tasks => {
-                let branches: Vec<Value> = tasks
+        let next = names
+            .get(n + 1)
+            .map_or(RECORD_SUCCESS.to_string(), Clone::clone);
+        let state = match level.as_slice() {
+            [single] => {
+                let mut state = task_state(flow.task(*single), task_executor_arn);
+                state.next = Some(next);
+                state.catch = Some(catch_all());
+                State::Task(state)
+            }
+            tasks => State::Parallel(ParallelState {
+                comment: format!("dependency level {n}: {} tasks", tasks.len()),
+                branches: tasks
                     .iter()
                     .map(|&i| {
                         let task = flow.task(i);
                         let mut state = task_state(task, task_executor_arn);
-                        state.insert("End".into(), Value::Bool(true));
+                        state.end = Some(true);
                         let name = task_state_name(&task.id);
-                        let mut branch_states = Map::new();
-                        branch_states.insert(name.clone(), Value::Object(state));
-                        let mut branch = Map::new();
-                        branch.insert("StartAt".into(), Value::String(name));
-                        branch.insert("States".into(), Value::Object(branch_states));
-                        Value::Object(branch)
+                        Branch {
+                            start_at: name.clone(),
+                            states: States(vec![(name, State::Task(state))]),
+                        }
                     })
-                    .collect();
-                let mut parallel = Map::new();
-                parallel.insert("Type".into(), json!("Parallel"));
-                parallel.insert(
-                    "Comment".into(),
-                    Value::String(format!("dependency level {n}: {} tasks", tasks.len())),
-                );
-                parallel.insert("Branches".into(), Value::Array(branches));
-                parallel.insert("ResultPath".into(), Value::Null);
-                parallel
-            }
+                    .collect(),
+                result_path: None,
+                next,
+                catch: catch_all(),
+            }),
         };
-        state.insert("Next".into(), Value::String(next.to_string()));
-        state.insert("Catch".into(), catch.clone());
-        states.insert(names[n].clone(), Value::Object(state));
+        states.0.push((names[n].clone(), state));
     }
-    states.insert(
+    let recorder = |action, error| Payload {
+        action: Some(action),
+        run_id: RUN_ID_PATH,
+        task_id: None,
+        error,
+    };
+    states.0.push((
         HANDLE_TASK_FAILURE.into(),
-        json!({
-            "Type": "Task",
-            "Resource": "arn:aws:states:::lambda:invoke",
-            "Parameters": {
-                "FunctionName": task_executor_arn,
-                "Payload": {"action": "record_failure", "run_id.$": "$.run_id", "error.$": "$.error"}
-            },
-            "ResultPath": null,
-            "Next": FAILED
-        }),
-    );
-    states.insert(
+        State::Task(invoke(
+            task_executor_arn,
+            recorder("record_failure", Some("$.error")),
+            Some(FAILED.into()),
+        )),
+    ));
+    states.0.push((
         FAILED.into(),
-        json!({"Type": "Fail", "Error": RUN_FAILED_ERROR, "Cause": "a task failed; the run record says which and why"}),
-    );
-    states.insert(
+        State::Fail {
+            error: RUN_FAILED_ERROR,
+            cause: "a task failed; the run record says which and why",
+        },
+    ));
+    states.0.push((
         RECORD_SUCCESS.into(),
-        json!({
-            "Type": "Task",
-            "Resource": "arn:aws:states:::lambda:invoke",
-            "Parameters": {
-                "FunctionName": task_executor_arn,
-                "Payload": {"action": "record_success", "run_id.$": "$.run_id"}
-            },
-            "ResultPath": null,
-            "Next": SUCCEEDED
-        }),
-    );
-    states.insert(SUCCEEDED.into(), json!({"Type": "Succeed"}));
-    let mut definition = Map::new();
-    definition.insert(
-        "Comment".into(),
-        Value::String(format!("Dagy flow {}", flow.name())),
-    );
-    definition.insert(
-        "StartAt".into(),
-        Value::String(
-            names
-                .first()
-                .map_or(RECORD_SUCCESS, String::as_str)
-                .to_string(),
-        ),
-    );
-    definition.insert("States".into(), Value::Object(states));
-    Value::Object(definition)
+        State::Task(invoke(
+            task_executor_arn,
+            recorder("record_success", None),
+            Some(SUCCEEDED.into()),
+        )),
+    ));
+    states.0.push((SUCCEEDED.into(), State::Succeed {}));
+    StateMachine {
+        comment: format!("Dagy flow {}", flow.name()),
+        start_at: names
+            .first()
+            .map_or(RECORD_SUCCESS.to_string(), Clone::clone),
+        states,
+    }
 }
 
 /// One task's Task state, without its transition.
-fn task_state(task: &TaskSpec, task_executor_arn: &str) -> Map<String, Value> {
-    let mut state = Map::new();
-    state.insert("Type".into(), json!("Task"));
-    state.insert("Resource".into(), json!("arn:aws:states:::lambda:invoke"));
-    let mut payload = Map::new();
-    payload.insert("run_id.$".into(), json!("$.run_id"));
-    payload.insert("task_id".into(), Value::String(task.id.clone()));
-    let mut parameters = Map::new();
-    parameters.insert(
-        "FunctionName".into(),
-        Value::String(task_executor_arn.to_string()),
-    );
-    parameters.insert("Payload".into(), Value::Object(payload));
-    state.insert("Parameters".into(), Value::Object(parameters));
-    state.insert("ResultPath".into(), Value::Null);
-    if let Some(t) = task.timeout_seconds {
-        let whole = (t.ceil().max(1.0) as u64).min(ASL_MAX_INTEGER);
-        state.insert("TimeoutSeconds".into(), json!(whole));
-    }
+fn task_state(task: &TaskSpec, task_executor_arn: &str) -> TaskState {
+    let payload = Payload {
+        action: None,
+        run_id: RUN_ID_PATH,
+        task_id: Some(task.id.clone()),
+        error: None,
+    };
+    let mut state = invoke(task_executor_arn, payload, None);
+    state.timeout_seconds = task
+        .timeout_seconds
+        .map(|t| (t.ceil().max(1.0) as u64).min(ASL_MAX_INTEGER));
     if task.retries > 0 {
-        let backoff = if task.retry_jitter_factor.is_some_and(|f| f > 0.0) {
-            2.0
-        } else {
-            1.0
-        };
-        state.insert(
-            "Retry".into(),
-            json!([{
-                "ErrorEquals": ["States.ALL"],
-                "MaxAttempts": u64::from(task.retries).min(ASL_MAX_INTEGER),
-                "IntervalSeconds": interval_seconds(task),
-                "BackoffRate": backoff
-            }]),
-        );
+        let jitter = task.retry_jitter_factor.is_some_and(|f| f > 0.0);
+        state.retry = Some([Retrier {
+            error_equals: ["States.ALL"],
+            max_attempts: u64::from(task.retries).min(ASL_MAX_INTEGER),
+            interval_seconds: interval_seconds(task),
+            backoff_rate: if jitter { 2.0 } else { 1.0 },
+        }]);
     }
     state
 }
@@ -221,6 +342,11 @@ fn task_state(task: &TaskSpec, task_executor_arn: &str) -> Map<String, Value> {
 mod tests {
     use super::*;
     use crate::FlowBuilder;
+    use serde_json::{Map, Value, json};
+
+    fn translate(flow: &Flow, arn: &str) -> Value {
+        serde_json::to_value(super::translate(flow, arn)).expect("serializable")
+    }
 
     const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:dagy-task-executor";
 
