@@ -146,11 +146,7 @@ fn flow_of_25000_states() -> dagy_core::Flow {
     while states < 25_000 {
         let room = 25_000 - states;
         // A level of w > 1 tasks adds w + 1 states (its Parallel state); of one task, 1.
-        let w = if room >= width + 1 && width > 1 {
-            width
-        } else {
-            1
-        };
+        let w = if room > width && width > 1 { width } else { 1 };
         let level: Vec<String> = (0..w)
             .map(|i| format!("t{}", spec.tasks.len() + i))
             .collect();
