@@ -86,3 +86,62 @@ impl Dispatcher for LambdaDispatcher {
         Ok(())
     }
 }
+
+/// Runs `lambda:<function>` tasks: a synchronous invoke with the task's input as the event.
+/// The function's JSON answer is the task's output; a function error becomes a task error of
+/// the function's own `errorType`, so retry and catch rules can match it.
+#[derive(Debug, Clone)]
+pub struct LambdaTaskInvoker {
+    client: aws_sdk_lambda::Client,
+}
+
+impl LambdaTaskInvoker {
+    /// An invoker through `client`.
+    pub fn new(client: aws_sdk_lambda::Client) -> Self {
+        LambdaTaskInvoker { client }
+    }
+}
+
+#[async_trait]
+impl dagy_engine::LambdaInvoker for LambdaTaskInvoker {
+    async fn invoke(&self, function: &str, input: serde_json::Value) -> dagy_engine::TaskResult {
+        use dagy_engine::TaskError;
+        let out = self
+            .client
+            .invoke()
+            .function_name(function)
+            .invocation_type(InvocationType::RequestResponse)
+            .payload(Blob::new(input.to_string()))
+            .send()
+            .await
+            .map_err(|e| {
+                TaskError::new(format!(
+                    "invoking {function}: {}",
+                    aws_sdk_lambda::error::DisplayErrorContext(&e)
+                ))
+                .with_type("LambdaInvokeFailed")
+            })?;
+        let bytes = out
+            .payload()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default();
+        let answer: serde_json::Value = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|e| {
+                TaskError::new(format!(
+                    "{function} answered with something that is not JSON: {e}"
+                ))
+                .with_type("LambdaBadAnswer")
+            })?
+        };
+        if let Some(kind) = out.function_error() {
+            let error_type = answer["errorType"].as_str().unwrap_or(kind).to_string();
+            let message = answer["errorMessage"]
+                .as_str()
+                .unwrap_or("the function failed without a message");
+            return Err(TaskError::new(format!("{function}: {message}")).with_type(error_type));
+        }
+        Ok(answer)
+    }
+}

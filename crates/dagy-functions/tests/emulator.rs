@@ -393,6 +393,33 @@ async fn every_sample_event_runs_through_the_emulator_and_a_micro_run_completes(
         "no JSON log line with task_id answer"
     );
 
+    // A `lambda:` task invokes another function through the Lambda API: here the router,
+    // whose answer to an event that is not its own becomes the task's output.
+    let flow = json!({"spec_version": 1, "name": "remote", "tasks": [
+        {"id": "ask", "handler": "lambda:dagy-router", "args": {"note": "from a task"}}
+    ]});
+    let answer = invoke(
+        &emulator,
+        "dagy-router",
+        &json!({"action": "put_deployment", "name": "remote", "flow": flow, "default_runtime_tier": "nano"}),
+    );
+    assert_eq!(answer["status"], 200, "{answer}");
+    let answer = invoke(
+        &emulator,
+        "dagy-router",
+        &json!({"action": "trigger", "deployment": "remote"}),
+    );
+    let remote_id = answer["run_id"].as_str().expect("run id").to_string();
+    let remote = wait_for_run(&emulator, &remote_id, |r| {
+        r["status"] == "completed" || r["status"] == "failed"
+    })
+    .await;
+    assert_eq!(remote["status"], "completed", "{remote}");
+    assert_eq!(
+        remote["tasks"][0]["output"]["error"]["code"], "bad_event",
+        "{remote}"
+    );
+
     // The executor's own event on a finished run does nothing twice.
     let answer = invoke(&emulator, "dagy-executor", &event("executor.json", &run_id));
     assert_eq!(answer["outcome"], "finished", "{answer}");
