@@ -12,21 +12,6 @@ use dagy_core::{Flow, FlowBuilder};
 use dagy_engine::{Executor, HandlerRegistry, NewRunRequest, RunOptions, StepOutcome};
 use dagy_store::{MemoryStore, RunStatus};
 
-fn sum_chain(n: usize) -> Flow {
-    let mut b = FlowBuilder::new("chain");
-    for i in 0..n {
-        b = b.task(format!("t{i}"), "sum", move |t| {
-            let t = t.args(json!({"add": 1}));
-            if i == 0 {
-                t
-            } else {
-                t.depends_on([format!("t{}", i - 1)])
-            }
-        });
-    }
-    b.build().validate(None).expect("valid chain")
-}
-
 fn fan_out_fan_in(width: usize) -> Flow {
     let mut b = FlowBuilder::new("fan").task("source", "sum", |t| t.args(json!({"add": 1})));
     let mut branches = Vec::with_capacity(width);
@@ -73,7 +58,9 @@ fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
     group.sample_size(10);
 
-    let chain = sum_chain(10_000);
+    let chain = dagy_handlers::chain(10_000, "sum", json!({"add": 1}))
+        .validate(None)
+        .expect("valid chain");
     group.bench_function("chain_10000_sum", |b| {
         b.iter_custom(|iters| time_runs(&rt, &registry, &chain, iters));
     });

@@ -12,6 +12,7 @@ use dagy_engine::{
     Budget, Event, Executor, HandlerRegistry, NewRunRequest, Observer, RunOptions, StepOutcome,
     TaskError,
 };
+use dagy_handlers::chain;
 use dagy_store::{MemoryStore, RunSnapshot, RunStatus, RunStore, StoreLimits, TaskStatus};
 
 struct Harness {
@@ -79,22 +80,6 @@ fn status_of(snapshot: &RunSnapshot, id: &str) -> (TaskStatus, u32) {
         .find(|t| t.task_id == id)
         .expect("task exists");
     (t.status, t.attempts)
-}
-
-fn chain(n: usize, handler: &str, args: Value) -> FlowSpec {
-    let mut b = FlowBuilder::new("chain");
-    for i in 0..n {
-        let args = args.clone();
-        b = b.task(format!("t{}", i + 1), handler, move |t| {
-            let t = t.args(args);
-            if i == 0 {
-                t
-            } else {
-                t.depends_on([format!("t{i}")])
-            }
-        });
-    }
-    b.build()
 }
 
 #[tokio::test(start_paused = true)]

@@ -16,6 +16,24 @@ use serde_json::{Value, json};
 
 use dagy_engine::{HandlerRegistry, TaskContext, TaskError, TaskResult};
 
+/// A flow of `n` tasks `t1 -> t2 -> ... -> tn`, each running `handler` with `args`: the chain
+/// the tests and benchmarks run.
+pub fn chain(n: usize, handler: &str, args: Value) -> dagy_core::FlowSpec {
+    let mut flow = dagy_core::FlowBuilder::new("chain");
+    for i in 1..=n {
+        let args = args.clone();
+        flow = flow.task(format!("t{i}"), handler, move |t| {
+            let t = t.args(args);
+            if i == 1 {
+                t
+            } else {
+                t.depends_on([format!("t{}", i - 1)])
+            }
+        });
+    }
+    flow.build()
+}
+
 /// A registry holding every example handler.
 pub fn registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();

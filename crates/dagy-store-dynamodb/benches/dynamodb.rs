@@ -16,7 +16,6 @@ use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use serde_json::json;
 
-use dagy_core::FlowBuilder;
 use dagy_engine::{Executor, NewRunRequest, RunOptions};
 use dagy_store_dynamodb::DynamoStore;
 
@@ -67,18 +66,9 @@ fn main() {
             "tasks", "create reqs", "run reqs", "reqs per task", "ms per task"
         );
         for n in [10usize, 100, 300] {
-            let mut b = FlowBuilder::new("chain");
-            for i in 0..n {
-                b = b.task(format!("t{i}"), "sum", move |t| {
-                    let t = t.args(json!({"add": 1}));
-                    if i == 0 {
-                        t
-                    } else {
-                        t.depends_on([format!("t{}", i - 1)])
-                    }
-                });
-            }
-            let flow = b.build().validate(None).expect("valid");
+            let flow = dagy_handlers::chain(n, "sum", json!({"add": 1}))
+                .validate(None)
+                .expect("valid");
             let before = count.load(Ordering::Relaxed);
             let run_id = executor
                 .create_run(&flow, NewRunRequest::default())

@@ -15,19 +15,9 @@ use dagy_engine::{Executor, HandlerRegistry, NewRunRequest, RunOptions, StepOutc
 use dagy_store::{RunStatus, RunStore, TaskStatus};
 use dagy_store_dynamodb::DynamoStore;
 
+/// A chain of `count` tasks, each adding 1 to its upstream.
 fn chain(n: usize) -> FlowSpec {
-    let mut b = FlowBuilder::new("chain");
-    for i in 0..n {
-        b = b.task(format!("t{i}"), "count", move |t| {
-            let t = t.args(json!({"add": 1}));
-            if i == 0 {
-                t
-            } else {
-                t.depends_on([format!("t{}", i - 1)])
-            }
-        });
-    }
-    b.build()
+    dagy_handlers::chain(n, "count", json!({"add": 1}))
 }
 
 /// Example handlers plus `count`, which logs each call and sums like `sum`.
@@ -139,7 +129,7 @@ async fn five_executors_started_at_once_run_each_task_once() {
         "{outcomes:?}"
     );
     let calls = log.lock().expect("log").clone();
-    let expected: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    let expected: Vec<String> = (1..=8).map(|i| format!("t{i}")).collect();
     assert_eq!(calls, expected, "each task ran exactly once");
     let snap = store.load_run(&id).await.expect("load");
     assert_eq!(snap.tasks[7].output, Some(json!(8)));
