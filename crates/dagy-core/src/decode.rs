@@ -12,8 +12,10 @@ use crate::error::{Error, Problem, ProblemKind};
 use crate::flow::{FlowSpec, RetryDelay, SPEC_VERSION, TaskSpec};
 use crate::tier::RuntimeTier;
 
-const FLOW_FIELDS: &[&str] = &["spec_version", "name", "parameters", "tasks"];
-const TASK_FIELDS: &[&str] = &[
+/// The fields a flow object may have.
+pub const FLOW_FIELDS: &[&str] = &["spec_version", "name", "parameters", "tasks"];
+/// The fields a task object may have.
+pub const TASK_FIELDS: &[&str] = &[
     "id",
     "handler",
     "depends_on",

@@ -167,19 +167,8 @@ fn config() -> ProptestConfig {
 // Arbitrary JSON and text.
 // ------------------------------------------------------------------------------------------
 
-const FLOW_KEYS: &[&str] = &["spec_version", "name", "parameters", "tasks"];
-const TASK_KEYS: &[&str] = &[
-    "id",
-    "handler",
-    "depends_on",
-    "args",
-    "retries",
-    "retry_delay_seconds",
-    "retry_jitter_factor",
-    "timeout_seconds",
-    "runtime_tier",
-    "memory_mb",
-];
+const FLOW_KEYS: &[&str] = dagy_core::decode::FLOW_FIELDS;
+const TASK_KEYS: &[&str] = dagy_core::decode::TASK_FIELDS;
 
 fn arb_number(floats: BoxedStrategy<f64>) -> impl Strategy<Value = Value> {
     prop_oneof![
