@@ -203,6 +203,18 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// A transaction action that writes `item` only if no item has its key yet.
+    fn put_new(&self, item: Item) -> Result<TransactWriteItem, StoreError> {
+        let put = built(
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build(),
+        )?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
     async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
@@ -407,14 +419,7 @@ impl RunStore for DynamoStore {
         // Tells this call's write from another's: a retry whose first try landed finds it.
         let create_token = format!("{:016x}", rand_token());
         run_item.insert("create_token".into(), s(&create_token));
-        let put_run = built(
-            Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(run_item))
-                .condition_expression("attribute_not_exists(pk)")
-                .build(),
-        )?;
-        let mut actions = vec![TransactWriteItem::builder().put(put_run).build()];
+        let mut actions = vec![self.put_new(run_item)?];
         if let Some(key) = &run.idempotency_key {
             let mut key_item = Item::new();
             key_item.insert("pk".into(), s(item::idempotency_pk(key)));
@@ -422,14 +427,7 @@ impl RunStore for DynamoStore {
             key_item.insert("kind".into(), s("idempotency"));
             key_item.insert("run_id".into(), s(&run.run_id));
             key_item.insert("expires_at".into(), n(abandoned));
-            let put_key = built(
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(key_item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build(),
-            )?;
-            actions.push(TransactWriteItem::builder().put(put_key).build());
+            actions.push(self.put_new(key_item)?);
         }
         match self.transact(actions).await {
             Ok(()) => Ok(Created { run, created: true }),
