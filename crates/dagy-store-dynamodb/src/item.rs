@@ -143,6 +143,7 @@ pub fn run_record(item: &Item) -> Result<RunRecord, StoreError> {
             owner,
             token: get_n(item, "lease_token")?,
             expires_at_ms: opt_n(item, "lease_expires_at_ms").unwrap_or(0),
+            worker: None,
         }),
         None => None,
     };

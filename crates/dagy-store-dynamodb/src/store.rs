@@ -27,6 +27,8 @@ const FLOW_CHUNK_BYTES: usize = 300 * 1024;
 const TRANSACTION_TASKS: usize = 99;
 /// BatchWriteItem takes at most 25 requests.
 const BATCH_ITEMS: usize = 25;
+/// How many times `join_lease` tries again when the lease changes hands under it.
+const JOIN_ROUNDS: u32 = 4;
 /// Gives a task that will not run its final status and the reason.
 const SETTLE_UPDATE: &str = "SET #st = :st, error_type = :et, error_message = :em, \
                              finished_at_ms = :now, expires_at = :exp";
@@ -569,6 +571,7 @@ impl RunStore for DynamoStore {
                 owner: owner.to_string(),
                 token: item::get_n(&new, "lease_token")?,
                 expires_at_ms: expires,
+                worker: None,
             }),
             Err(None) => Err(StoreError::NotFound {
                 run_id: run_id.to_string(),
@@ -586,6 +589,7 @@ impl RunStore for DynamoStore {
                     owner: String::new(),
                     token: 0,
                     expires_at_ms: 0,
+                    worker: None,
                 });
                 Err(StoreError::LeaseHeld {
                     run_id: run_id.to_string(),
@@ -594,6 +598,110 @@ impl RunStore for DynamoStore {
                 })
             }
         }
+    }
+
+    async fn join_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        worker: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError> {
+        let wanted = now_ms.saturating_add(ttl_ms);
+        let joined = |token: u64, expires_at_ms: u64| Lease {
+            run_id: run_id.to_string(),
+            owner: owner.to_string(),
+            token,
+            expires_at_ms,
+            worker: Some(worker.to_string()),
+        };
+        // Two workers may find the lease free at once: the one that loses the take-over finds
+        // its own owner in the lease and joins on the next round.
+        for _ in 0..JOIN_ROUNDS {
+            let extended = self
+                .update_run(
+                    run_id,
+                    "SET lease_expires_at_ms = :exp, wake_at_ms = :exp, active_sk = :exp",
+                    "lease_owner = :me AND #st = :running AND lease_expires_at_ms < :exp",
+                    vec![
+                        (":me", s(owner)),
+                        (":exp", n(wanted)),
+                        (":running", status_value("running")),
+                    ],
+                )
+                .await?;
+            let old = match extended {
+                Ok(new) => return Ok(joined(item::get_n(&new, "lease_token")?, wanted)),
+                Err(None) => {
+                    return Err(StoreError::NotFound {
+                        run_id: run_id.to_string(),
+                    });
+                }
+                Err(Some(old)) => item::run_record(&old)?,
+            };
+            if old.status.is_final() {
+                return Err(StoreError::RunFinished {
+                    run_id: old.run_id,
+                    status: old.status,
+                });
+            }
+            if let Some(held) = &old.lease
+                && held.owner == owner
+                && old.status == RunStatus::Running
+            {
+                // Ours already, and it lasts longer than this worker needs.
+                return Ok(joined(held.token, held.expires_at_ms));
+            }
+            let taken = self
+                .update_run(
+                    run_id,
+                    "SET lease_owner = :me, lease_expires_at_ms = :exp, #st = :running, \
+                     started_at_ms = if_not_exists(started_at_ms, :now), wake_at_ms = :exp, \
+                     active_sk = :exp ADD lease_token :one",
+                    "attribute_exists(pk) AND #st IN (:pending, :running) AND \
+                     (attribute_not_exists(lease_owner) OR lease_expires_at_ms <= :now)",
+                    vec![
+                        (":me", s(owner)),
+                        (":exp", n(wanted)),
+                        (":now", n(now_ms)),
+                        (":one", n(1)),
+                        (":pending", status_value("pending")),
+                        (":running", status_value("running")),
+                    ],
+                )
+                .await?;
+            match taken {
+                Ok(new) => return Ok(joined(item::get_n(&new, "lease_token")?, wanted)),
+                Err(None) => {
+                    return Err(StoreError::NotFound {
+                        run_id: run_id.to_string(),
+                    });
+                }
+                Err(Some(old)) => {
+                    let run = item::run_record(&old)?;
+                    if run.status.is_final() {
+                        return Err(StoreError::RunFinished {
+                            run_id: run.run_id,
+                            status: run.status,
+                        });
+                    }
+                    match run.lease {
+                        Some(held) if held.owner != owner => {
+                            return Err(StoreError::LeaseHeld {
+                                run_id: run_id.to_string(),
+                                owner: held.owner,
+                                expires_at_ms: held.expires_at_ms,
+                            });
+                        }
+                        _ => continue,
+                    }
+                }
+            }
+        }
+        Err(StoreError::Unavailable(format!(
+            "run {run_id}: the lease changed hands {JOIN_ROUNDS} times while joining it; try again"
+        )))
     }
 
     async fn renew_lease(
@@ -657,7 +765,8 @@ impl RunStore for DynamoStore {
                 (
                     "SET #st = :running, attempts = :attempt, lease_token = :token, attempt_owner = :me, \
                      started_at_ms = if_not_exists(started_at_ms, :now) ADD interruptions :one",
-                    "attempts = :prev AND #st = :running AND lease_token <> :token",
+                    "attempts = :prev AND #st = :running AND \
+                     (lease_token <> :token OR attempt_owner <> :me)",
                 )
             } else {
                 (
@@ -673,7 +782,7 @@ impl RunStore for DynamoStore {
                 .expression_attribute_values(":running", status_value("running"))
                 .expression_attribute_values(":attempt", n(u64::from(attempt)))
                 .expression_attribute_values(":token", n(lease.token))
-                .expression_attribute_values(":me", s(&lease.owner))
+                .expression_attribute_values(":me", s(lease.attempt_owner()))
                 .expression_attribute_values(":now", n(now_ms))
                 .expression_attribute_values(":prev", n(prev));
             u = if interrupted {
@@ -684,11 +793,11 @@ impl RunStore for DynamoStore {
             };
             built(u.build())
         };
-        let landed = |t: &TaskRecord| {
-            t.status == TaskStatus::Running
-                && t.attempts == attempt
-                && t.lease_token == Some(lease.token)
+        let mine = |t: &TaskRecord| {
+            t.lease_token == Some(lease.token) && t.owner.as_deref() == Some(lease.attempt_owner())
         };
+        let landed =
+            |t: &TaskRecord| t.status == TaskStatus::Running && t.attempts == attempt && mine(t);
         let conflict = |t: TaskRecord| StoreError::TaskConflict {
             run_id: lease.run_id.clone(),
             task_id: task_id.to_string(),
@@ -703,7 +812,7 @@ impl RunStore for DynamoStore {
             Some(task)
                 if task.status == TaskStatus::Running
                     && task.attempts == attempt - 1
-                    && task.lease_token != Some(lease.token) =>
+                    && !mine(&task) =>
             {
                 match self
                     .task_write(lease, task_id, true, update(true)?, landed)
@@ -734,7 +843,7 @@ impl RunStore for DynamoStore {
             .expression_attribute_values(":running", status_value("running"))
             .expression_attribute_values(":attempt", n(u64::from(attempt)))
             .expression_attribute_values(":token", n(lease.token))
-            .expression_attribute_values(":me", s(&lease.owner));
+            .expression_attribute_values(":me", s(lease.attempt_owner()));
         let (final_status, text) = dagy_store::check_outcome(limits, task_id, &outcome)?;
         match &outcome {
             AttemptOutcome::Completed(_) => {
@@ -778,7 +887,7 @@ impl RunStore for DynamoStore {
             t.status == final_status
                 && t.attempts == attempt
                 && t.lease_token == Some(lease.token)
-                && t.owner.as_deref() == Some(lease.owner.as_str())
+                && t.owner.as_deref() == Some(lease.attempt_owner())
         };
         match self.task_write(lease, task_id, false, u, landed).await? {
             None => Ok(()),

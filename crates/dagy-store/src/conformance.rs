@@ -21,6 +21,8 @@ pub async fn run_all(store: &dyn RunStore, prefix: &str) {
     missing_runs_are_not_found(store, prefix).await;
     a_lease_excludes_other_owners_until_it_lapses(store, prefix).await;
     a_taken_over_lease_fences_the_old_owner(store, prefix).await;
+    a_shared_lease_keeps_one_token_for_its_workers(store, prefix).await;
+    workers_of_a_shared_lease_own_their_attempts(store, prefix).await;
     attempts_start_only_in_order(store, prefix).await;
     a_completed_task_never_starts_again(store, prefix).await;
     a_retrying_task_counts_failures(store, prefix).await;
@@ -200,6 +202,163 @@ async fn a_taken_over_lease_fences_the_old_owner(store: &dyn RunStore, prefix: &
         .start_attempt(&new, "a", 1, T0 + 3)
         .await
         .expect("new owner writes");
+}
+
+async fn a_shared_lease_keeps_one_token_for_its_workers(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-shared");
+    store.create_run(new_run(&id, None)).await.expect("create");
+    let first = store
+        .join_lease(&id, "sfn", "w1", T0, TTL)
+        .await
+        .expect("the first worker takes the free lease");
+    assert_eq!(first.attempt_owner(), "w1");
+    let run = store.get_run(&id).await.expect("get");
+    assert_eq!(run.status, RunStatus::Running);
+    assert_eq!(run.lease.as_ref().map(|l| l.owner.as_str()), Some("sfn"));
+
+    let shorter = store
+        .join_lease(&id, "sfn", "w2", T0 + 1, TTL / 2)
+        .await
+        .expect("a second worker joins");
+    assert_eq!(shorter.token, first.token, "joining keeps the token");
+    assert_eq!(
+        shorter.expires_at_ms,
+        T0 + TTL,
+        "joining never shortens the lease"
+    );
+    let longer = store
+        .join_lease(&id, "sfn", "w3", T0 + 2, 2 * TTL)
+        .await
+        .expect("a third worker joins");
+    assert_eq!(longer.token, first.token);
+    assert_eq!(longer.expires_at_ms, T0 + 2 + 2 * TTL);
+
+    for other in [
+        store.acquire_lease(&id, "executor", T0 + 3, TTL).await,
+        store.join_lease(&id, "other", "w", T0 + 3, TTL).await,
+    ] {
+        assert!(
+            matches!(other, Err(StoreError::LeaseHeld { ref owner, .. }) if owner == "sfn"),
+            "{other:?}"
+        );
+    }
+    let lapsed = store
+        .join_lease(&id, "sfn", "w4", T0 + 10 * TTL, TTL)
+        .await
+        .expect("its own lapsed lease is joined again");
+    assert_eq!(
+        lapsed.token, first.token,
+        "lapsing alone does not fence the owner"
+    );
+
+    store
+        .finish_run(
+            &lapsed,
+            RunStatus::Failed,
+            Some("stopped".into()),
+            T0 + 10 * TTL,
+        )
+        .await
+        .expect("any worker of the shared lease ends the run");
+    let after = store.join_lease(&id, "sfn", "w5", T0 + 10 * TTL, TTL).await;
+    assert!(
+        matches!(
+            after,
+            Err(StoreError::RunFinished {
+                status: RunStatus::Failed,
+                ..
+            })
+        ),
+        "{after:?}"
+    );
+}
+
+async fn workers_of_a_shared_lease_own_their_attempts(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-workers");
+    store.create_run(new_run(&id, None)).await.expect("create");
+    let w1 = store
+        .join_lease(&id, "sfn", "w1", T0, TTL)
+        .await
+        .expect("w1");
+    let w2 = store
+        .join_lease(&id, "sfn", "w2", T0, TTL)
+        .await
+        .expect("w2");
+    store
+        .start_attempt(&w1, "a", 1, T0)
+        .await
+        .expect("w1 starts a");
+    let again = store.start_attempt(&w1, "a", 1, T0).await;
+    assert!(
+        matches!(again, Ok(AttemptStart { interrupted: false })),
+        "the same worker starting again is a retried request: {again:?}"
+    );
+    let duplicate = store.start_attempt(&w2, "a", 1, T0).await;
+    assert!(
+        matches!(duplicate, Err(StoreError::TaskConflict { .. })),
+        "a duplicate worker does not run the same attempt: {duplicate:?}"
+    );
+    let taken = store
+        .start_attempt(&w2, "a", 2, T0 + 1)
+        .await
+        .expect("a later invocation takes the task over");
+    assert!(taken.interrupted);
+    let late = store
+        .finish_attempt(
+            &w1,
+            "a",
+            1,
+            AttemptOutcome::Completed(json!("late")),
+            T0 + 2,
+        )
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::TaskConflict { .. })),
+        "the interrupted worker's result is refused: {late:?}"
+    );
+    let result = AttemptOutcome::Completed(json!("w2"));
+    store
+        .finish_attempt(&w2, "a", 2, result.clone(), T0 + 3)
+        .await
+        .expect("w2 records its result");
+    store
+        .finish_attempt(&w2, "a", 2, result, T0 + 3)
+        .await
+        .expect("recording it twice is a retried request");
+    let snapshot = store.load_run(&id).await.expect("load");
+    let a = &snapshot.tasks[0];
+    assert_eq!(
+        (a.status, a.attempts, a.interruptions),
+        (TaskStatus::Completed, 2, 1)
+    );
+    assert_eq!(a.output, Some(json!("w2")));
+    assert_eq!(a.owner.as_deref(), Some("w2"));
+
+    store
+        .start_attempt(&w1, "b", 1, T0 + 4)
+        .await
+        .expect("start b");
+    store
+        .finish_attempt(
+            &w1,
+            "b",
+            1,
+            AttemptOutcome::Retrying(error("flaky")),
+            T0 + 5,
+        )
+        .await
+        .expect("b retrying");
+    store
+        .settle_tasks(
+            &w2,
+            &["b".to_string()],
+            TaskStatus::Failed,
+            error("gave up"),
+            T0 + 6,
+        )
+        .await
+        .expect("a task whose retries were given up on settles as failed");
+    assert_eq!(task_status(store, &id, "b").await, (TaskStatus::Failed, 1));
 }
 
 async fn attempts_start_only_in_order(store: &dyn RunStore, prefix: &str) {

@@ -95,8 +95,8 @@ pub fn check_outcome(
     }
 }
 
-/// Checks a `settle_tasks` request: only `skipped`, `cancelled` or `timed_out`, with an error
-/// the store can hold.
+/// Checks a `settle_tasks` request: only `skipped`, `cancelled`, `timed_out` or `failed`, with
+/// an error the store can hold.
 pub fn check_settle(
     limits: StoreLimits,
     status: TaskStatus,
@@ -104,10 +104,10 @@ pub fn check_settle(
 ) -> Result<(), StoreError> {
     if !matches!(
         status,
-        TaskStatus::Skipped | TaskStatus::Cancelled | TaskStatus::TimedOut
+        TaskStatus::Skipped | TaskStatus::Cancelled | TaskStatus::TimedOut | TaskStatus::Failed
     ) {
         return Err(StoreError::Invalid(format!(
-            "tasks can only be settled as skipped, cancelled or timed_out, not {status}"
+            "tasks can only be settled as skipped, cancelled, timed_out or failed, not {status}"
         )));
     }
     check_error(limits, error)
@@ -172,6 +172,20 @@ pub trait RunStore: Send + Sync {
         ttl_ms: u64,
     ) -> Result<Lease, StoreError>;
 
+    /// Joins the run's shared lease as `worker`: while `owner` holds the lease (live or
+    /// lapsed) the token stays the same and the expiry moves to `now_ms + ttl_ms` if that is
+    /// later; a free or lapsed lease of another owner is taken (the token bumps), and a pending
+    /// run moves to running. Many workers of one owner can hold it at once; each attempt stays
+    /// its starter's. Fails like [`RunStore::acquire_lease`] when another owner's lease is live.
+    async fn join_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        worker: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError>;
+
     /// Extends a held lease. Fails with [`StoreError::LeaseLost`] once another executor took it.
     async fn renew_lease(
         &self,
@@ -186,9 +200,10 @@ pub trait RunStore: Send + Sync {
 
     /// Starts attempt number `attempt` of a task (one more than its recorded attempts), under
     /// the lease and only if no cancel was requested. A task still `running` under an older
-    /// token was interrupted: the new attempt counts an interruption, not a failure.
-    /// Starting the same attempt again under the same lease is a no-op that succeeds, so a
-    /// request retried after a lost answer is safe (only the lease holder has its token).
+    /// token, or under another worker of a shared lease, was interrupted: the new attempt
+    /// counts an interruption, not a failure, and the old attempt's writes are refused from
+    /// then on. Starting the same attempt again as the same attempt owner is a no-op that
+    /// succeeds, so a request retried after a lost answer is safe.
     async fn start_attempt(
         &self,
         lease: &Lease,
@@ -198,7 +213,7 @@ pub trait RunStore: Send + Sync {
     ) -> Result<AttemptStart, StoreError>;
 
     /// Records how attempt `attempt` ended; the task must be running that attempt under the
-    /// lease. Recording the same end twice under the same lease succeeds (a retried request).
+    /// lease, started by this lease's [`Lease::attempt_owner`]. Recording the same end twice under the same lease succeeds (a retried request).
     async fn finish_attempt(
         &self,
         lease: &Lease,
@@ -208,7 +223,8 @@ pub trait RunStore: Send + Sync {
         now_ms: u64,
     ) -> Result<(), StoreError>;
 
-    /// Gives tasks that will not run their final status (`skipped`, `cancelled`, `timed_out`).
+    /// Gives tasks that will not run (again) their final status (`skipped`, `cancelled`,
+    /// `timed_out`, or `failed` for a task whose retries someone else gave up on).
     /// Tasks already final are left as they are.
     async fn settle_tasks(
         &self,

@@ -109,6 +109,11 @@ impl Entry {
     }
 }
 
+/// Whether the task's current attempt was started under this lease by its attempt owner.
+fn is_mine(task: &TaskRecord, lease: &Lease) -> bool {
+    task.lease_token == Some(lease.token) && task.owner.as_deref() == Some(lease.attempt_owner())
+}
+
 fn conflict(run_id: &str, task: &TaskRecord) -> StoreError {
     StoreError::TaskConflict {
         run_id: run_id.to_string(),
@@ -220,6 +225,7 @@ impl RunStore for MemoryStore {
             owner: owner.to_string(),
             token: entry.next_token,
             expires_at_ms: now_ms.saturating_add(ttl_ms),
+            worker: None,
         };
         entry.next_token += 1;
         let run = &mut entry.snapshot.run;
@@ -230,6 +236,58 @@ impl RunStore for MemoryStore {
             run.started_at_ms = Some(now_ms);
         }
         Ok(lease)
+    }
+
+    async fn join_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        worker: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<Lease, StoreError> {
+        let mut state = self.lock();
+        let entry = state.entry(run_id)?;
+        let run = &entry.snapshot.run;
+        if run.status.is_final() {
+            return Err(StoreError::RunFinished {
+                run_id: run_id.to_string(),
+                status: run.status,
+            });
+        }
+        let wanted = now_ms.saturating_add(ttl_ms);
+        let (token, expires_at_ms) = match &run.lease {
+            Some(held) if held.owner == owner => (held.token, held.expires_at_ms.max(wanted)),
+            Some(held) if held.expires_at_ms > now_ms => {
+                return Err(StoreError::LeaseHeld {
+                    run_id: run_id.to_string(),
+                    owner: held.owner.clone(),
+                    expires_at_ms: held.expires_at_ms,
+                });
+            }
+            _ => {
+                entry.next_token += 1;
+                (entry.next_token - 1, wanted)
+            }
+        };
+        let shared = Lease {
+            run_id: run_id.to_string(),
+            owner: owner.to_string(),
+            token,
+            expires_at_ms,
+            worker: None,
+        };
+        let run = &mut entry.snapshot.run;
+        run.lease = Some(shared.clone());
+        run.wake_at_ms = expires_at_ms;
+        if run.status == RunStatus::Pending {
+            run.status = RunStatus::Running;
+            run.started_at_ms = Some(now_ms);
+        }
+        Ok(Lease {
+            worker: Some(worker.to_string()),
+            ..shared
+        })
     }
 
     async fn renew_lease(
@@ -274,14 +332,11 @@ impl RunStore for MemoryStore {
             });
         }
         let task = entry.task_mut(task_id)?;
-        if task.status == TaskStatus::Running
-            && task.attempts == attempt
-            && task.lease_token == Some(lease.token)
-        {
+        let mine = is_mine(task, lease);
+        if task.status == TaskStatus::Running && task.attempts == attempt && mine {
             return Ok(AttemptStart { interrupted: false });
         }
-        let interrupted =
-            task.status == TaskStatus::Running && task.lease_token != Some(lease.token);
+        let interrupted = task.status == TaskStatus::Running && !mine;
         let startable = matches!(task.status, TaskStatus::Pending | TaskStatus::Retrying);
         if !(startable || interrupted) || task.attempts + 1 != attempt {
             return Err(conflict(&lease.run_id, task));
@@ -292,7 +347,7 @@ impl RunStore for MemoryStore {
         task.status = TaskStatus::Running;
         task.attempts = attempt;
         task.lease_token = Some(lease.token);
-        task.owner = Some(lease.owner.clone());
+        task.owner = Some(lease.attempt_owner().to_string());
         task.started_at_ms.get_or_insert(now_ms);
         Ok(AttemptStart { interrupted })
     }
@@ -309,16 +364,11 @@ impl RunStore for MemoryStore {
         let mut state = self.lock();
         let entry = state.fenced(lease)?;
         let task = entry.task_mut(task_id)?;
-        if task.status == intended
-            && task.attempts == attempt
-            && task.lease_token == Some(lease.token)
-        {
+        let mine = is_mine(task, lease);
+        if task.status == intended && task.attempts == attempt && mine {
             return Ok(());
         }
-        if task.status != TaskStatus::Running
-            || task.attempts != attempt
-            || task.lease_token != Some(lease.token)
-        {
+        if task.status != TaskStatus::Running || task.attempts != attempt || !mine {
             return Err(conflict(&lease.run_id, task));
         }
         match outcome {

@@ -136,6 +136,11 @@ impl From<&Plan> for PlanRecord {
 
 /// The executor that holds a run, and until when. Writes are fenced by `token`: acquiring a
 /// lease increments it, so an executor that lost its lease can no longer change the run.
+///
+/// A lease is exclusive ([`RunStore::acquire_lease`](crate::RunStore::acquire_lease)) or
+/// shared ([`RunStore::join_lease`](crate::RunStore::join_lease)): the task invocations of one
+/// Step Functions execution run side by side under one owner and token, each as its own
+/// `worker`, and an attempt belongs to the worker that started it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     /// The run.
@@ -146,6 +151,18 @@ pub struct Lease {
     pub token: u64,
     /// Milliseconds since the Unix epoch when it lapses unless renewed.
     pub expires_at_ms: u64,
+    /// For a shared lease, the one joiner this copy belongs to; `None` for an exclusive lease,
+    /// whose owner is its only worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+}
+
+impl Lease {
+    /// Who the attempts started under this lease belong to: the worker of a shared lease, the
+    /// owner of an exclusive one.
+    pub fn attempt_owner(&self) -> &str {
+        self.worker.as_deref().unwrap_or(&self.owner)
+    }
 }
 
 /// A run, without its tasks.
