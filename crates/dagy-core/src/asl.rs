@@ -4,7 +4,11 @@
 //!   several is a Parallel state with one branch per task; levels are chained by `Next`.
 //! - `retries` -> `Retry.MaxAttempts`; the first retry delay -> `IntervalSeconds` (an integer,
 //!   the fraction truncated); `retry_jitter_factor` set -> `BackoffRate` 2.0, else 1.0;
-//!   `timeout_seconds` -> `TimeoutSeconds` (rounded up: ASL takes whole seconds).
+//!   `timeout_seconds` -> `TimeoutSeconds` (rounded up: ASL takes whole seconds). That retrier
+//!   matches `States.ALL` and comes last; before it, one that never retries the task-executor's
+//!   final errors ([`TASK_FAILED_ERROR`], [`RUN_STOPPED_ERROR`]: a non-retryable handler error,
+//!   a cancelled run), and one that retries Lambda's own transient errors (throttling, service
+//!   faults) a few times whatever the task's `retries`, as AWS advises for Lambda tasks.
 //! - Every error is caught (`States.ALL`) and routed to `HandleTaskFailure`, which records the
 //!   failure through the task-executor and ends in a Fail state. A branch cannot jump out of a
 //!   Parallel state, so the Catch of tasks inside branches is on the Parallel state.
@@ -28,7 +32,22 @@ pub const RECORD_SUCCESS: &str = "RecordSuccess";
 /// The Succeed state after it.
 pub const SUCCEEDED: &str = "Succeeded";
 /// The error a failed run's execution ends with.
-pub const RUN_FAILED_ERROR: &str = "DagyTaskFailed";
+pub const RUN_FAILED_ERROR: &str = "DagyRunFailed";
+/// The task-executor's error for an attempt that failed and may be tried again.
+pub const ATTEMPT_FAILED_ERROR: &str = "DagyAttemptFailed";
+/// The task-executor's error for a task that failed for good: no retry can help.
+pub const TASK_FAILED_ERROR: &str = "DagyTaskFailed";
+/// The task-executor's error when the run was cancelled or has ended: nothing ran.
+pub const RUN_STOPPED_ERROR: &str = "DagyRunStopped";
+/// Lambda's own transient errors, retried whatever the task's `retries`.
+pub const LAMBDA_TRANSIENT_ERRORS: [&str; 4] = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
+/// How often a Lambda transient error is retried.
+pub const LAMBDA_TRANSIENT_ATTEMPTS: u64 = 3;
 
 /// The largest `MaxAttempts`, `IntervalSeconds` and `TimeoutSeconds` ASL accepts.
 pub const ASL_MAX_INTEGER: u64 = 99_999_999;
@@ -127,8 +146,8 @@ struct TaskState {
     result_path: Option<&'static str>,
     #[serde(rename = "TimeoutSeconds", skip_serializing_if = "Option::is_none")]
     timeout_seconds: Option<u64>,
-    #[serde(rename = "Retry", skip_serializing_if = "Option::is_none")]
-    retry: Option<[Retrier; 1]>,
+    #[serde(rename = "Retry", skip_serializing_if = "Vec::is_empty")]
+    retry: Vec<Retrier>,
     #[serde(rename = "Next", skip_serializing_if = "Option::is_none")]
     next: Option<String>,
     #[serde(rename = "End", skip_serializing_if = "Option::is_none")]
@@ -183,13 +202,13 @@ struct Payload {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 struct Retrier {
     #[serde(rename = "ErrorEquals")]
-    error_equals: [&'static str; 1],
+    error_equals: Vec<&'static str>,
     #[serde(rename = "MaxAttempts")]
     max_attempts: u64,
-    #[serde(rename = "IntervalSeconds")]
-    interval_seconds: u64,
-    #[serde(rename = "BackoffRate")]
-    backoff_rate: f64,
+    #[serde(rename = "IntervalSeconds", skip_serializing_if = "Option::is_none")]
+    interval_seconds: Option<u64>,
+    #[serde(rename = "BackoffRate", skip_serializing_if = "Option::is_none")]
+    backoff_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -222,7 +241,7 @@ fn invoke(function: &str, payload: Payload, next: Option<String>) -> TaskState {
         },
         result_path: None,
         timeout_seconds: None,
-        retry: None,
+        retry: vec![lambda_transient_retrier()],
         next,
         end: None,
         catch: None,
@@ -326,16 +345,35 @@ fn task_state(task: &TaskSpec, task_executor_arn: &str) -> TaskState {
     state.timeout_seconds = task
         .timeout_seconds
         .map(|t| (t.ceil().max(1.0) as u64).min(ASL_MAX_INTEGER));
+    state.retry.insert(
+        0,
+        Retrier {
+            error_equals: vec![TASK_FAILED_ERROR, RUN_STOPPED_ERROR],
+            max_attempts: 0,
+            interval_seconds: None,
+            backoff_rate: None,
+        },
+    );
     if task.retries > 0 {
         let jitter = task.retry_jitter_factor.is_some_and(|f| f > 0.0);
-        state.retry = Some([Retrier {
-            error_equals: ["States.ALL"],
+        state.retry.push(Retrier {
+            error_equals: vec!["States.ALL"],
             max_attempts: u64::from(task.retries).min(ASL_MAX_INTEGER),
-            interval_seconds: interval_seconds(task),
-            backoff_rate: if jitter { 2.0 } else { 1.0 },
-        }]);
+            interval_seconds: Some(interval_seconds(task)),
+            backoff_rate: Some(if jitter { 2.0 } else { 1.0 }),
+        });
     }
     state
+}
+
+/// Retries Lambda's own transient errors: every state that invokes the task-executor has it.
+fn lambda_transient_retrier() -> Retrier {
+    Retrier {
+        error_equals: LAMBDA_TRANSIENT_ERRORS.to_vec(),
+        max_attempts: LAMBDA_TRANSIENT_ATTEMPTS,
+        interval_seconds: Some(1),
+        backoff_rate: Some(2.0),
+    }
 }
 
 #[cfg(test)]
@@ -381,19 +419,61 @@ mod tests {
     #[test]
     fn retries_become_max_attempts_with_a_truncated_interval() {
         let asl = translate(&diamond(), ARN);
-        let retry = &asl["States"]["Task-a"]["Retry"][0];
+        let retry = &asl["States"]["Task-a"]["Retry"][2];
         assert_eq!(retry["MaxAttempts"], 2);
         assert_eq!(retry["IntervalSeconds"], 2, "2.7 is truncated to 2");
         assert_eq!(retry["BackoffRate"], 1.0, "no jitter: 1.0");
     }
 
     #[test]
+    fn final_errors_are_never_retried_and_lambda_faults_always_are() {
+        let flow = FlowBuilder::new("f")
+            .task("once", "echo", |t| t)
+            .task("thrice", "echo", |t| t.retries(2).depends_on(["once"]))
+            .build()
+            .validate(None)
+            .expect("valid");
+        let asl = translate(&flow, ARN);
+        for name in ["Task-once", "Task-thrice"] {
+            let retry = &asl["States"][name]["Retry"];
+            assert_eq!(
+                retry[0],
+                json!({"ErrorEquals": [TASK_FAILED_ERROR, RUN_STOPPED_ERROR], "MaxAttempts": 0}),
+                "{name}"
+            );
+            assert_eq!(
+                retry[1]["ErrorEquals"],
+                json!(LAMBDA_TRANSIENT_ERRORS),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            asl["States"]["Task-once"]["Retry"].as_array().map(Vec::len),
+            Some(2),
+            "no retries: no States.ALL retrier"
+        );
+        let last = &asl["States"]["Task-thrice"]["Retry"][2];
+        assert_eq!(
+            last["ErrorEquals"],
+            json!(["States.ALL"]),
+            "States.ALL comes last"
+        );
+        for recorder in [HANDLE_TASK_FAILURE, RECORD_SUCCESS] {
+            assert_eq!(
+                asl["States"][recorder]["Retry"][0]["ErrorEquals"],
+                json!(LAMBDA_TRANSIENT_ERRORS),
+                "{recorder}"
+            );
+        }
+    }
+
+    #[test]
     fn jitter_sets_backoff_rate_two() {
         let asl = translate(&diamond(), ARN);
         let b = &asl["States"]["Level-1"]["Branches"][0]["States"]["Task-b"];
-        assert_eq!(b["Retry"][0]["BackoffRate"], 2.0);
+        assert_eq!(b["Retry"][2]["BackoffRate"], 2.0);
         assert_eq!(
-            b["Retry"][0]["IntervalSeconds"], 1,
+            b["Retry"][2]["IntervalSeconds"], 1,
             "no delay: ASL's minimum, 1"
         );
     }
@@ -406,7 +486,7 @@ mod tests {
             .validate(None)
             .expect("valid");
         assert_eq!(
-            translate(&flow, ARN)["States"]["Task-a"]["Retry"][0]["IntervalSeconds"],
+            translate(&flow, ARN)["States"]["Task-a"]["Retry"][2]["IntervalSeconds"],
             5
         );
     }
@@ -421,7 +501,7 @@ mod tests {
             .validate(None)
             .expect("valid");
         assert_eq!(
-            translate(&flow, ARN)["States"]["Task-a"]["Retry"][0]["IntervalSeconds"],
+            translate(&flow, ARN)["States"]["Task-a"]["Retry"][2]["IntervalSeconds"],
             3
         );
     }
@@ -434,7 +514,7 @@ mod tests {
             .validate(None)
             .expect("valid");
         assert_eq!(
-            translate(&flow, ARN)["States"]["Task-a"]["Retry"][0]["IntervalSeconds"],
+            translate(&flow, ARN)["States"]["Task-a"]["Retry"][2]["IntervalSeconds"],
             1
         );
     }
