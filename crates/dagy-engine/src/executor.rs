@@ -172,6 +172,11 @@ impl Executor {
         self
     }
 
+    /// How long a lease lasts without renewal.
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
+    }
+
     /// The store this executor writes to.
     pub fn store(&self) -> &Arc<dyn RunStore> {
         &self.store
@@ -222,7 +227,7 @@ impl Executor {
         run_id: &str,
         options: &RunOptions,
     ) -> Result<StepOutcome, EngineError> {
-        let mut session = match Session::open(self, run_id, options).await? {
+        let mut session = match Session::open(self, run_id, options, Claim::Exclusive).await? {
             Opened::Session(s) => s,
             Opened::Done(outcome) => return Ok(outcome),
         };
@@ -248,7 +253,7 @@ impl Executor {
         run_id: &str,
         options: &RunOptions,
     ) -> Result<StepOutcome, EngineError> {
-        let mut session = match Session::open(self, run_id, options).await? {
+        let mut session = match Session::open(self, run_id, options, Claim::Exclusive).await? {
             Opened::Session(s) => s,
             Opened::Done(outcome) => return Ok(outcome),
         };
@@ -274,20 +279,30 @@ impl Executor {
     }
 }
 
-enum Opened<'a> {
+pub(crate) enum Opened<'a> {
     Session(Box<Session<'a>>),
     Done(StepOutcome),
 }
 
+/// How a session holds its run.
+pub(crate) enum Claim<'w> {
+    /// Alone: the local executor, the ECS worker.
+    Exclusive,
+    /// Beside the other task invocations of one Step Functions execution, as `worker`.
+    Shared { worker: &'w str, ttl: Duration },
+}
+
 /// One executor's hold on one run.
-struct Session<'a> {
-    exec: &'a Executor,
-    options: &'a RunOptions,
-    lease: Lease,
+pub(crate) struct Session<'a> {
+    pub(crate) exec: &'a Executor,
+    pub(crate) options: &'a RunOptions,
+    pub(crate) lease: Lease,
+    /// A shared lease is not renewed: each worker joined it for as long as it may run.
+    shared: bool,
     renewed_at: Instant,
-    flow: Flow,
-    run: RunRecord,
-    tasks: Vec<TaskRecord>,
+    pub(crate) flow: Flow,
+    pub(crate) run: RunRecord,
+    pub(crate) tasks: Vec<TaskRecord>,
     budget_deadline: Option<Instant>,
     /// Every task before this position in the run order is final: the scan for the next
     /// ready task starts here, so a run costs O(tasks), not O(tasks²).
@@ -295,7 +310,7 @@ struct Session<'a> {
 }
 
 /// How an attempt's wait ended.
-enum AttemptEnd {
+pub(crate) enum AttemptEnd {
     Returned(TaskResult),
     TimedOut,
     BudgetExhausted,
@@ -303,24 +318,32 @@ enum AttemptEnd {
 }
 
 /// What to do after a task's attempts.
-enum TaskEnd {
+pub(crate) enum TaskEnd {
     Final(TaskStatus),
     Cancelled,
     BudgetExhausted,
 }
 
 impl<'a> Session<'a> {
-    async fn open(
+    pub(crate) async fn open(
         exec: &'a Executor,
         run_id: &str,
         options: &'a RunOptions,
+        claim: Claim<'_>,
     ) -> Result<Opened<'a>, EngineError> {
-        let ttl = millis(exec.lease_ttl);
-        let lease = match exec
-            .store
-            .acquire_lease(run_id, &exec.owner, now_ms(), ttl)
-            .await
-        {
+        let taken = match claim {
+            Claim::Exclusive => {
+                exec.store
+                    .acquire_lease(run_id, &exec.owner, now_ms(), millis(exec.lease_ttl))
+                    .await
+            }
+            Claim::Shared { worker, ttl } => {
+                exec.store
+                    .join_lease(run_id, &exec.owner, worker, now_ms(), millis(ttl))
+                    .await
+            }
+        };
+        let lease = match taken {
             Ok(lease) => lease,
             Err(StoreError::LeaseHeld { owner, .. }) => {
                 return Ok(Opened::Done(StepOutcome::Busy { owner }));
@@ -366,6 +389,7 @@ impl<'a> Session<'a> {
         Ok(Opened::Session(Box::new(Session {
             exec,
             options,
+            shared: lease.worker.is_some(),
             lease,
             renewed_at: Instant::now(),
             flow,
@@ -571,7 +595,7 @@ impl<'a> Session<'a> {
 
     /// Starts the handler and waits for it, its timeout, the budget, or a lost lease,
     /// renewing the lease while it runs.
-    async fn wait_for_attempt(
+    pub(crate) async fn wait_for_attempt(
         &mut self,
         index: usize,
         spec: &TaskSpec,
@@ -597,7 +621,12 @@ impl<'a> Session<'a> {
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
         let stop_at = tokio::time::sleep_until(deadline.unwrap_or(far));
         tokio::pin!(stop_at);
-        let period = self.exec.lease_ttl / 3;
+        let period = if self.shared {
+            // Never renewed (see `Session::shared`): the first beat is past any deadline.
+            Duration::from_secs(100 * 365 * 24 * 3600)
+        } else {
+            self.exec.lease_ttl / 3
+        };
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         loop {
             tokio::select! {
@@ -682,7 +711,7 @@ impl<'a> Session<'a> {
         })
     }
 
-    async fn record_output(
+    pub(crate) async fn record_output(
         &mut self,
         index: usize,
         attempt: u32,
@@ -725,7 +754,7 @@ impl<'a> Session<'a> {
         Ok(TaskEnd::Final(TaskStatus::Completed))
     }
 
-    async fn record_final(
+    pub(crate) async fn record_final(
         &mut self,
         index: usize,
         attempt: u32,
@@ -761,7 +790,7 @@ impl<'a> Session<'a> {
 
     /// An error record the store can hold: a message over the limit is replaced by one that
     /// says so and quotes its beginning, never cut silently.
-    fn fit_error(&self, error: &TaskError) -> TaskErrorRecord {
+    pub(crate) fn fit_error(&self, error: &TaskError) -> TaskErrorRecord {
         let limit = self.exec.store.limits().max_error_bytes;
         let message = if error.message.len() <= limit {
             error.message.clone()
@@ -782,7 +811,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn settle(
+    pub(crate) async fn settle(
         &mut self,
         indices: &[usize],
         status: TaskStatus,
@@ -815,7 +844,7 @@ impl<'a> Session<'a> {
         Ok(())
     }
 
-    async fn skip_downstream_of(
+    pub(crate) async fn skip_downstream_of(
         &mut self,
         upstream: usize,
         indices: &[usize],
@@ -829,13 +858,13 @@ impl<'a> Session<'a> {
         self.settle(indices, TaskStatus::Skipped, error).await
     }
 
-    fn unfinished(&self) -> Vec<usize> {
+    pub(crate) fn unfinished(&self) -> Vec<usize> {
         (0..self.tasks.len())
             .filter(|&i| !self.tasks[i].status.is_final())
             .collect()
     }
 
-    async fn cancel_rest(&mut self) -> Result<RunStatus, EngineError> {
+    pub(crate) async fn cancel_rest(&mut self) -> Result<RunStatus, EngineError> {
         let rest = self.unfinished();
         let error = TaskErrorRecord {
             error_type: "Cancelled".into(),
@@ -858,7 +887,7 @@ impl<'a> Session<'a> {
     }
 
     /// Ends the run by what its tasks did.
-    async fn finish(&mut self) -> Result<RunStatus, EngineError> {
+    pub(crate) async fn finish(&mut self) -> Result<RunStatus, EngineError> {
         let first_bad = self.flow.order().iter().copied().find(|&i| {
             matches!(
                 self.tasks[i].status,
@@ -880,7 +909,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn end(
+    pub(crate) async fn end(
         &mut self,
         status: RunStatus,
         error: Option<String>,
@@ -940,7 +969,7 @@ fn join_error(e: tokio::task::JoinError) -> TaskError {
     }
 }
 
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+pub(crate) fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
@@ -948,6 +977,6 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-fn millis(d: Duration) -> u64 {
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }

@@ -26,6 +26,9 @@
 //!
 //! - [`registry`]: handlers by name ([`HandlerRegistry`], [`TaskContext`], [`TaskError`]).
 //! - [`executor`]: [`Executor::run`] (to the end, or resume), [`Executor::step`] (one task).
+//! - [`state_machine`]: one task of a Step Functions execution
+//!   ([`Executor::run_state_machine_task`]) and the execution's end
+//!   ([`Executor::end_state_machine_run`]).
 //! - [`retry`]: delays and jitter.
 //! - [`events`]: progress for displays and logs.
 
@@ -34,6 +37,7 @@ pub mod events;
 pub mod executor;
 pub mod registry;
 pub mod retry;
+pub mod state_machine;
 
 pub use error::EngineError;
 pub use events::{Event, Observer, TracingObserver};
@@ -41,3 +45,4 @@ pub use executor::{
     Budget, Executor, MAX_INTERRUPTIONS, NewRunRequest, RunOptions, StepOutcome, new_run_id,
 };
 pub use registry::{HandlerRegistry, LambdaInvoker, TaskContext, TaskError, TaskResult};
+pub use state_machine::{STATE_MACHINE_OWNER, StateMachineEnd, TaskInvocation};
