@@ -3,10 +3,12 @@
 //! - [`router::Router`]: API Gateway HTTP API routes, EventBridge schedules, direct actions and
 //!   the sweep. It writes the run and dispatches it; it never runs a flow.
 //! - [`executor_fn`]: the executor function of the nano and micro tiers.
+//! - [`task_executor`]: the task-executor function, one task of a Step Functions execution per
+//!   invocation, and the execution's end.
 //! - [`dispatch`]: how a run reaches its backend ([`dispatch::LambdaDispatcher`] invokes the
 //!   executor asynchronously).
 //!
-//! The binaries (`dagy-router`, `dagy-executor`) read their configuration from the environment
+//! The binaries (`dagy-router`, `dagy-executor`, `dagy-task-executor`) read their configuration from the environment
 //! (`DAGY_TABLE_NAME`, `DAGY_EXECUTOR_FUNCTION`, the backend variables) and the AWS SDK's
 //! standard variables, so under a local emulator they talk to local servers through
 //! `AWS_ENDPOINT_URL*` with no code of their own for it.
@@ -15,6 +17,7 @@ pub mod dispatch;
 pub mod executor_fn;
 pub mod http;
 pub mod router;
+pub mod task_executor;
 
 use dagy_core::BackendKind;
 

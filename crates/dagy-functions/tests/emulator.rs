@@ -486,3 +486,154 @@ async fn a_cancel_stops_a_micro_run_at_its_next_task_boundary() {
     }
     assert!(first_cancelled <= 3, "the cancel took effect late: {run}");
 }
+
+/// Calls the emulator's Lambda Invoke API (as Step Functions calls the task-executor) and
+/// returns the HTTP status with the JSON answer: a function error is a 500 with
+/// `{errorType, errorMessage}`.
+async fn invoke_api(emulator: &Emulator, function: &str, event: &Value) -> (u16, Value) {
+    let body = event.to_string();
+    let head = format!(
+        "POST /2015-03-31/functions/{function}/invocations HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    let raw = forward(emulator.port, &head, body.as_bytes()).await;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status");
+    (status, serde_json::from_str(body).expect("a JSON answer"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_executor_runs_one_task_per_invocation_and_ends_the_run() {
+    let table = format!("dagy-emulator-sfn-{}", std::process::id());
+    let emulator = start(&table).await;
+    let store = std::sync::Arc::new(dagy_store_dynamodb::DynamoStore::new(
+        support::client_for(&support::endpoint()),
+        &table,
+    ));
+    let executor =
+        dagy_engine::Executor::new(store, std::sync::Arc::new(dagy_handlers::registry()));
+    let new_run = |flow: &str| {
+        let flow = dagy_core::Flow::from_json(flow, None).expect("flow");
+        let executor = executor.clone();
+        async move {
+            executor
+                .create_run(&flow, dagy_engine::NewRunRequest::default())
+                .await
+                .expect("run")
+                .run
+                .run_id
+        }
+    };
+    let hello =
+        std::fs::read_to_string(workspace().join("examples/flows/hello.json")).expect("hello");
+
+    // A run whose state machine succeeds: each Task state's invocation, then RecordSuccess.
+    let run_id = new_run(&hello).await;
+    for task in ["greet", "count"] {
+        let (status, answer) = invoke_api(
+            &emulator,
+            "dagy-task-executor",
+            &json!({"run_id": run_id, "task_id": task}),
+        )
+        .await;
+        assert_eq!(status, 200, "{task}: {answer}");
+        assert_eq!(answer["status"], "completed");
+    }
+    let answer = invoke(
+        &emulator,
+        "dagy-task-executor",
+        &event("task-executor.json", &run_id),
+    );
+    assert_eq!(
+        answer,
+        json!({"run_id": run_id, "task_id": "answer", "status": "completed"})
+    );
+    let answer = invoke(
+        &emulator,
+        "dagy-task-executor",
+        &event("task-executor-record-success.json", &run_id),
+    );
+    assert_eq!(answer["status"], "completed", "{answer}");
+    let run = wait_for_run(&emulator, &run_id, |r| r["status"] != "running").await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(
+        run["tasks"][2]["output"], 42,
+        "answer read count's output from the store"
+    );
+
+    // A failing task: an error type the Retry and Catch match, then HandleTaskFailure.
+    let failing = json!({"spec_version": 1, "name": "failing", "tasks": [
+        {"id": "boom", "handler": "fail"},
+        {"id": "after", "handler": "echo", "depends_on": ["boom"]}
+    ]});
+    let run_id = new_run(&failing.to_string()).await;
+    let (status, answer) = invoke_api(
+        &emulator,
+        "dagy-task-executor",
+        &json!({"run_id": run_id, "task_id": "boom"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["errorType"].as_str()),
+        (500, Some("DagyTaskFailed")),
+        "{answer}"
+    );
+    assert!(
+        answer["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("the fail handler failed")),
+        "{answer}"
+    );
+    let answer = invoke(
+        &emulator,
+        "dagy-task-executor",
+        &event("task-executor-record-failure.json", &run_id),
+    );
+    assert_eq!(answer["status"], "failed", "{answer}");
+    let run = wait_for_run(&emulator, &run_id, |r| r["status"] != "running").await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["tasks"][0]["status"], "failed");
+    assert_eq!(run["tasks"][1]["status"], "skipped");
+
+    // A cancelled run: the task-executor runs nothing and says so with its own error type.
+    let run_id = new_run(&hello).await;
+    let (status, _) = http_answer(&invoke(
+        &emulator,
+        "dagy-router",
+        &event("http-cancel-run.json", &run_id),
+    ));
+    assert_eq!(status, 200);
+    let (status, answer) = invoke_api(
+        &emulator,
+        "dagy-task-executor",
+        &json!({"run_id": run_id, "task_id": "greet"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["errorType"].as_str()),
+        (500, Some("DagyRunStopped")),
+        "{answer}"
+    );
+
+    // A malformed event is named, never a crash.
+    let (status, answer) =
+        invoke_api(&emulator, "dagy-task-executor", &json!({"run_id": run_id})).await;
+    assert_eq!(
+        (status, answer["errorType"].as_str()),
+        (500, Some("DagyBadEvent")),
+        "{answer}"
+    );
+
+    let log = std::fs::read_to_string(&emulator.log).expect("emulator log");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"task_id\":\"boom\"") && l.contains("\"level\"")),
+        "the task-executor logs JSON lines with the task id:\n{log}"
+    );
+}
