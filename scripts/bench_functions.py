@@ -5,8 +5,9 @@ Cold start: the time from starting a function's release binary to its first answ
 script playing the Lambda Runtime API on loopback (GET .../invocation/next hands out the event,
 POST .../response or .../error ends the clock). That is the init (runtime client, AWS SDK
 configuration, store and dispatcher set-up) plus one event. The router answers
-events/http-backends.json (no I/O); the executor reads a run from DynamoDB (moto on loopback,
-started by scripts/bench-functions.sh) that does not exist, and answers with that error.
+events/http-backends.json (no I/O); the executor and the task-executor read a run from DynamoDB
+(moto on loopback, started by scripts/bench-functions.sh) that does not exist, and answer with
+that error.
 
 Size: each binary zipped as `bootstrap` (deflate, level 9), as a Lambda deployment package.
 Binaries come from the cargo profile named by PROFILE (default `lambda`: fat LTO, size-optimized).
@@ -119,9 +120,10 @@ def main():
     cases = [
         ("dagy-router", json.loads((ROOT / "events" / "http-backends.json").read_text())),
         ("dagy-executor", {"run_id": "bench-no-such-run"}),
+        ("dagy-task-executor", {"run_id": "bench-no-such-run", "task_id": "t1"}),
     ]
     print(f"profile {profile}, {RUNS} cold starts each; machine: {os.cpu_count()} cores")
-    print(f"{'function':<16} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'binary MB':>10} {'zipped MB':>10}  answer")
+    print(f"{'function':<20} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'binary MB':>10} {'zipped MB':>10}  answer")
     for name, event in cases:
         binary = target_dir / name
         if not binary.exists():
@@ -133,7 +135,7 @@ def main():
             times.append(ms)
         kind = "error" if answer[0].endswith("/error") else "response"
         print(
-            f"{name:<16} {statistics.median(times):>10.1f} {min(times):>8.1f} {max(times):>8.1f} "
+            f"{name:<20} {statistics.median(times):>10.1f} {min(times):>8.1f} {max(times):>8.1f} "
             f"{binary.stat().st_size / 1e6:>10.2f} {zipped_size(binary) / 1e6:>10.2f}  {kind}: {answer[1][:60].decode(errors='replace')}"
         )
 
