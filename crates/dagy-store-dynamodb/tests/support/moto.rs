@@ -1,0 +1,99 @@
+//! A moto server for the tests: the suite's script (`scripts/test.sh`) starts one and exports
+//! `AWS_ENDPOINT_URL`; run alone (`cargo test`), the tests start `moto_server` themselves, found
+//! in `$DAGY_VENV/bin`, `~/.cache/dagy/venv/bin` or on `PATH`, on a free loopback port.
+//! Shared by every crate's integration tests (`#[path]`); it needs nothing but std.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+struct Server {
+    url: String,
+    _child: Option<ChildGuard>,
+}
+
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+fn moto_binary() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Ok(venv) = std::env::var("DAGY_VENV") {
+        candidates.push(PathBuf::from(venv).join("bin/moto_server"));
+    }
+    if let Ok(home) = std::env::var("HOME") {
+        candidates.push(PathBuf::from(home).join(".cache/dagy/venv/bin/moto_server"));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("moto_server"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The endpoint of a running moto server (DynamoDB, Step Functions, ECS, CloudWatch Logs),
+/// started on first use if needed.
+pub fn endpoint() -> String {
+    SERVER
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("AWS_ENDPOINT_URL") {
+                return Server { url, _child: None };
+            }
+            let port = free_port();
+            let binary = moto_binary();
+            // A watchdog shell stops moto when this test process exits: statics are never
+            // dropped, so a guard alone would leave the server running.
+            let script = format!(
+                "\"$0\" -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+                 while kill -0 {parent} 2>/dev/null && kill -0 $m 2>/dev/null; do sleep 0.5; done; \
+                 kill $m 2>/dev/null",
+                parent = std::process::id()
+            );
+            let child = Command::new("sh")
+                .args(["-c", &script])
+                .arg(&binary)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "cannot start {} ({e}); run scripts/test.sh, which installs moto[server] \
+                         into ~/.cache/dagy/venv, or set AWS_ENDPOINT_URL to a running server",
+                        binary.display()
+                    )
+                });
+            let guard = ChildGuard(child);
+            let url = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "moto_server did not listen within 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Server {
+                url,
+                _child: Some(guard),
+            }
+        })
+        .url
+        .clone()
+}
