@@ -5,7 +5,12 @@ use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use serde_json::json;
 
+use std::sync::Arc;
+
+use dagy_backend_sfn::{ExecutionState, StepFunctionsBackend};
 use dagy_core::BackendKind;
+use dagy_engine::StateMachineEnd;
+use dagy_store::{RunRecord, RunStore};
 
 use crate::FunctionError;
 
@@ -21,6 +26,216 @@ pub trait Dispatcher: Send + Sync {
 
     /// Starts or continues `run_id` on `backend`.
     async fn dispatch(&self, backend: BackendKind, run_id: &str) -> Result<(), FunctionError>;
+
+    /// Stops a cancelled run's work on its backend at once, when the backend can (a Step
+    /// Functions execution is stopped; its last state never runs, so the caller ends the run).
+    /// Returns whether it stopped something. Lambda and ECS runs stop by themselves at their
+    /// next task boundary.
+    async fn stop(&self, run: &RunRecord) -> Result<bool, FunctionError> {
+        let _ = run;
+        Ok(false)
+    }
+
+    /// What the run's backend says of its execution, for backends that keep one (Step
+    /// Functions); [`Execution::Unknown`] for the others.
+    async fn execution(&self, run: &RunRecord) -> Result<Execution, FunctionError> {
+        let _ = run;
+        Ok(Execution::Unknown)
+    }
+}
+
+/// A run's execution on its backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Execution {
+    /// The backend keeps no execution to ask (Lambda: the run record is all there is).
+    Unknown,
+    /// None was started (the dispatch failed): dispatching again starts it.
+    Missing,
+    /// It runs.
+    Running,
+    /// It ended, and this is how: the run record may not say so yet (an execution stopped or
+    /// timed out never runs its last state).
+    Ended(StateMachineEnd),
+}
+
+/// The backend a run was planned for (Lambda for runs without a plan).
+pub fn backend_of(run: &RunRecord) -> BackendKind {
+    run.plan.as_ref().map_or(BackendKind::Lambda, |p| p.backend)
+}
+
+/// Every dispatcher this deployment has, each reached by its backend.
+#[derive(Default)]
+pub struct Dispatchers {
+    lambda: Option<LambdaDispatcher>,
+    step_functions: Option<StepFunctionsDispatcher>,
+}
+
+impl Dispatchers {
+    /// Dispatchers for Lambda and, when given, Step Functions.
+    pub fn new(
+        lambda: Option<LambdaDispatcher>,
+        step_functions: Option<StepFunctionsDispatcher>,
+    ) -> Self {
+        Dispatchers {
+            lambda,
+            step_functions,
+        }
+    }
+
+    fn of(&self, backend: BackendKind) -> Option<&dyn Dispatcher> {
+        match backend {
+            BackendKind::Lambda => self.lambda.as_ref().map(|d| d as &dyn Dispatcher),
+            BackendKind::StepFunctions => {
+                self.step_functions.as_ref().map(|d| d as &dyn Dispatcher)
+            }
+            BackendKind::EcsFargate => None,
+        }
+    }
+}
+
+#[async_trait]
+impl Dispatcher for Dispatchers {
+    fn backends(&self) -> Vec<BackendKind> {
+        [BackendKind::Lambda, BackendKind::StepFunctions]
+            .into_iter()
+            .filter(|b| self.of(*b).is_some())
+            .collect()
+    }
+
+    async fn dispatch(&self, backend: BackendKind, run_id: &str) -> Result<(), FunctionError> {
+        match self.of(backend) {
+            Some(d) => d.dispatch(backend, run_id).await,
+            None => Err(FunctionError::BackendUnavailable(backend)),
+        }
+    }
+
+    async fn stop(&self, run: &RunRecord) -> Result<bool, FunctionError> {
+        match self.of(backend_of(run)) {
+            Some(d) => d.stop(run).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn execution(&self, run: &RunRecord) -> Result<Execution, FunctionError> {
+        match self.of(backend_of(run)) {
+            Some(d) => d.execution(run).await,
+            None => Ok(Execution::Unknown),
+        }
+    }
+}
+
+/// Dispatches Step Functions runs: the deployment's state machine is created or updated with
+/// the run's flow, then an execution named by the run id starts (a repeated dispatch finds it).
+pub struct StepFunctionsDispatcher {
+    backend: StepFunctionsBackend,
+    store: Arc<dyn RunStore>,
+}
+
+impl StepFunctionsDispatcher {
+    /// A dispatcher reading runs from `store` and starting them through `backend`.
+    pub fn new(backend: StepFunctionsBackend, store: Arc<dyn RunStore>) -> Self {
+        StepFunctionsDispatcher { backend, store }
+    }
+
+    /// The dispatcher of the environment's Step Functions settings (`DAGY_SFN_ROLE_ARN`,
+    /// `DAGY_SFN_TASK_EXECUTOR_ARN`) and AWS settings (`AWS_ENDPOINT_URL_SFN` or
+    /// `AWS_ENDPOINT_URL` point it at a local server).
+    pub async fn from_settings(
+        settings: &dagy_core::StepFunctionsSettings,
+        store: Arc<dyn RunStore>,
+    ) -> Result<Self, FunctionError> {
+        let config = dagy_store_dynamodb::sdk_config().await;
+        let region =
+            config
+                .region()
+                .map(ToString::to_string)
+                .ok_or_else(|| FunctionError::Config {
+                    variable: "AWS_REGION",
+                    message: "set it to the region of the state machines".into(),
+                })?;
+        let backend = StepFunctionsBackend::new(
+            aws_sdk_sfn::Client::new(&config),
+            &region,
+            &settings.role_arn,
+            &settings.task_executor_arn,
+        )
+        .map_err(|e| FunctionError::Config {
+            variable: "DAGY_SFN_ROLE_ARN",
+            message: e.to_string(),
+        })?;
+        Ok(StepFunctionsDispatcher::new(backend, store))
+    }
+
+    /// The state machine of a run: its deployment's, or its flow's for a run without one.
+    pub fn state_machine_of(run: &RunRecord) -> String {
+        StepFunctionsBackend::state_machine_name(
+            run.deployment.as_deref().unwrap_or(&run.flow_name),
+        )
+    }
+}
+
+fn sfn_error(e: dagy_backend_sfn::SfnError) -> FunctionError {
+    FunctionError::Dispatch(e.to_string())
+}
+
+#[async_trait]
+impl Dispatcher for StepFunctionsDispatcher {
+    fn backends(&self) -> Vec<BackendKind> {
+        vec![BackendKind::StepFunctions]
+    }
+
+    async fn dispatch(&self, backend: BackendKind, run_id: &str) -> Result<(), FunctionError> {
+        if backend != BackendKind::StepFunctions {
+            return Err(FunctionError::BackendUnavailable(backend));
+        }
+        let snapshot = self.store.load_run(run_id).await?;
+        let flow = snapshot.flow.validate(None).map_err(|e| {
+            FunctionError::Dispatch(format!("run {run_id} holds a flow that is not valid: {e}"))
+        })?;
+        let machine = Self::state_machine_of(&snapshot.run);
+        self.backend
+            .start(&machine, &flow, run_id)
+            .await
+            .map_err(sfn_error)?;
+        Ok(())
+    }
+
+    async fn stop(&self, run: &RunRecord) -> Result<bool, FunctionError> {
+        self.backend
+            .stop(
+                &Self::state_machine_of(run),
+                &run.run_id,
+                "the run was cancelled on request",
+            )
+            .await
+            .map_err(sfn_error)?;
+        Ok(true)
+    }
+
+    async fn execution(&self, run: &RunRecord) -> Result<Execution, FunctionError> {
+        let state = self
+            .backend
+            .execution(&Self::state_machine_of(run), &run.run_id)
+            .await
+            .map_err(sfn_error)?;
+        Ok(match state {
+            None => Execution::Missing,
+            Some(ExecutionState::Running) => Execution::Running,
+            Some(ExecutionState::Succeeded) => Execution::Ended(StateMachineEnd::Succeeded),
+            Some(ExecutionState::Ended {
+                status,
+                error,
+                cause,
+            }) => Execution::Ended(StateMachineEnd::Failed {
+                error: if error.is_empty() {
+                    format!("execution {status}")
+                } else {
+                    error
+                },
+                cause,
+            }),
+        })
+    }
 }
 
 /// Dispatches Lambda runs by invoking the executor function asynchronously

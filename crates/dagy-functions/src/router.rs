@@ -8,11 +8,13 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use dagy_core::{BackendKind, Flow, FlowSpec, PlanRequest, RuntimeTier, Settings, TierInputs};
-use dagy_engine::{Executor, HandlerRegistry, NewRunRequest};
-use dagy_store::{DeploymentRecord, EnvironmentRecord, RunStatus, RunStore, StoreError, now_ms};
+use dagy_engine::{Executor, HandlerRegistry, NewRunRequest, STATE_MACHINE_OWNER};
+use dagy_store::{
+    DeploymentRecord, EnvironmentRecord, RunRecord, RunStatus, RunStore, StoreError, now_ms,
+};
 
 use crate::FunctionError;
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{Dispatcher, Execution, backend_of};
 use crate::http::{Request, Response};
 
 /// Runs the sweep looks at per invocation.
@@ -411,8 +413,31 @@ impl Router {
     }
 
     async fn get_run(&self, id: &str) -> Answer {
+        let run = self.store.get_run(id).await.map_err(|e| store_error(&e))?;
+        if let Err(e) = self.catch_up(&run).await {
+            tracing::warn!(run_id = id, error = %e, "could not compare the run with its execution");
+        }
         let snapshot = self.store.load_run(id).await.map_err(|e| store_error(&e))?;
         Ok(Response::json(200, snapshot.to_json()))
+    }
+
+    /// Brings a run that is not final in step with its backend's execution, when that ended
+    /// without recording it (a Step Functions execution stopped or timed out). Returns what
+    /// the backend said of the execution.
+    async fn catch_up(&self, run: &RunRecord) -> Result<Execution, FunctionError> {
+        if run.status.is_final() || backend_of(run) != BackendKind::StepFunctions {
+            return Ok(Execution::Unknown);
+        }
+        let execution = self.dispatcher.execution(run).await?;
+        let Execution::Ended(end) = &execution else {
+            return Ok(execution);
+        };
+        let status = Executor::new(self.store.clone(), self.registry.clone())
+            .with_owner(STATE_MACHINE_OWNER)
+            .end_state_machine_run(&run.run_id, "router", end)
+            .await?;
+        tracing::info!(run_id = run.run_id, status = %status, "run ended as its execution did");
+        Ok(execution)
     }
 
     async fn cancel(&self, id: &str) -> Answer {
@@ -427,6 +452,23 @@ impl Router {
                 "already_finished",
                 format!("run {id} already finished as {}", run.status),
             ));
+        }
+        let mut run = run;
+        if !run.status.is_final() {
+            // A backend that can stop the run at once (Step Functions) does; its last state
+            // never runs then, so the run is ended here.
+            match self.dispatcher.stop(&run).await {
+                Ok(true) => {
+                    if let Err(e) = self.catch_up(&run).await {
+                        tracing::warn!(run_id = id, error = %e, "stopped; the run ends at its next read");
+                    }
+                    run = self.store.get_run(id).await.map_err(|e| store_error(&e))?;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(run_id = id, error = %e, "could not stop the execution; it stops at its next task");
+                }
+            }
         }
         let status = if run.status == RunStatus::Cancelled {
             200
@@ -590,8 +632,28 @@ impl Router {
         let mut resumed = Vec::new();
         let mut timed_out = Vec::new();
         let mut failed = Vec::new();
+        let mut ended = Vec::new();
+        let mut running = Vec::new();
         for run in lapsed {
-            let backend = run.plan.as_ref().map_or(BackendKind::Lambda, |p| p.backend);
+            let backend = backend_of(&run);
+            // An execution that ended without recording it ends its run; one that runs is
+            // left alone (between its tasks no invocation holds the lease); one that never
+            // started is started.
+            match self.catch_up(&run).await {
+                Ok(Execution::Ended(_)) => {
+                    ended.push(run.run_id);
+                    continue;
+                }
+                Ok(Execution::Running) => {
+                    running.push(run.run_id);
+                    continue;
+                }
+                Ok(Execution::Missing | Execution::Unknown) => {}
+                Err(e) => {
+                    failed.push(json!({"run_id": run.run_id, "error": e.to_string()}));
+                    continue;
+                }
+            }
             if now.saturating_sub(run.created_at_ms) > LAMBDA_RUN_MAX_AGE_MS
                 && backend == BackendKind::Lambda
             {
@@ -608,7 +670,7 @@ impl Router {
         }
         Ok(Response::json(
             200,
-            json!({"resumed": resumed, "timed_out": timed_out, "failed": failed}),
+            json!({"resumed": resumed, "timed_out": timed_out, "ended": ended, "running": running, "failed": failed}),
         ))
     }
 

@@ -1,22 +1,30 @@
 //! The router function: HTTP API routes, schedules, direct actions, the sweep.
-//! Configuration: `DAGY_TABLE_NAME`, `DAGY_EXECUTOR_FUNCTION`, the backend variables.
+//! Configuration: `DAGY_TABLE_NAME`, `DAGY_EXECUTOR_FUNCTION`, the backend variables
+//! (`DAGY_SFN_ROLE_ARN` with `DAGY_SFN_TASK_EXECUTOR_ARN` registers Step Functions).
 
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use dagy_functions::dispatch::LambdaDispatcher;
+use dagy_functions::dispatch::{Dispatchers, LambdaDispatcher, StepFunctionsDispatcher};
 use dagy_functions::router::Router;
+use dagy_store::RunStore;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let store = dagy_store_dynamodb::DynamoStore::from_env().await?;
+    let store: Arc<dyn RunStore> = Arc::new(dagy_store_dynamodb::DynamoStore::from_env().await?);
+    let settings = dagy_core::Settings::from_env()?;
+    let step_functions = match &settings.step_functions {
+        Some(sfn) => Some(StepFunctionsDispatcher::from_settings(sfn, store.clone()).await?),
+        None => None,
+    };
+    let dispatchers = Dispatchers::new(Some(LambdaDispatcher::from_env().await?), step_functions);
     let router = Router::new(
-        Arc::new(store),
-        dagy_core::Settings::from_env()?,
-        Arc::new(LambdaDispatcher::from_env().await?),
+        store,
+        settings,
+        Arc::new(dispatchers),
         Arc::new(dagy_handlers::registry()),
     );
     let router = &router;
