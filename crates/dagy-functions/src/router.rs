@@ -459,7 +459,15 @@ impl Router {
             // never runs then, so the run is ended here.
             match self.dispatcher.stop(&run).await {
                 Ok(true) => {
-                    if let Err(e) = self.catch_up(&run).await {
+                    let stopped = dagy_engine::StateMachineEnd::Failed {
+                        error: "DagyCancelled".into(),
+                        cause: "the execution was stopped: the run was cancelled on request".into(),
+                    };
+                    if let Err(e) = Executor::new(self.store.clone(), self.registry.clone())
+                        .with_owner(STATE_MACHINE_OWNER)
+                        .end_state_machine_run(id, "router", &stopped)
+                        .await
+                    {
                         tracing::warn!(run_id = id, error = %e, "stopped; the run ends at its next read");
                     }
                     run = self.store.get_run(id).await.map_err(|e| store_error(&e))?;

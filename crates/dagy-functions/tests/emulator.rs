@@ -14,6 +14,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -151,12 +153,16 @@ fn free_port() -> u16 {
 }
 
 async fn start(table: &str) -> Emulator {
-    let moto = support::endpoint();
-    let store = dagy_store_dynamodb::DynamoStore::new(support::client_for(&moto), table);
+    start_on(free_port(), table, &support::endpoint(), &[]).await
+}
+
+/// The emulator on `port`, its functions using the table `table` on the moto at `moto`, with
+/// `extra` variables (`NAME=value`) besides the usual ones.
+async fn start_on(port: u16, table: &str, moto: &str, extra: &[String]) -> Emulator {
+    let store = dagy_store_dynamodb::DynamoStore::new(support::client_for(moto), table);
     store.create_table().await.expect("table");
-    let port = free_port();
     let proxy = async_invoke_proxy(port).await;
-    let env = [
+    let mut env = vec![
         format!("DAGY_TABLE_NAME={table}"),
         "DAGY_EXECUTOR_FUNCTION=dagy-executor".into(),
         format!("AWS_ENDPOINT_URL_DYNAMODB={moto}"),
@@ -167,10 +173,12 @@ async fn start(table: &str) -> Emulator {
         "AWS_EC2_METADATA_DISABLED=true".into(),
         "AWS_LAMBDA_LOG_FORMAT=JSON".into(),
         "AWS_LAMBDA_LOG_LEVEL=INFO".into(),
-    ]
-    .join(",");
+    ];
+    env.extend(extra.iter().cloned());
+    let env = env.join(",");
     let log_path = std::env::temp_dir().join(format!("dagy-emulator-{port}.log"));
     let log = std::fs::File::create(&log_path).expect("log file");
+    // Several instances per function, as Lambda runs a Parallel state's branches side by side.
     let child = Command::new("cargo")
         .args([
             "lambda",
@@ -179,6 +187,8 @@ async fn start(table: &str) -> Emulator {
             "127.0.0.1",
             "-P",
             &port.to_string(),
+            "--concurrency",
+            "4",
         ])
         .args(["--ignore-changes", "--env-var", &env])
         .current_dir(workspace())
@@ -636,4 +646,278 @@ async fn the_task_executor_runs_one_task_per_invocation_and_ends_the_run() {
             .any(|l| l.contains("\"task_id\":\"boom\"") && l.contains("\"level\"")),
         "the task-executor logs JSON lines with the task id:\n{log}"
     );
+}
+
+/// What moto's Step Functions interpreter calls as "Lambda" (it sends every request to
+/// `localhost:$MOTO_PORT`): Invoke API requests go to the emulator, by function name (an ARN,
+/// percent-encoded or not, becomes its function name), with Lambda's answers (a function
+/// error is a 200 with `X-Amz-Function-Error`; an `Event` invocation a 202); every other
+/// request goes on to moto.
+async fn lambda_front(emulator_port: u16, moto_port: Arc<AtomicU16>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let moto_port = moto_port.clone();
+            tokio::spawn(async move {
+                let Some((head, body)) = read_request(&mut client).await else {
+                    return;
+                };
+                let path = head
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                let function = path
+                    .strip_prefix("/2015-03-31/functions/")
+                    .and_then(|rest| rest.strip_suffix("/invocations"))
+                    .map(|f| {
+                        let f = f.replace("%3A", ":").replace("%3a", ":");
+                        let name = f.split_once("function:").map_or(f.as_str(), |(_, n)| n);
+                        name.split(':').next().unwrap_or(name).to_string()
+                    });
+                let Some(function) = function else {
+                    let answer = forward(moto_port.load(Ordering::SeqCst), &head, &body).await;
+                    let _ = client.write_all(&answer).await;
+                    return;
+                };
+                let head = head.replacen(
+                    &path,
+                    &format!("/2015-03-31/functions/{function}/invocations"),
+                    1,
+                );
+                let asynchronous = head.lines().any(|l| {
+                    l.to_ascii_lowercase().replace(' ', "") == "x-amz-invocation-type:event"
+                });
+                if asynchronous {
+                    let _ = client
+                        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    drop(client);
+                    forward(emulator_port, &head, &body).await;
+                    return;
+                }
+                let answer = forward(emulator_port, &head, &body).await;
+                let text = String::from_utf8_lossy(&answer).to_string();
+                let (status_line, rest) = text.split_once("\r\n").unwrap_or_default();
+                let body = rest.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                let failed = !status_line.contains(" 200 ");
+                let mut reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    body.len()
+                );
+                if failed {
+                    reply.push_str("x-amz-function-error: Unhandled\r\n");
+                }
+                reply.push_str("\r\n");
+                reply.push_str(body);
+                let _ = client.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Polls the run through the router until `done`.
+async fn run_when(emulator: &Emulator, run_id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    wait_for_run(emulator, run_id, done).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn step_functions_runs_execute_on_motos_interpreter_through_the_task_executor() {
+    // moto, its Lambda calls sent through the front to the emulator's task-executor.
+    let emulator_port = free_port();
+    let moto_port = Arc::new(AtomicU16::new(0));
+    let front = lambda_front(emulator_port, moto_port.clone()).await;
+    let moto = support::moto::spawn_own(&[("MOTO_PORT", front.to_string())]);
+    moto_port.store(moto.port, Ordering::SeqCst);
+    let config = ureq_post(
+        &format!("{}/moto-api/config", moto.url),
+        &json!({"stepfunctions": {"execute_state_machine": true}}),
+    );
+    assert!(config.starts_with("HTTP/1.1 20"), "{config}");
+    let emulator = start_on(
+        emulator_port,
+        &format!("dagy-sfn-{}", std::process::id()),
+        &moto.url,
+        &[
+            format!("AWS_ENDPOINT_URL_SFN={}", moto.url),
+            "DAGY_SFN_ROLE_ARN=arn:aws:iam::123456789012:role/dagy-sfn".into(),
+            "DAGY_SFN_TASK_EXECUTOR_ARN=arn:aws:lambda:us-east-1:123456789012:function:dagy-task-executor"
+                .into(),
+        ],
+    )
+    .await;
+    let deploy = |name: &str, flow: Value| {
+        invoke(
+            &emulator,
+            "dagy-router",
+            &json!({"action": "put_deployment", "name": name, "flow": flow, "backend": "step_functions"}),
+        )
+    };
+    let trigger = |name: &str| {
+        let answer = invoke(
+            &emulator,
+            "dagy-router",
+            &json!({"action": "trigger", "deployment": name}),
+        );
+        assert_eq!(answer["status"], 202, "{answer}");
+        assert_eq!(answer["backend"], "step_functions", "{answer}");
+        answer["run_id"].as_str().expect("run id").to_string()
+    };
+    let sfn = aws_sdk_sfn::Client::from_conf(
+        aws_sdk_sfn::Config::builder()
+            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+            .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+                "test",
+                "test",
+                None,
+                None,
+                "dagy-tests",
+            ))
+            .endpoint_url(&moto.url)
+            .build(),
+    );
+    let execution_status = |machine: &str, run_id: &str| {
+        let arn =
+            format!("arn:aws:states:us-east-1:123456789012:execution:dagy-{machine}:{run_id}");
+        let sfn = sfn.clone();
+        async move {
+            sfn.describe_execution()
+                .execution_arn(arn)
+                .send()
+                .await
+                .map(|o| o.status().as_str().to_string())
+                .unwrap_or_else(|e| format!("{e:?}"))
+        }
+    };
+
+    // A diamond with a flaky task: the parallel level runs, the flaky task is retried by the
+    // state machine, the run completes through RecordSuccess.
+    let answer = deploy(
+        "sfn-diamond",
+        json!({"spec_version": 1, "name": "diamond", "tasks": [
+            {"id": "a", "handler": "sum", "args": {"add": 1}},
+            {"id": "b", "handler": "flaky", "depends_on": ["a"], "retries": 2, "retry_delay_seconds": 1, "args": {"failures": 1}},
+            {"id": "c", "handler": "sum", "depends_on": ["a"], "args": {"add": 100}},
+            {"id": "d", "handler": "sum", "depends_on": ["c"], "args": {"add": 1}}
+        ]}),
+    );
+    assert_eq!(answer["status"], 200, "{answer}");
+    let run_id = trigger("sfn-diamond");
+    let run = run_when(&emulator, &run_id, |r| {
+        r["status"] != "running" && r["status"] != "pending"
+    })
+    .await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let attempts: Vec<_> = run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| {
+            (
+                t["status"].as_str().unwrap_or_default().to_string(),
+                t["attempts"].as_u64(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        attempts,
+        [
+            ("completed".to_string(), Some(1)),
+            ("completed".to_string(), Some(2)),
+            ("completed".to_string(), Some(1)),
+            ("completed".to_string(), Some(1)),
+        ],
+        "{run}"
+    );
+    assert_eq!(run["tasks"][3]["output"], 102);
+    assert_eq!(execution_status("sfn-diamond", &run_id).await, "SUCCEEDED");
+
+    // A failing task: caught, HandleTaskFailure ends the run failed, the execution fails.
+    deploy(
+        "sfn-failing",
+        json!({"spec_version": 1, "name": "failing", "tasks": [
+            {"id": "boom", "handler": "fail", "args": {"message": "no luck"}},
+            {"id": "after", "handler": "echo", "depends_on": ["boom"]}
+        ]}),
+    );
+    let run_id = trigger("sfn-failing");
+    let run = run_when(&emulator, &run_id, |r| {
+        r["status"] != "running" && r["status"] != "pending"
+    })
+    .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["tasks"][0]["status"], "failed");
+    assert_eq!(run["tasks"][1]["status"], "skipped");
+    assert!(
+        run["error"].as_str().is_some_and(|e| e.contains("no luck")),
+        "{run}"
+    );
+    assert_eq!(execution_status("sfn-failing", &run_id).await, "FAILED");
+
+    // A cancel stops the execution and ends the run at once.
+    deploy(
+        "sfn-slow",
+        json!({"spec_version": 1, "name": "slow", "tasks": [
+            {"id": "nap", "handler": "sleep", "args": {"seconds": 5}},
+            {"id": "after", "handler": "echo", "depends_on": ["nap"]}
+        ]}),
+    );
+    let run_id = trigger("sfn-slow");
+    run_when(&emulator, &run_id, |r| r["tasks"][0]["status"] == "running").await;
+    let (status, body) = http_answer(&invoke(
+        &emulator,
+        "dagy-router",
+        &event("http-cancel-run.json", &run_id),
+    ));
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("cancelled")),
+        "{body}"
+    );
+    // AWS aborts the execution at once (the lifecycle test in dagy-backend-sfn sees ABORTED);
+    // moto's interpreter lets the state in flight finish, whose task-executor then answers
+    // DagyRunStopped, so the execution ends through HandleTaskFailure instead. Either way it
+    // ends, and the run stays cancelled.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = execution_status("sfn-slow", &run_id).await;
+        if status == "ABORTED" || status == "FAILED" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the execution did not end: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let run = run_when(&emulator, &run_id, |r| r["status"] != "running").await;
+    assert_eq!(run["status"], "cancelled", "{run}");
+    assert_eq!(
+        (
+            run["tasks"][0]["status"].as_str(),
+            run["tasks"][1]["status"].as_str()
+        ),
+        (Some("cancelled"), Some("cancelled")),
+        "the task in flight was not recorded after the cancel: {run}"
+    );
+}
+
+/// A one-shot HTTP POST with a JSON body; returns the raw answer.
+fn ureq_post(url: &str, body: &Value) -> String {
+    use std::io::{Read, Write};
+    let rest = url.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').map_or((rest, "/"), |(h, p)| (h, p));
+    let mut stream = std::net::TcpStream::connect(host).expect("connect");
+    let body = body.to_string();
+    let request = format!(
+        "POST /{path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
 }

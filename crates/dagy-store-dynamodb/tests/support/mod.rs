@@ -4,7 +4,7 @@
 
 use dagy_store_dynamodb::DynamoStore;
 
-mod moto;
+pub mod moto;
 pub use moto::endpoint;
 
 /// An SDK client for the server at `url`: production's retry and timeout settings, dummy

@@ -97,3 +97,62 @@ pub fn endpoint() -> String {
         .url
         .clone()
 }
+
+/// A moto server of one test's own, stopped when dropped (and, should the test process die, by
+/// a watchdog): for tests that need moto started with particular variables (`MOTO_PORT`).
+pub struct OwnServer {
+    /// Its endpoint.
+    pub url: String,
+    /// Its port.
+    pub port: u16,
+    child: Child,
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a moto server on a free loopback port with `env` set, and waits until it listens.
+pub fn spawn_own(env: &[(&str, String)]) -> OwnServer {
+    let port = free_port();
+    let binary = moto_binary();
+    let child = Command::new(&binary)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}); run scripts/test.sh, which installs moto[server]",
+                binary.display()
+            )
+        });
+    let watchdog = format!(
+        "while kill -0 {parent} 2>/dev/null && kill -0 {moto} 2>/dev/null; do sleep 0.5; done; \
+         kill {moto} 2>/dev/null",
+        parent = std::process::id(),
+        moto = child.id()
+    );
+    let _ = Command::new("sh")
+        .args(["-c", &watchdog])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    OwnServer {
+        url: format!("http://127.0.0.1:{port}"),
+        port,
+        child,
+    }
+}
