@@ -857,6 +857,31 @@ async fn step_functions_runs_execute_on_motos_interpreter_through_the_task_execu
     );
     assert_eq!(execution_status("sfn-failing", &run_id).await, "FAILED");
 
+    // A task past its timeout: stopped by TimeoutSeconds (or by the task-executor's own
+    // timeout, whichever comes first), the run fails with the task timed out.
+    deploy(
+        "sfn-timeout",
+        json!({"spec_version": 1, "name": "timeout", "tasks": [
+            {"id": "stuck", "handler": "sleep", "timeout_seconds": 1, "args": {"seconds": 30}},
+            {"id": "after", "handler": "echo", "depends_on": ["stuck"]}
+        ]}),
+    );
+    let run_id = trigger("sfn-timeout");
+    let run = run_when(&emulator, &run_id, |r| {
+        r["status"] != "running" && r["status"] != "pending"
+    })
+    .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(
+        (
+            run["tasks"][0]["status"].as_str(),
+            run["tasks"][1]["status"].as_str()
+        ),
+        (Some("timed_out"), Some("skipped")),
+        "{run}"
+    );
+    assert_eq!(execution_status("sfn-timeout", &run_id).await, "FAILED");
+
     // A cancel stops the execution and ends the run at once.
     deploy(
         "sfn-slow",
