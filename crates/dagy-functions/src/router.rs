@@ -454,11 +454,12 @@ impl Router {
             ));
         }
         let mut run = run;
-        if !run.status.is_final() {
-            // A backend that can stop the run at once (Step Functions) does; its last state
-            // never runs then, so the run is ended here.
+        // A backend that can stop the run at once (Step Functions) does, even for a run the
+        // cancel already ended (no task had started); its last state never runs, so a run
+        // still open is ended here.
+        if run.cancel_requested {
             match self.dispatcher.stop(&run).await {
-                Ok(true) => {
+                Ok(true) if !run.status.is_final() => {
                     let stopped = dagy_engine::StateMachineEnd::Failed {
                         error: "DagyCancelled".into(),
                         cause: "the execution was stopped: the run was cancelled on request".into(),
@@ -472,7 +473,7 @@ impl Router {
                     }
                     run = self.store.get_run(id).await.map_err(|e| store_error(&e))?;
                 }
-                Ok(false) => {}
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(run_id = id, error = %e, "could not stop the execution; it stops at its next task");
                 }
