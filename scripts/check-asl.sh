@@ -9,7 +9,7 @@ DAGY="${CARGO_TARGET_DIR:-target}/debug/dagy"
 ARN=arn:aws:lambda:us-east-1:123456789012:function:dagy-task-executor
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-npm ci --prefix scripts/asl --no-audit --no-fund --silent
+[ -x scripts/asl/node_modules/.bin/asl-validator ] || npm ci --prefix scripts/asl --no-audit --no-fund --silent
 python3 scripts/random_flows.py 300 "$work/flows"
 mkdir -p "$work/asl"
 for flow in examples/flows/*.json "$work"/flows/*.json; do

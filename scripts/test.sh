@@ -32,6 +32,11 @@ ensure_venv
 export PATH="$DAGY_VENV/bin:$PATH"
 cargo lambda --help >/dev/null
 
+step "test tools (pinned, npm: asl-validator, aws-local-stepfunctions)"
+command -v node >/dev/null || { echo "Node.js (18 or later) is needed: apt-get install nodejs npm" >&2; exit 1; }
+npm ci --prefix scripts/asl --no-audit --no-fund --silent
+npm ci --prefix scripts/sfn-local --no-audit --no-fund --silent
+
 step "local AWS stand-ins"
 trap stop_moto EXIT
 start_moto

@@ -946,3 +946,180 @@ fn ureq_post(url: &str, body: &Value) -> String {
     let _ = stream.read_to_string(&mut answer);
     answer
 }
+
+/// Runs `definition` with aws-local-stepfunctions (`scripts/sfn-local`), its Task states calling
+/// the emulator's Invoke API; returns `{status, output, error, cause, events}`.
+fn run_locally(emulator: &Emulator, definition: &Value, input: &Value) -> Value {
+    let dir = workspace().join("scripts/sfn-local");
+    if !dir.join("node_modules/aws-local-stepfunctions").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm (Node.js) is needed for aws-local-stepfunctions");
+        assert!(status.success(), "npm ci in scripts/sfn-local failed");
+    }
+    let file = tempfile_with(definition);
+    let out = Command::new("node")
+        .arg(dir.join("run.mjs"))
+        .arg("--definition")
+        .arg(&file)
+        .args(["--input", &input.to_string()])
+        .args([
+            "--invoke-url",
+            &format!("http://127.0.0.1:{}", emulator.port),
+        ])
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "run.mjs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_machines_run_by_aws_local_stepfunctions_drive_the_task_executor() {
+    let table = format!("dagy-sfn-local-{}", std::process::id());
+    let emulator = start(&table).await;
+    let store = std::sync::Arc::new(dagy_store_dynamodb::DynamoStore::new(
+        support::client_for(&support::endpoint()),
+        &table,
+    ));
+    let executor = dagy_engine::Executor::new(
+        store.clone(),
+        std::sync::Arc::new(dagy_handlers::registry()),
+    );
+    const ARN: &str = "arn:aws:lambda:us-east-1:123456789012:function:dagy-task-executor";
+    let execute = |flow: Value| {
+        let executor = executor.clone();
+        let store = store.clone();
+        let emulator = &emulator;
+        async move {
+            let flow = dagy_core::Flow::from_value(&flow, None).expect("flow");
+            let run_id = executor
+                .create_run(&flow, dagy_engine::NewRunRequest::default())
+                .await
+                .expect("run")
+                .run
+                .run_id;
+            let definition =
+                serde_json::to_value(dagy_core::asl::translate(&flow, ARN)).expect("ASL");
+            let result = run_locally(emulator, &definition, &json!({"run_id": run_id}));
+            let snapshot = dagy_store::RunStore::load_run(store.as_ref(), &run_id)
+                .await
+                .expect("load");
+            (result, snapshot)
+        }
+    };
+    let task = |snapshot: &dagy_store::RunSnapshot, id: &str| {
+        snapshot
+            .tasks
+            .iter()
+            .find(|t| t.task_id == id)
+            .cloned()
+            .expect("task")
+    };
+
+    // A parallel level: both branches run at the same time; the run completes.
+    let (result, snapshot) = execute(json!({"spec_version": 1, "name": "diamond", "tasks": [
+        {"id": "a", "handler": "sum", "args": {"add": 1}},
+        {"id": "b", "handler": "sleep", "depends_on": ["a"], "args": {"seconds": 1}},
+        {"id": "c", "handler": "sleep", "depends_on": ["a"], "args": {"seconds": 1}},
+        {"id": "d", "handler": "sum", "depends_on": ["b", "c"], "args": {"add": 1}}
+    ]}))
+    .await;
+    assert_eq!(result["status"], "SUCCEEDED", "{result}");
+    assert_eq!(snapshot.run.status, dagy_store::RunStatus::Completed);
+    let (b, c) = (task(&snapshot, "b"), task(&snapshot, "c"));
+    let span = |t: &dagy_store::TaskRecord| {
+        (
+            t.started_at_ms.expect("started"),
+            t.finished_at_ms.expect("finished"),
+        )
+    };
+    let ((b0, b1), (c0, c1)) = (span(&b), span(&c));
+    assert!(
+        b0 < c1 && c0 < b1,
+        "the branches overlapped: b {b0}..{b1}, c {c0}..{c1}"
+    );
+    assert_eq!(task(&snapshot, "d").output, Some(json!(1)), "sleep outputs add nothing");
+
+    // A flaky task, retried by the state machine after its IntervalSeconds.
+    let (result, snapshot) = execute(json!({"spec_version": 1, "name": "flaky", "tasks": [
+        {"id": "f", "handler": "flaky", "retries": 2, "retry_delay_seconds": 1, "args": {"failures": 2}}
+    ]}))
+    .await;
+    assert_eq!(result["status"], "SUCCEEDED", "{result}");
+    let f = task(&snapshot, "f");
+    assert_eq!((f.attempts, f.failures), (3, 2));
+    let events = result["events"].as_array().expect("events");
+    let at = |kind: &str| -> Vec<u64> {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind && e["state"] == "Task-f")
+            .filter_map(|e| e["at"].as_u64())
+            .collect()
+    };
+    let (failed, retried) = (at("StateFailed"), at("StateRetried"));
+    assert_eq!((failed.len(), retried.len()), (2, 2), "{result}");
+    for (f, r) in failed.iter().zip(&retried) {
+        assert!(
+            r - f >= 990,
+            "each retry waited IntervalSeconds: {f} -> {r}"
+        );
+    }
+
+    // A failing task: caught, HandleTaskFailure records it, the execution fails.
+    let (result, snapshot) = execute(json!({"spec_version": 1, "name": "failing", "tasks": [
+        {"id": "boom", "handler": "fail", "retries": 3, "args": {"message": "no luck"}},
+        {"id": "after", "handler": "echo", "depends_on": ["boom"]}
+    ]}))
+    .await;
+    assert_eq!(
+        (result["status"].as_str(), result["error"].as_str()),
+        (Some("FAILED"), Some("DagyRunFailed")),
+        "{result}"
+    );
+    assert_eq!(snapshot.run.status, dagy_store::RunStatus::Failed);
+    let boom = task(&snapshot, "boom");
+    assert_eq!(
+        (boom.status, boom.attempts),
+        (dagy_store::TaskStatus::Failed, 4)
+    );
+    assert_eq!(
+        task(&snapshot, "after").status,
+        dagy_store::TaskStatus::Skipped
+    );
+    assert!(
+        events_of(&result).contains(&"HandleTaskFailure".to_string()),
+        "{result}"
+    );
+
+    // A slow task stopped by its timeout.
+    let (result, snapshot) = execute(json!({"spec_version": 1, "name": "slow", "tasks": [
+        {"id": "slow", "handler": "sleep", "timeout_seconds": 1, "args": {"seconds": 30}}
+    ]}))
+    .await;
+    assert_eq!(result["status"], "FAILED", "{result}");
+    assert_eq!(snapshot.run.status, dagy_store::RunStatus::Failed);
+    assert_eq!(
+        task(&snapshot, "slow").status,
+        dagy_store::TaskStatus::TimedOut
+    );
+}
+
+/// The states an execution entered, in order.
+fn events_of(result: &Value) -> Vec<String> {
+    result["events"]
+        .as_array()
+        .map(|events| {
+            events
+                .iter()
+                .filter(|e| e["type"] == "StateEntered")
+                .filter_map(|e| e["state"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
