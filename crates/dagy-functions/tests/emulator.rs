@@ -1044,7 +1044,11 @@ async fn state_machines_run_by_aws_local_stepfunctions_drive_the_task_executor()
         b0 < c1 && c0 < b1,
         "the branches overlapped: b {b0}..{b1}, c {c0}..{c1}"
     );
-    assert_eq!(task(&snapshot, "d").output, Some(json!(1)), "sleep outputs add nothing");
+    assert_eq!(
+        task(&snapshot, "d").output,
+        Some(json!(1)),
+        "sleep outputs add nothing"
+    );
 
     // A flaky task, retried by the state machine after its IntervalSeconds.
     let (result, snapshot) = execute(json!({"spec_version": 1, "name": "flaky", "tasks": [
