@@ -7,10 +7,11 @@ use serde_json::json;
 
 use std::sync::Arc;
 
+use dagy_backend_ecs::{EcsBackend, TaskState};
 use dagy_backend_sfn::{ExecutionState, StepFunctionsBackend};
 use dagy_core::BackendKind;
 use dagy_engine::StateMachineEnd;
-use dagy_store::{RunRecord, RunStore};
+use dagy_store::{RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord, TaskStatus, now_ms};
 
 use crate::FunctionError;
 
@@ -36,13 +37,21 @@ pub trait Dispatcher: Send + Sync {
         Ok(false)
     }
 
+    /// A page of the run's log from `next`, for backends that keep one (ECS: CloudWatch Logs).
+    async fn logs(&self, run: &RunRecord, next: Option<&str>) -> Result<LogPage, FunctionError> {
+        let _ = next;
+        Err(FunctionError::LogsUnavailable(backend_of(run)))
+    }
+
     /// What the run's backend says of its execution, for backends that keep one (Step
-    /// Functions); [`Execution::Unknown`] for the others.
+    /// Functions, ECS); [`Execution::Unknown`] for the others.
     async fn execution(&self, run: &RunRecord) -> Result<Execution, FunctionError> {
         let _ = run;
         Ok(Execution::Unknown)
     }
 }
+
+pub use dagy_backend_ecs::LogPage;
 
 /// A run's execution on its backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +65,9 @@ pub enum Execution {
     /// It ended, and this is how: the run record may not say so yet (an execution stopped or
     /// timed out never runs its last state).
     Ended(StateMachineEnd),
+    /// Its worker task stopped (ECS): if the run is not final, the worker died without
+    /// recording it, and this says why.
+    Stopped(String),
 }
 
 /// The backend a run was planned for (Lambda for runs without a plan).
@@ -68,6 +80,7 @@ pub fn backend_of(run: &RunRecord) -> BackendKind {
 pub struct Dispatchers {
     lambda: Option<LambdaDispatcher>,
     step_functions: Option<StepFunctionsDispatcher>,
+    ecs: Option<EcsDispatcher>,
 }
 
 impl Dispatchers {
@@ -79,7 +92,14 @@ impl Dispatchers {
         Dispatchers {
             lambda,
             step_functions,
+            ecs: None,
         }
+    }
+
+    /// Adds the ECS Fargate dispatcher.
+    pub fn with_ecs(mut self, ecs: EcsDispatcher) -> Self {
+        self.ecs = Some(ecs);
+        self
     }
 
     fn of(&self, backend: BackendKind) -> Option<&dyn Dispatcher> {
@@ -88,7 +108,7 @@ impl Dispatchers {
             BackendKind::StepFunctions => {
                 self.step_functions.as_ref().map(|d| d as &dyn Dispatcher)
             }
-            BackendKind::EcsFargate => None,
+            BackendKind::EcsFargate => self.ecs.as_ref().map(|d| d as &dyn Dispatcher),
         }
     }
 }
@@ -96,10 +116,14 @@ impl Dispatchers {
 #[async_trait]
 impl Dispatcher for Dispatchers {
     fn backends(&self) -> Vec<BackendKind> {
-        [BackendKind::Lambda, BackendKind::StepFunctions]
-            .into_iter()
-            .filter(|b| self.of(*b).is_some())
-            .collect()
+        [
+            BackendKind::Lambda,
+            BackendKind::StepFunctions,
+            BackendKind::EcsFargate,
+        ]
+        .into_iter()
+        .filter(|b| self.of(*b).is_some())
+        .collect()
     }
 
     async fn dispatch(&self, backend: BackendKind, run_id: &str) -> Result<(), FunctionError> {
@@ -121,6 +145,161 @@ impl Dispatcher for Dispatchers {
             Some(d) => d.execution(run).await,
             None => Ok(Execution::Unknown),
         }
+    }
+
+    async fn logs(&self, run: &RunRecord, next: Option<&str>) -> Result<LogPage, FunctionError> {
+        match self.of(backend_of(run)) {
+            Some(d) => d.logs(run, next).await,
+            None => Err(FunctionError::LogsUnavailable(backend_of(run))),
+        }
+    }
+}
+
+/// Dispatches ECS Fargate runs: one worker task per run, sized by the run's tier. A start that
+/// still fails after the backend's retries fails the run with AWS's reason.
+pub struct EcsDispatcher {
+    backend: EcsBackend,
+    store: Arc<dyn RunStore>,
+}
+
+impl EcsDispatcher {
+    /// A dispatcher reading runs from `store` and starting them through `backend`.
+    pub fn new(backend: EcsBackend, store: Arc<dyn RunStore>) -> Self {
+        EcsDispatcher { backend, store }
+    }
+
+    /// The dispatcher of the environment's ECS settings and AWS settings; the worker reads
+    /// runs from `table`.
+    pub async fn from_settings(
+        settings: &dagy_core::EcsSettings,
+        table: &str,
+        store: Arc<dyn RunStore>,
+    ) -> Result<Self, FunctionError> {
+        let config = dagy_store_dynamodb::sdk_config().await;
+        let region =
+            config
+                .region()
+                .map(ToString::to_string)
+                .ok_or_else(|| FunctionError::Config {
+                    variable: "AWS_REGION",
+                    message: "set it to the region of the ECS cluster".into(),
+                })?;
+        let backend = EcsBackend::new(
+            aws_sdk_ecs::Client::new(&config),
+            aws_sdk_cloudwatchlogs::Client::new(&config),
+            settings.clone(),
+            &region,
+            table,
+        );
+        Ok(EcsDispatcher::new(backend, store))
+    }
+}
+
+/// Ends a run whose worker could not start or died without recording it: failed with `why`
+/// (cancelled, when a cancel was asked for), its unfinished tasks cancelled. A run that ended
+/// meanwhile, or that a live executor holds, is left as it is.
+pub async fn end_abandoned_run(
+    store: &dyn RunStore,
+    run_id: &str,
+    why: &str,
+) -> Result<(), FunctionError> {
+    let now = now_ms();
+    let lease = match store
+        .acquire_lease(run_id, "dagy-router", now, 60_000)
+        .await
+    {
+        Ok(lease) => lease,
+        Err(StoreError::RunFinished { .. } | StoreError::LeaseHeld { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let snapshot = store.load_run(run_id).await?;
+    let status = if snapshot.run.cancel_requested {
+        RunStatus::Cancelled
+    } else {
+        RunStatus::Failed
+    };
+    let open: Vec<String> = snapshot
+        .tasks
+        .iter()
+        .filter(|t| !t.status.is_final())
+        .map(|t| t.task_id.clone())
+        .collect();
+    let error = TaskErrorRecord {
+        error_type: "WorkerStopped".into(),
+        message: format!("not finished: {why}"),
+    };
+    store
+        .settle_tasks(&lease, &open, TaskStatus::Cancelled, error, now)
+        .await?;
+    store
+        .finish_run(&lease, status, Some(why.to_string()), now)
+        .await?;
+    Ok(())
+}
+
+fn ecs_error(e: dagy_backend_ecs::EcsError) -> FunctionError {
+    FunctionError::Dispatch(e.to_string())
+}
+
+#[async_trait]
+impl Dispatcher for EcsDispatcher {
+    fn backends(&self) -> Vec<BackendKind> {
+        vec![BackendKind::EcsFargate]
+    }
+
+    async fn dispatch(&self, backend: BackendKind, run_id: &str) -> Result<(), FunctionError> {
+        if backend != BackendKind::EcsFargate {
+            return Err(FunctionError::BackendUnavailable(backend));
+        }
+        let run = self.store.get_run(run_id).await?;
+        let size = run
+            .plan
+            .as_ref()
+            .and_then(|p| p.tier.fargate_resources())
+            .unwrap_or(dagy_core::FargateSize {
+                cpu: 512,
+                memory_mb: 1024,
+            });
+        match self.backend.start(run_id, size).await {
+            Ok(_) => Ok(()),
+            Err(e @ dagy_backend_ecs::EcsError::StartFailed { .. }) => {
+                let why = e.to_string();
+                tracing::error!(run_id, reason = why, "the run's worker could not start");
+                end_abandoned_run(self.store.as_ref(), run_id, &why).await
+            }
+            Err(e) => Err(ecs_error(e)),
+        }
+    }
+
+    async fn stop(&self, run: &RunRecord) -> Result<bool, FunctionError> {
+        // The worker records the cancel itself (SIGTERM: it stops at the next task boundary).
+        self.backend
+            .stop(&run.run_id, "Dagy: the run was cancelled on request")
+            .await
+            .map_err(ecs_error)?;
+        Ok(false)
+    }
+
+    async fn execution(&self, run: &RunRecord) -> Result<Execution, FunctionError> {
+        Ok(
+            match self.backend.task(&run.run_id).await.map_err(ecs_error)? {
+                None => Execution::Missing,
+                Some(TaskState::Running { .. }) => Execution::Running,
+                Some(TaskState::Stopped {
+                    reason, exit_code, ..
+                }) => Execution::Stopped(match exit_code {
+                    Some(code) => format!("its worker task stopped: {reason} (exit code {code})"),
+                    None => format!("its worker task stopped: {reason}"),
+                }),
+            },
+        )
+    }
+
+    async fn logs(&self, run: &RunRecord, next: Option<&str>) -> Result<LogPage, FunctionError> {
+        self.backend
+            .logs(&run.run_id, next)
+            .await
+            .map_err(ecs_error)
     }
 }
 

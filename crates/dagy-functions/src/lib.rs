@@ -35,6 +35,11 @@ pub enum FunctionError {
     /// The backend cannot be reached by this deployment.
     #[error("backend {0} cannot start runs from this function")]
     BackendUnavailable(BackendKind),
+    /// The run's backend keeps no log Dagy can read.
+    #[error(
+        "runs on {0} keep no log Dagy can read; see the function's CloudWatch log group (ECS Fargate runs have GET /runs/{{id}}/logs)"
+    )]
+    LogsUnavailable(BackendKind),
     /// Invoking the next executor failed.
     #[error("dispatch failed: {0}")]
     Dispatch(String),

@@ -14,7 +14,7 @@ use dagy_store::{
 };
 
 use crate::FunctionError;
-use crate::dispatch::{Dispatcher, Execution, backend_of};
+use crate::dispatch::{Dispatcher, Execution, backend_of, end_abandoned_run};
 use crate::http::{Request, Response};
 
 /// Runs the sweep looks at per invocation.
@@ -181,6 +181,10 @@ impl Router {
                 .await
             }
             ("GET", ["runs", id]) => self.get_run(id).await,
+            ("GET", ["runs", id, "logs"]) => {
+                self.logs(id, request.query_string_parameters.get("next").cloned())
+                    .await
+            }
             ("POST", ["runs", id, "cancel"]) => self.cancel(id).await,
             ("PUT", ["deployments", name]) => match request.json_body() {
                 Ok(body) => self.put_deployment(name, body).await,
@@ -231,6 +235,10 @@ impl Router {
                 Some(id) => self.get_run(&id).await,
                 None => Err(missing("run_id")),
             },
+            "logs" => match take(&mut event, "run_id") {
+                Some(id) => self.logs(&id, take(&mut event, "next")).await,
+                None => Err(missing("run_id")),
+            },
             "cancel" => match take(&mut event, "run_id") {
                 Some(id) => self.cancel(&id).await,
                 None => Err(missing("run_id")),
@@ -266,7 +274,7 @@ impl Router {
                 400,
                 "unknown_action",
                 format!(
-                    "unknown action \"{other}\"; one of: trigger, get_run, cancel, list_runs, \
+                    "unknown action \"{other}\"; one of: trigger, get_run, logs, cancel, list_runs, \
                      put_deployment, get_deployment, put_environment, get_environment, plan, \
                      backends, sweep"
                 ),
@@ -421,14 +429,43 @@ impl Router {
         Ok(Response::json(200, snapshot.to_json()))
     }
 
+    /// A page of the run's log: `{run_id, events: [{timestamp, message}], next}`; pass `next`
+    /// back to read on (it is there also when nothing new was logged yet).
+    async fn logs(&self, id: &str, next: Option<String>) -> Answer {
+        let run = self.store.get_run(id).await.map_err(|e| store_error(&e))?;
+        match self.dispatcher.logs(&run, next.as_deref()).await {
+            Ok(page) => Ok(Response::json(
+                200,
+                json!({
+                    "run_id": id,
+                    "events": page.events.iter().map(|(t, m)| json!({"timestamp": t, "message": m})).collect::<Vec<_>>(),
+                    "next": page.next,
+                }),
+            )),
+            Err(e @ FunctionError::LogsUnavailable(_)) => {
+                Err(Response::error(422, "logs_unavailable", e.to_string()))
+            }
+            Err(e) => Err(Response::error(503, "logs", e.to_string())),
+        }
+    }
+
     /// Brings a run that is not final in step with its backend's execution, when that ended
     /// without recording it (a Step Functions execution stopped or timed out). Returns what
     /// the backend said of the execution.
     async fn catch_up(&self, run: &RunRecord) -> Result<Execution, FunctionError> {
-        if run.status.is_final() || backend_of(run) != BackendKind::StepFunctions {
+        if run.status.is_final() || backend_of(run) == BackendKind::Lambda {
             return Ok(Execution::Unknown);
         }
         let execution = self.dispatcher.execution(run).await?;
+        if let Execution::Stopped(why) = &execution {
+            end_abandoned_run(self.store.as_ref(), &run.run_id, why).await?;
+            tracing::warn!(
+                run_id = run.run_id,
+                why,
+                "the run's worker stopped without recording it"
+            );
+            return Ok(execution);
+        }
         let Execution::Ended(end) = &execution else {
             return Ok(execution);
         };
@@ -649,7 +686,7 @@ impl Router {
             // left alone (between its tasks no invocation holds the lease); one that never
             // started is started.
             match self.catch_up(&run).await {
-                Ok(Execution::Ended(_)) => {
+                Ok(Execution::Ended(_) | Execution::Stopped(_)) => {
                     ended.push(run.run_id);
                     continue;
                 }

@@ -1,13 +1,16 @@
 //! The router function: HTTP API routes, schedules, direct actions, the sweep.
 //! Configuration: `DAGY_TABLE_NAME`, `DAGY_EXECUTOR_FUNCTION`, the backend variables
-//! (`DAGY_SFN_ROLE_ARN` with `DAGY_SFN_TASK_EXECUTOR_ARN` registers Step Functions).
+//! (`DAGY_SFN_ROLE_ARN` with `DAGY_SFN_TASK_EXECUTOR_ARN` registers Step Functions;
+//! `DAGY_ECS_CLUSTER_ARN` with the other `DAGY_ECS_*` variables registers ECS Fargate).
 
 use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
-use dagy_functions::dispatch::{Dispatchers, LambdaDispatcher, StepFunctionsDispatcher};
+use dagy_functions::dispatch::{
+    Dispatchers, EcsDispatcher, LambdaDispatcher, StepFunctionsDispatcher,
+};
 use dagy_functions::router::Router;
 use dagy_store::RunStore;
 
@@ -20,7 +23,13 @@ async fn main() -> Result<(), Error> {
         Some(sfn) => Some(StepFunctionsDispatcher::from_settings(sfn, store.clone()).await?),
         None => None,
     };
-    let dispatchers = Dispatchers::new(Some(LambdaDispatcher::from_env().await?), step_functions);
+    let mut dispatchers =
+        Dispatchers::new(Some(LambdaDispatcher::from_env().await?), step_functions);
+    if let Some(ecs) = &settings.ecs {
+        let table = std::env::var(dagy_store_dynamodb::TABLE_NAME_VAR)?;
+        dispatchers =
+            dispatchers.with_ecs(EcsDispatcher::from_settings(ecs, &table, store.clone()).await?);
+    }
     let router = Router::new(
         store,
         settings,
