@@ -35,32 +35,6 @@ fn logs_client() -> aws_sdk_cloudwatchlogs::Client {
     )
 }
 
-/// One EC2 query-API call to moto (the tests need only two, not the whole EC2 SDK); returns
-/// every value of `<field>` in the answer.
-fn ec2_values(action: &str, field: &str) -> Vec<String> {
-    use std::io::{Read, Write};
-    let url = moto::endpoint();
-    let host = url.trim_start_matches("http://");
-    let body = format!("Action={action}&Version=2016-11-15");
-    let request = format!(
-        "POST / HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
-         authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = std::net::TcpStream::connect(host).expect("moto");
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    let open = format!("<{field}>");
-    let close = format!("</{field}>");
-    answer
-        .split(&open)
-        .skip(1)
-        .filter_map(|rest| rest.split(&close).next().map(str::to_string))
-        .collect()
-}
-
 fn unique(name: &str) -> String {
     format!(
         "{name}-{}-{}",
@@ -87,11 +61,11 @@ async fn backend(image: &str) -> (EcsBackend, EcsSettings) {
         execution_role_arn: Some("arn:aws:iam::123456789012:role/dagy-ecs-execution".into()),
         task_role_arn: Some("arn:aws:iam::123456789012:role/dagy-ecs-task".into()),
         worker_image: image.to_string(),
-        subnets: ec2_values("DescribeSubnets", "subnetId")
+        subnets: moto::ec2_values("DescribeSubnets", "subnetId")
             .into_iter()
             .take(2)
             .collect(),
-        security_groups: ec2_values("DescribeSecurityGroups", "groupId")
+        security_groups: moto::ec2_values("DescribeSecurityGroups", "groupId")
             .into_iter()
             .take(1)
             .collect(),

@@ -1,4 +1,5 @@
-//! The `dagy` command: validate, plan, graph and run flows, and manage the local run table.
+//! The `dagy` command: validate, plan, graph and run flows, read an ECS run's log, and manage
+//! the local run table.
 //!
 //! Exit codes: 0 success; 1 an invalid flow, a refused plan, a run that did not complete, or
 //! a file or store that cannot be used; 2 a usage error.
@@ -31,6 +32,8 @@ enum Command {
     Asl(commands::asl::AslArgs),
     /// Run a flow here, with live progress.
     Run(commands::run::RunArgs),
+    /// An ECS Fargate run's log (CloudWatch Logs); --follow keeps it streaming.
+    Logs(commands::logs::LogsArgs),
     /// The DynamoDB run table (DAGY_TABLE_NAME), for local work.
     #[command(subcommand)]
     Table(commands::table::TableCommand),
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Graph(args) => commands::graph::run(args),
         Command::Asl(args) => commands::asl::run(args),
         Command::Run(args) => commands::run::run(args),
+        Command::Logs(args) => commands::logs::run(args),
         Command::Table(command) => commands::table::run(command),
     };
     match result {

@@ -30,30 +30,6 @@ macro_rules! client {
     }};
 }
 
-/// Every value of `<field>` in an EC2 query-API answer from moto.
-fn ec2_values(action: &str, field: &str) -> Vec<String> {
-    use std::io::{Read, Write};
-    let url = moto::endpoint();
-    let host = url.trim_start_matches("http://");
-    let body = format!("Action={action}&Version=2016-11-15");
-    let request = format!(
-        "POST / HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
-         authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = std::net::TcpStream::connect(host).expect("moto");
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    let (open, close) = (format!("<{field}>"), format!("</{field}>"));
-    answer
-        .split(&open)
-        .skip(1)
-        .filter_map(|rest| rest.split(&close).next().map(str::to_string))
-        .collect()
-}
-
 fn unique(name: &str) -> String {
     format!(
         "{name}-{}-{}",
@@ -87,11 +63,11 @@ async fn env() -> Env {
         execution_role_arn: Some("arn:aws:iam::123456789012:role/dagy-ecs-execution".into()),
         task_role_arn: None,
         worker_image: "dagy-worker:latest".into(),
-        subnets: ec2_values("DescribeSubnets", "subnetId")
+        subnets: moto::ec2_values("DescribeSubnets", "subnetId")
             .into_iter()
             .take(1)
             .collect(),
-        security_groups: ec2_values("DescribeSecurityGroups", "groupId")
+        security_groups: moto::ec2_values("DescribeSecurityGroups", "groupId")
             .into_iter()
             .take(1)
             .collect(),

@@ -2,6 +2,7 @@
 
 pub mod asl;
 pub mod graph;
+pub mod logs;
 pub mod plan;
 pub mod run;
 pub mod table;

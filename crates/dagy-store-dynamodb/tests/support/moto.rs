@@ -156,3 +156,28 @@ pub fn spawn_own(env: &[(&str, String)]) -> OwnServer {
         child,
     }
 }
+
+/// One EC2 query-API call to moto (tests need only a default subnet and security group, not
+/// the whole EC2 SDK); returns every value of `<field>` in the answer.
+pub fn ec2_values(action: &str, field: &str) -> Vec<String> {
+    use std::io::{Read, Write};
+    let url = endpoint();
+    let host = url.trim_start_matches("http://");
+    let body = format!("Action={action}&Version=2016-11-15");
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/x-www-form-urlencoded\r\n\
+         authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(host).expect("moto");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    let (open, close) = (format!("<{field}>"), format!("</{field}>"));
+    answer
+        .split(&open)
+        .skip(1)
+        .filter_map(|rest| rest.split(&close).next().map(str::to_string))
+        .collect()
+}

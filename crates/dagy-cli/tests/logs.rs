@@ -1,0 +1,220 @@
+//! `dagy logs` against moto (ECS, CloudWatch Logs, DynamoDB) over loopback: it prints an ECS
+//! run's log; with `--follow` it prints new lines as they come and exits once the run is final.
+
+#[path = "../../dagy-store-dynamodb/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use dagy_backend_ecs::EcsBackend;
+use dagy_core::EcsSettings;
+use dagy_engine::{Executor, NewRunRequest};
+use dagy_store::{RunStatus, RunStore};
+
+macro_rules! client {
+    ($krate:ident) => {{
+        use $krate::config::{BehaviorVersion, Credentials, Region};
+        $krate::Client::from_conf(
+            $krate::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
+                .endpoint_url(support::endpoint())
+                .build(),
+        )
+    }};
+}
+
+fn put(group: &str, stream: &str, lines: &[(i64, &str)]) {
+    let logs: aws_sdk_cloudwatchlogs::Client = client!(aws_sdk_cloudwatchlogs);
+    let events: Vec<_> = lines
+        .iter()
+        .map(|(t, m)| {
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(*t)
+                .message(*m)
+                .build()
+                .expect("event")
+        })
+        .collect();
+    let (group, stream) = (group.to_string(), stream.to_string());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                logs.put_log_events()
+                    .log_group_name(group)
+                    .log_stream_name(stream)
+                    .set_log_events(Some(events))
+                    .send()
+                    .await
+                    .expect("put")
+            })
+    })
+    .join()
+    .expect("joined");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_prints_an_ecs_runs_log_and_follows_it_until_the_run_ends() {
+    let store = Arc::new(support::fresh_store("logs").await);
+    let flow = dagy_handlers::chain(1, "echo", json!(null))
+        .validate(None)
+        .expect("flow");
+    let run_id = Executor::new(store.clone(), Arc::new(dagy_handlers::registry()))
+        .create_run(&flow, NewRunRequest::default())
+        .await
+        .expect("run")
+        .run
+        .run_id;
+
+    let ecs: aws_sdk_ecs::Client = client!(aws_sdk_ecs);
+    let cluster = ecs
+        .create_cluster()
+        .cluster_name(format!("dagy-logs-{}", std::process::id()))
+        .send()
+        .await
+        .expect("cluster");
+    let settings = EcsSettings {
+        cluster_arn: cluster
+            .cluster()
+            .and_then(|c| c.cluster_arn())
+            .expect("arn")
+            .into(),
+        execution_role_arn: None,
+        task_role_arn: None,
+        worker_image: "dagy-worker:latest".into(),
+        subnets: support::moto::ec2_values("DescribeSubnets", "subnetId")
+            .into_iter()
+            .take(1)
+            .collect(),
+        security_groups: Vec::new(),
+        log_group: format!("/ecs/dagy-logs-{}", std::process::id()),
+    };
+    let backend = EcsBackend::new(
+        ecs,
+        client!(aws_sdk_cloudwatchlogs),
+        settings.clone(),
+        "us-east-1",
+        store.table(),
+    );
+    let task_arn = backend
+        .start(
+            &run_id,
+            dagy_core::FargateSize {
+                cpu: 512,
+                memory_mb: 1024,
+            },
+        )
+        .await
+        .expect("started");
+    let stream = EcsBackend::log_stream(&task_arn);
+    let logs: aws_sdk_cloudwatchlogs::Client = client!(aws_sdk_cloudwatchlogs);
+    let _ = logs
+        .create_log_group()
+        .log_group_name(&settings.log_group)
+        .send()
+        .await;
+    logs.create_log_stream()
+        .log_group_name(&settings.log_group)
+        .log_stream_name(&stream)
+        .send()
+        .await
+        .expect("stream");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    put(
+        &settings.log_group,
+        &stream,
+        &[(now, "line one"), (now + 1, "line two")],
+    );
+
+    let dagy = |follow: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_dagy"));
+        command.arg("logs").arg(&run_id);
+        if follow {
+            command.arg("--follow");
+        }
+        command
+            .env("DAGY_ECS_CLUSTER_ARN", &settings.cluster_arn)
+            .env("DAGY_ECS_LOG_GROUP", &settings.log_group)
+            .env("DAGY_ECS_SUBNETS", settings.subnets.join(","))
+            .env("DAGY_TABLE_NAME", store.table())
+            .env("AWS_ENDPOINT_URL", support::endpoint())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        command
+    };
+    let out = dagy(false).output().expect("dagy logs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
+
+    // --follow: new lines as they come, then an exit once the run is final.
+    let mut child = dagy(true).spawn().expect("dagy logs --follow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |seen: &mut Vec<String>, want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !seen.iter().any(|l| l == want) {
+            assert!(
+                Instant::now() < deadline,
+                "never printed {want:?}: {seen:?}"
+            );
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+                seen.push(line);
+            }
+        }
+    };
+    wait_for(&mut seen, "line two");
+    put(&settings.log_group, &stream, &[(now + 2, "line three")]);
+    wait_for(&mut seen, "line three");
+    assert_eq!(
+        seen,
+        ["line one", "line two", "line three"],
+        "in order, once each"
+    );
+
+    let lease = store
+        .acquire_lease(&run_id, "test", dagy_store::now_ms(), 60_000)
+        .await
+        .expect("lease");
+    store
+        .finish_run(&lease, RunStatus::Completed, None, dagy_store::now_ms())
+        .await
+        .expect("finished");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "--follow did not stop after the run ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
