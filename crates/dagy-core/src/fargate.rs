@@ -2,13 +2,13 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
 /// A Fargate task size: cpu in CPU units (1024 = 1 vCPU) and memory in MiB, as `RunTask` and
 /// `RegisterTaskDefinition` take them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FargateSize {
     /// CPU units: 256, 512, 1024, 2048, 4096, 8192 or 16384.
     pub cpu: u32,

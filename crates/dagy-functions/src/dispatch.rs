@@ -255,7 +255,7 @@ impl Dispatcher for EcsDispatcher {
         let size = run
             .plan
             .as_ref()
-            .and_then(|p| p.tier.fargate_resources())
+            .and_then(|p| p.resources.or_else(|| p.tier.fargate_resources()))
             .unwrap_or(dagy_core::FargateSize {
                 cpu: 512,
                 memory_mb: 1024,

@@ -44,6 +44,17 @@ struct TriggerBody {
     backend: Option<String>,
     #[serde(default)]
     idempotency_key: Option<String>,
+    /// A custom Fargate size for an ECS run, instead of the tier's: `{cpu, memory_mb}`.
+    #[serde(default)]
+    resources: Option<ResourcesBody>,
+}
+
+/// A custom Fargate size, checked against AWS's valid combinations.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResourcesBody {
+    cpu: u32,
+    memory_mb: u32,
 }
 
 /// `PUT /deployments/{name}`.
@@ -368,7 +379,40 @@ impl Router {
             },
             backend: backend(body.backend.as_deref())?.or(deployment.backend),
         };
-        let plan = dagy_core::plan(&flow, &request, &self.settings).map_err(|e| core_error(&e))?;
+        let mut plan =
+            dagy_core::plan(&flow, &request, &self.settings).map_err(|e| core_error(&e))?;
+        if let Some(custom) = &body.resources {
+            let size = dagy_core::FargateSize::new(custom.cpu, custom.memory_mb)
+                .map_err(|e| Response::error(400, "bad_request", e.to_string()))?;
+            if plan.backend != BackendKind::EcsFargate {
+                return Err(Response::error(
+                    422,
+                    "resources_not_applicable",
+                    format!(
+                        "resources size an ECS Fargate run, but this run goes to {}; ask for a small, \
+                         medium, large or xlarge tier",
+                        plan.backend
+                    ),
+                ));
+            }
+            if let Some(task) = flow
+                .tasks()
+                .iter()
+                .find(|t| t.memory_mb.is_some_and(|mb| mb > u64::from(size.memory_mb)))
+            {
+                return Err(Response::error(
+                    422,
+                    "resources_too_small",
+                    format!(
+                        "task {} asks for {} MB, more than the {} MB asked for the run",
+                        task.id,
+                        task.memory_mb.unwrap_or_default(),
+                        size.memory_mb
+                    ),
+                ));
+            }
+            plan.resources = Some(size);
+        }
         if !self.dispatcher.backends().contains(&plan.backend) {
             return Err(Response::error(
                 422,

@@ -263,3 +263,203 @@ async fn a_runs_log_comes_back_in_pages_that_follow_new_events() {
     .await;
     assert_eq!(messages(&second), ["task load completed"], "{second}");
 }
+
+#[tokio::test]
+async fn a_custom_size_is_checked_and_sent() {
+    let env = env().await;
+    let name = unique("custom");
+    let flow = json!({"spec_version": 1, "name": "big", "tasks": [{"id": "crunch", "handler": "echo", "memory_mb": 6000}]});
+    let answer = action(
+        &env,
+        json!({"action": "put_deployment", "name": name, "flow": flow, "default_runtime_tier": "xlarge"}),
+    )
+    .await;
+    assert_eq!(answer["status"], 200, "{answer}");
+    let trigger_with = |resources: Value| {
+        let name = name.clone();
+        let env = &env;
+        async move {
+            action(
+                env,
+                json!({"action": "trigger", "deployment": name, "resources": resources}),
+            )
+            .await
+        }
+    };
+    let bad = trigger_with(json!({"cpu": 256, "memory_mb": 4096})).await;
+    assert_eq!(bad["status"], 400, "{bad}");
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not go with 0.25 vCPU")),
+        "{bad}"
+    );
+    let small = trigger_with(json!({"cpu": 2048, "memory_mb": 4096})).await;
+    assert_eq!(
+        (small["status"].as_u64(), small["error"]["code"].as_str()),
+        (Some(422), Some("resources_too_small")),
+        "{small}"
+    );
+    let ok = trigger_with(json!({"cpu": 2048, "memory_mb": 8192})).await;
+    assert_eq!(ok["status"], 202, "{ok}");
+    let task = task_of(&env, ok["run_id"].as_str().expect("run id")).await;
+    let overrides = task.overrides().expect("overrides");
+    assert_eq!(
+        (overrides.cpu(), overrides.memory()),
+        (Some("2048"), Some("8192"))
+    );
+}
+
+/// A stand-in for ECS that answers every RunTask with a capacity failure (moto never does):
+/// ListTasks finds nothing, the task definition registers, RunTask returns `failures[]`.
+async fn ecs_without_capacity() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let run_tasks = Arc::new(AtomicUsize::new(0));
+    let counter = run_tasks.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut read = 0;
+                loop {
+                    let Ok(n) = socket.read(&mut buf[read..]).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    read += n;
+                    let text = String::from_utf8_lossy(&buf[..read]).to_string();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if read >= end + 4 + length {
+                            let target = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("x-amz-target")
+                                        .then(|| v.trim().to_string())
+                                })
+                                .unwrap_or_default();
+                            let (status, body) = match target.rsplit('.').next().unwrap_or_default()
+                            {
+                                "ListTasks" => (200, json!({"taskArns": []})),
+                                "DescribeTaskDefinition" => (
+                                    400,
+                                    json!({"__type": "ClientException", "message": "Unable to describe task definition."}),
+                                ),
+                                "RegisterTaskDefinition" => (
+                                    200,
+                                    json!({"taskDefinition": {"taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/dagy-worker:1"}}),
+                                ),
+                                "RunTask" => {
+                                    counter.fetch_add(1, Ordering::SeqCst);
+                                    (
+                                        200,
+                                        json!({"tasks": [], "failures": [{"arn": "arn:aws:ecs:us-east-1:123456789012:container-instance/x", "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone"}]}),
+                                    )
+                                }
+                                other => (
+                                    400,
+                                    json!({"__type": "ClientException", "message": format!("not here: {other}")}),
+                                ),
+                            };
+                            let body = body.to_string();
+                            let answer = format!(
+                                "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = socket.write_all(answer.as_bytes()).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (url, run_tasks)
+}
+
+#[tokio::test]
+async fn a_start_that_keeps_failing_is_retried_then_fails_the_run_with_awss_reason() {
+    use std::sync::atomic::Ordering;
+    let (url, run_tasks) = ecs_without_capacity().await;
+    let ecs = {
+        use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
+        aws_sdk_ecs::Client::from_conf(
+            aws_sdk_ecs::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
+                .endpoint_url(&url)
+                .build(),
+        )
+    };
+    let settings = EcsSettings {
+        cluster_arn: "arn:aws:ecs:us-east-1:123456789012:cluster/dagy".into(),
+        execution_role_arn: None,
+        task_role_arn: None,
+        worker_image: "dagy-worker:latest".into(),
+        subnets: vec!["subnet-1".into()],
+        security_groups: Vec::new(),
+        log_group: "/ecs/dagy-worker".into(),
+    };
+    let store = Arc::new(MemoryStore::new());
+    let backend = EcsBackend::new(
+        ecs,
+        client!(aws_sdk_cloudwatchlogs),
+        settings.clone(),
+        "us-east-1",
+        "t",
+    )
+    .with_start_retry(dagy_backend_ecs::StartRetry {
+        attempts: 3,
+        base: std::time::Duration::from_millis(20),
+    });
+    let router = Router::new(
+        store.clone(),
+        Settings {
+            ecs: Some(settings),
+            ..Settings::default()
+        },
+        Arc::new(Dispatchers::new(None, None).with_ecs(EcsDispatcher::new(backend, store.clone()))),
+        Arc::new(dagy_handlers::registry()),
+    );
+    let env = Env {
+        store: store.clone(),
+        router,
+        settings: EcsSettings {
+            cluster_arn: String::new(),
+            execution_role_arn: None,
+            task_role_arn: None,
+            worker_image: String::new(),
+            subnets: Vec::new(),
+            security_groups: Vec::new(),
+            log_group: String::new(),
+        },
+    };
+    let run_id = trigger(&env, "small").await;
+    assert_eq!(run_tasks.load(Ordering::SeqCst), 3, "three attempts");
+    let run = store.get_run(&run_id).await.expect("run");
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(
+        run.error
+            .as_deref()
+            .is_some_and(|e| e.contains("Capacity is unavailable")),
+        "{:?}",
+        run.error
+    );
+}

@@ -119,6 +119,9 @@ pub struct PlanRecord {
     pub fallback: Option<String>,
     /// How the backend runs it.
     pub mode: ExecutionMode,
+    /// The Fargate size of an ECS run: the tier's, or the trigger's own valid pair.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<dagy_core::FargateSize>,
 }
 
 impl From<&Plan> for PlanRecord {
@@ -130,6 +133,7 @@ impl From<&Plan> for PlanRecord {
             reason: plan.reason.clone(),
             fallback: plan.fallback.as_ref().map(|f| f.reason.clone()),
             mode: plan.mode,
+            resources: plan.resources,
         }
     }
 }
