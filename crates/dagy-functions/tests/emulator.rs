@@ -342,6 +342,17 @@ async fn every_sample_event_runs_through_the_emulator_and_a_micro_run_completes(
     ));
     assert_eq!(again["run_id"], run_id.as_str());
 
+    let (status, body) = http_answer(&invoke(
+        &emulator,
+        "dagy-router",
+        &event("http-run-logs.json", &run_id),
+    ));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("logs_unavailable")),
+        "a Lambda run keeps no log Dagy reads: {body}"
+    );
+
     let (status, page) = http_answer(&invoke(
         &emulator,
         "dagy-router",
