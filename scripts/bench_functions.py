@@ -10,7 +10,7 @@ events/http-backends.json (no I/O); the executor and the task-executor read a ru
 that error.
 
 Size: each binary zipped as `bootstrap` (deflate, level 9), as a Lambda deployment package.
-Binaries come from the cargo profile named by PROFILE (default `lambda`: fat LTO, size-optimized).
+Binaries come from the cargo profile named by PROFILE (default `lambda-small`: fat LTO, size-optimized).
 
 Usage: scripts/bench-functions.sh (builds, starts moto, runs this).
 """
@@ -105,7 +105,7 @@ def zipped_size(binary):
 
 
 def main():
-    profile = os.environ.get("PROFILE", "lambda")
+    profile = os.environ.get("PROFILE", "lambda-small")
     target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / profile
     common = {
         "DAGY_TABLE_NAME": os.environ.get("DAGY_TABLE_NAME", "dagy-bench"),

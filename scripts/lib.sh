@@ -20,6 +20,22 @@ ensure_venv() {
     echo "$want" > "$stamp"
 }
 
+# Installs the pinned SAM CLI (with aws-sam-translator and cfn-lint) into $DAGY_SAM_VENV.
+DAGY_SAM_VENV=${DAGY_SAM_VENV:-$HOME/.cache/dagy/sam-venv}
+export DAGY_SAM_VENV
+ensure_sam_venv() {
+    local stamp="$DAGY_SAM_VENV/.requirements.sha256"
+    local want
+    want=$(sha256sum "$ROOT/scripts/requirements-sam.txt" | cut -d' ' -f1)
+    if [ -x "$DAGY_SAM_VENV/bin/sam" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    echo "installing the pinned SAM CLI into $DAGY_SAM_VENV"
+    python3 -m venv "$DAGY_SAM_VENV"
+    "$DAGY_SAM_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/scripts/requirements-sam.txt"
+    echo "$want" > "$stamp"
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

@@ -50,6 +50,9 @@ cargo test --workspace --locked --no-fail-fast
 step "ASL validators (statelint, asl-validator) on examples and 300 random DAGs"
 bash scripts/check-asl.sh
 
+step "template.yaml (sam validate --lint, the template against the code, cfn-lint, sam build)"
+bash scripts/check-template.sh
+
 step "docs (rustdoc, warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 

@@ -32,6 +32,14 @@ enum Command {
     Asl(commands::asl::AslArgs),
     /// Run a flow here, with live progress.
     Run(commands::run::RunArgs),
+    /// Put a flow on a deployed stack as a deployment (PUT /deployments/{name}).
+    Deploy(commands::remote::DeployArgs),
+    /// Start a run of a deployment on a deployed stack (POST /deployments/{name}/runs).
+    Trigger(commands::remote::TriggerArgs),
+    /// A run and its tasks on a deployed stack (GET /runs/{id}).
+    Status(commands::remote::RunArgs),
+    /// Cancel a run on a deployed stack (POST /runs/{id}/cancel).
+    Cancel(commands::remote::RunArgs),
     /// An ECS Fargate run's log (CloudWatch Logs); --follow keeps it streaming.
     Logs(commands::logs::LogsArgs),
     /// The DynamoDB run table (DAGY_TABLE_NAME), for local work.
@@ -48,6 +56,10 @@ fn main() -> ExitCode {
         Command::Asl(args) => commands::asl::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Logs(args) => commands::logs::run(args),
+        Command::Deploy(args) => commands::remote::deploy(args),
+        Command::Trigger(args) => commands::remote::trigger(args),
+        Command::Status(args) => commands::remote::status(args),
+        Command::Cancel(args) => commands::remote::cancel(args),
         Command::Table(command) => commands::table::run(command),
     };
     match result {

@@ -4,6 +4,7 @@ pub mod asl;
 pub mod graph;
 pub mod logs;
 pub mod plan;
+pub mod remote;
 pub mod run;
 pub mod table;
 pub mod validate;

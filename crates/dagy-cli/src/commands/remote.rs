@@ -1,0 +1,215 @@
+//! `dagy deploy`, `trigger`, `status` and `cancel` against a deployed stack.
+//!
+//! Each command is one HTTP API request, sent to the router function through the Lambda
+//! Invoke API as the HTTP API would send it (an API Gateway payload 2.0 event): the same routes,
+//! answers and errors, signed with SigV4 by the AWS SDK with your credentials. The function is
+//! `DAGY_ROUTER_FUNCTION` (the stack's `RouterFunctionName` output; default `dagy-router`);
+//! `AWS_ENDPOINT_URL_LAMBDA` points it at a local emulator.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use aws_sdk_lambda::primitives::Blob;
+use serde_json::{Map, Value, json};
+
+/// The variable naming the router function.
+pub const ROUTER_FUNCTION_VAR: &str = "DAGY_ROUTER_FUNCTION";
+
+/// Where the router is.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The router function's name or ARN.
+    #[arg(long, env = ROUTER_FUNCTION_VAR, default_value = "dagy-router")]
+    pub router: String,
+}
+
+/// `dagy deploy FLOW --name NAME`.
+#[derive(Debug, clap::Args)]
+pub struct DeployArgs {
+    /// The FlowSpec JSON file.
+    pub flow: std::path::PathBuf,
+    /// The deployment's name.
+    #[arg(long)]
+    pub name: String,
+    /// The deployment's default runtime tier.
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// The deployment's backend (lambda, step_functions, ecs_fargate).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// The environment whose defaults apply.
+    #[arg(long)]
+    pub environment: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `dagy trigger NAME`.
+#[derive(Debug, clap::Args)]
+pub struct TriggerArgs {
+    /// The deployment.
+    pub name: String,
+    /// Parameters, a JSON object.
+    #[arg(long)]
+    pub params: Option<String>,
+    /// The runtime tier for this run.
+    #[arg(long)]
+    pub tier: Option<String>,
+    /// The backend for this run.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Makes the trigger idempotent: the same key returns the same run.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// `dagy status RUN` and `dagy cancel RUN`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The run.
+    pub run_id: String,
+    #[command(flatten)]
+    pub target: Target,
+}
+
+/// Runs `dagy deploy`.
+pub fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
+    let text = crate::input::read_flow_text(&args.flow)?;
+    let flow: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON", args.flow.display()))?;
+    let mut body = Map::new();
+    body.insert("flow".into(), flow);
+    for (key, value) in [
+        ("default_runtime_tier", args.tier),
+        ("backend", args.backend),
+        ("environment", args.environment),
+    ] {
+        if let Some(v) = value {
+            body.insert(key.into(), json!(v));
+        }
+    }
+    call(
+        &args.target,
+        "PUT",
+        &format!("/deployments/{}", args.name),
+        Some(Value::Object(body)),
+    )
+}
+
+/// Runs `dagy trigger`.
+pub fn trigger(args: TriggerArgs) -> anyhow::Result<ExitCode> {
+    let mut body = Map::new();
+    if let Some(params) = &args.params {
+        let parsed: Value =
+            serde_json::from_str(params).context("--params must be a JSON object")?;
+        anyhow::ensure!(parsed.is_object(), "--params must be a JSON object");
+        body.insert("parameters".into(), parsed);
+    }
+    for (key, value) in [
+        ("runtime_tier", args.tier),
+        ("backend", args.backend),
+        ("idempotency_key", args.idempotency_key),
+    ] {
+        if let Some(v) = value {
+            body.insert(key.into(), json!(v));
+        }
+    }
+    call(
+        &args.target,
+        "POST",
+        &format!("/deployments/{}/runs", args.name),
+        Some(Value::Object(body)),
+    )
+}
+
+/// Runs `dagy status`.
+pub fn status(args: RunArgs) -> anyhow::Result<ExitCode> {
+    call(&args.target, "GET", &format!("/runs/{}", args.run_id), None)
+}
+
+/// Runs `dagy cancel`.
+pub fn cancel(args: RunArgs) -> anyhow::Result<ExitCode> {
+    call(
+        &args.target,
+        "POST",
+        &format!("/runs/{}/cancel", args.run_id),
+        None,
+    )
+}
+
+/// The event the HTTP API would send the router for `method path` with `body`.
+pub fn http_event(method: &str, path: &str, body: Option<&Value>) -> Value {
+    json!({
+        "version": "2.0",
+        "routeKey": format!("{method} {path}"),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "user-agent": "dagy-cli"},
+        "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                                     "sourceIp": "127.0.0.1", "userAgent": "dagy-cli"}},
+        "body": body.map(Value::to_string),
+        "isBase64Encoded": false
+    })
+}
+
+/// Sends one request; prints the answer's JSON body; exit 0 for 2xx, 1 otherwise.
+fn call(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let config = dagy_store_dynamodb::sdk_config().await;
+        let client = aws_sdk_lambda::Client::new(&config);
+        let event = http_event(method, path, body.as_ref());
+        let out = client
+            .invoke()
+            .function_name(&target.router)
+            .payload(Blob::new(event.to_string()))
+            .send()
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot reach the router {}: {}; set {ROUTER_FUNCTION_VAR} to the stack's \
+                     RouterFunctionName output",
+                    target.router,
+                    aws_sdk_lambda::error::DisplayErrorContext(&e)
+                )
+            })?;
+        let bytes = out
+            .payload()
+            .map(|b| b.as_ref().to_vec())
+            .unwrap_or_default();
+        let answer: Value = serde_json::from_slice(&bytes)
+            .context("the router answered with something that is not JSON")?;
+        if let Some(kind) = out.function_error() {
+            anyhow::bail!(
+                "the router failed ({kind}): {}",
+                answer["errorMessage"].as_str().unwrap_or("no message")
+            );
+        }
+        let status = answer["statusCode"].as_u64().unwrap_or(0);
+        let body: Value = answer["body"]
+            .as_str()
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or(Value::Null);
+        if (200..300).contains(&status) {
+            println!("{}", serde_json::to_string_pretty(&body)?);
+            Ok(ExitCode::SUCCESS)
+        } else {
+            eprintln!(
+                "error: {} ({status} {})",
+                body["error"]["message"].as_str().unwrap_or("no message"),
+                body["error"]["code"].as_str().unwrap_or("error")
+            );
+            Ok(ExitCode::from(1))
+        }
+    })
+}
