@@ -124,11 +124,18 @@ def main():
     # Routes.
     _, router = functions.get("dagy-router", (None, {"Properties": {}}))
     events = router["Properties"].get("Events", {})
-    declared_routes = {
-        (e["Properties"]["Method"], re.sub(r"\{[^}]+\}", "{}", e["Properties"]["Path"]))
-        for e in events.values()
-        if e["Type"] == "HttpApi"
-    }
+    declared_routes = set()
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::ApiGatewayV2::Route":
+            continue
+        method, path = resource["Properties"]["RouteKey"].split(" ", 1)
+        declared_routes.add((method, re.sub(r"\{[^}]+\}", "{}", path)))
+        target = json.dumps(resource["Properties"].get("Target"))
+        if "RouterIntegration" not in target:
+            problems.append(f"route {name} does not go to the router's integration")
+    integrations = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Integration"]
+    if not any("RouterFunction" in json.dumps(i["Properties"].get("IntegrationUri")) for i in integrations):
+        problems.append("no API integration invokes the router")
     served = router_routes()
     for missing in sorted(served - declared_routes):
         problems.append(f"the router serves {missing[0]} {missing[1]}, which the HTTP API does not route")
