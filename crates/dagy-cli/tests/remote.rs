@@ -85,7 +85,31 @@ async fn start(table: &str) -> Emulator {
         assert!(Instant::now() < deadline, "the emulator did not listen");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    warm_up(port);
     Emulator { port, child }
+}
+
+/// Waits for the router's first answer: the emulator builds a function on its first call,
+/// which can take longer than the SDK's 10 s per attempt.
+fn warm_up(port: u16) {
+    use std::io::{Read, Write};
+    let body = r#"{"action": "backends"}"#;
+    let request = format!(
+        "POST /2015-03-31/functions/dagy-router/invocations HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("emulator");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(600)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the router did not start: {answer}"
+    );
 }
 
 fn dagy(emulator: &Emulator, args: &[&str]) -> Output {
@@ -159,4 +183,151 @@ async fn deploy_trigger_status_and_cancel_go_through_the_routers_routes() {
     let bad = dagy(&emulator, &["trigger", "hello", "--params", "[1]"]);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--params must be a JSON object"));
+}
+
+/// A stand-in for the HTTP API on loopback (no API Gateway emulator works offline here): it
+/// keeps each request's head (to see its SigV4 `authorization`), turns the request into the
+/// payload 2.0 event API Gateway would send, invokes the router through the emulator's Invoke
+/// API, and answers with the router's status and body.
+async fn api_stand_in(emulator: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let (head_end, length) = loop {
+                    let Ok(n) = client.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_string();
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        break (i + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let Ok(n) = client.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                seen.lock().expect("heads").push(head.clone());
+                let mut request_line = head.split_whitespace();
+                let method = request_line.next().unwrap_or_default().to_string();
+                let path = request_line.next().unwrap_or_default().to_string();
+                let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+                let event = serde_json::json!({
+                    "version": "2.0", "routeKey": "$default", "rawPath": path,
+                    "rawQueryString": "", "headers": {"content-type": "application/json"},
+                    "requestContext": {"http": {"method": method, "path": path}},
+                    "body": if body.is_empty() { Value::Null } else { Value::String(body) },
+                    "isBase64Encoded": false
+                });
+                let answer = tokio::task::spawn_blocking(move || invoke_router(emulator, &event))
+                    .await
+                    .expect("joined");
+                let status = answer["statusCode"].as_u64().unwrap_or(502);
+                let body = answer["body"].as_str().unwrap_or_default().to_string();
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = client.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (port, heads)
+}
+
+/// The router's answer to `event`, through the emulator's Invoke API.
+fn invoke_router(port: u16, event: &Value) -> Value {
+    use std::io::{Read, Write};
+    let body = event.to_string();
+    let request = format!(
+        "POST /2015-03-31/functions/dagy-router/invocations HTTP/1.1\r\nhost: 127.0.0.1\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("emulator");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_api_url_requests_go_over_http_signed_with_sigv4() {
+    let emulator = start(&format!("dagy-remote-http-{}", std::process::id())).await;
+    let (api, heads) = api_stand_in(emulator.port).await;
+    let api = format!("http://127.0.0.1:{api}");
+    let hello = workspace().join("examples/flows/hello.json");
+    let with_api = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_dagy"))
+            .args(args)
+            .env("DAGY_API_URL", &api)
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "eu-west-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .output()
+            .expect("dagy")
+    };
+    let deployed = json_of(&with_api(&[
+        "deploy",
+        hello.to_str().expect("path"),
+        "--name",
+        "hello-http",
+        "--tier",
+        "nano",
+    ]));
+    assert_eq!(deployed["name"], "hello-http", "{deployed}");
+    let missing = with_api(&["status", "no-such-run"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+
+    let heads = heads.lock().expect("heads").clone();
+    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert!(
+        heads[0].starts_with("PUT /deployments/hello-http "),
+        "{}",
+        heads[0]
+    );
+    for head in &heads {
+        let auth = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            .unwrap_or_else(|| panic!("an unsigned request: {head}"));
+        assert!(
+            auth.contains("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+                && auth.contains("/eu-west-1/execute-api/aws4_request")
+                && auth.contains("SignedHeaders=")
+                && auth.contains("Signature="),
+            "{auth}"
+        );
+        assert!(head.to_ascii_lowercase().contains("x-amz-date:"), "{head}");
+    }
 }

@@ -1,10 +1,11 @@
 //! `dagy deploy`, `trigger`, `status` and `cancel` against a deployed stack.
 //!
-//! Each command is one HTTP API request, sent to the router function through the Lambda
-//! Invoke API as the HTTP API would send it (an API Gateway payload 2.0 event): the same routes,
-//! answers and errors, signed with SigV4 by the AWS SDK with your credentials. The function is
-//! `DAGY_ROUTER_FUNCTION` (the stack's `RouterFunctionName` output; default `dagy-router`);
-//! `AWS_ENDPOINT_URL_LAMBDA` points it at a local emulator.
+//! Each command is one HTTP API request. With `DAGY_API_URL` (the stack's `ApiUrl` output) it
+//! goes to the HTTP API, signed with SigV4 (service `execute-api`) with your AWS credentials,
+//! as the API's IAM authorization wants. Without it, it goes to the router function through
+//! the Lambda Invoke API as the HTTP API would send it (an API Gateway payload 2.0 event):
+//! `DAGY_ROUTER_FUNCTION` (the `RouterFunctionName` output; default `dagy-router`), signed by
+//! the AWS SDK; `AWS_ENDPOINT_URL_LAMBDA` points it at a local emulator.
 
 use std::process::ExitCode;
 
@@ -15,10 +16,16 @@ use serde_json::{Map, Value, json};
 /// The variable naming the router function.
 pub const ROUTER_FUNCTION_VAR: &str = "DAGY_ROUTER_FUNCTION";
 
+/// The variable naming the HTTP API's URL.
+pub const API_URL_VAR: &str = "DAGY_API_URL";
+
 /// Where the router is.
 #[derive(Debug, clap::Args)]
 pub struct Target {
-    /// The router function's name or ARN.
+    /// The HTTP API's URL (the stack's ApiUrl output): requests are SigV4-signed.
+    #[arg(long, env = API_URL_VAR)]
+    pub api_url: Option<String>,
+    /// Without an API URL: the router function's name or ARN, invoked directly.
     #[arg(long, env = ROUTER_FUNCTION_VAR, default_value = "dagy-router")]
     pub router: String,
 }
@@ -167,49 +174,145 @@ fn call(
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let config = dagy_store_dynamodb::sdk_config().await;
-        let client = aws_sdk_lambda::Client::new(&config);
-        let event = http_event(method, path, body.as_ref());
-        let out = client
-            .invoke()
-            .function_name(&target.router)
-            .payload(Blob::new(event.to_string()))
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot reach the router {}: {}; set {ROUTER_FUNCTION_VAR} to the stack's \
-                     RouterFunctionName output",
-                    target.router,
-                    aws_sdk_lambda::error::DisplayErrorContext(&e)
-                )
-            })?;
-        let bytes = out
-            .payload()
-            .map(|b| b.as_ref().to_vec())
-            .unwrap_or_default();
-        let answer: Value = serde_json::from_slice(&bytes)
-            .context("the router answered with something that is not JSON")?;
-        if let Some(kind) = out.function_error() {
-            anyhow::bail!(
-                "the router failed ({kind}): {}",
-                answer["errorMessage"].as_str().unwrap_or("no message")
-            );
-        }
-        let status = answer["statusCode"].as_u64().unwrap_or(0);
-        let body: Value = answer["body"]
-            .as_str()
-            .and_then(|b| serde_json::from_str(b).ok())
-            .unwrap_or(Value::Null);
+        let (status, body) = match &target.api_url {
+            Some(url) => signed_request(&config, url, method, path, body.as_ref()).await?,
+            None => invoke_router(&config, target, method, path, body.as_ref()).await?,
+        };
         if (200..300).contains(&status) {
             println!("{}", serde_json::to_string_pretty(&body)?);
             Ok(ExitCode::SUCCESS)
         } else {
             eprintln!(
                 "error: {} ({status} {})",
-                body["error"]["message"].as_str().unwrap_or("no message"),
+                body["error"]["message"]
+                    .as_str()
+                    .or(body["message"].as_str())
+                    .unwrap_or("no message"),
                 body["error"]["code"].as_str().unwrap_or("error")
             );
             Ok(ExitCode::from(1))
         }
     })
+}
+
+/// The router's answer through the Lambda Invoke API: HTTP status and JSON body.
+async fn invoke_router(
+    config: &aws_config::SdkConfig,
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u64, Value)> {
+    let client = aws_sdk_lambda::Client::new(config);
+    let event = http_event(method, path, body);
+    let out = client
+        .invoke()
+        .function_name(&target.router)
+        .payload(Blob::new(event.to_string()))
+        .send()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the router {}: {}; set {ROUTER_FUNCTION_VAR} to the stack's \
+                     RouterFunctionName output",
+                target.router,
+                aws_sdk_lambda::error::DisplayErrorContext(&e)
+            )
+        })?;
+    let bytes = out
+        .payload()
+        .map(|b| b.as_ref().to_vec())
+        .unwrap_or_default();
+    let answer: Value = serde_json::from_slice(&bytes)
+        .context("the router answered with something that is not JSON")?;
+    if let Some(kind) = out.function_error() {
+        anyhow::bail!(
+            "the router failed ({kind}): {}",
+            answer["errorMessage"].as_str().unwrap_or("no message")
+        );
+    }
+    let status = answer["statusCode"].as_u64().unwrap_or(0);
+    let body: Value = answer["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or(Value::Null);
+    Ok((status, body))
+}
+
+/// The answer of the HTTP API at `base`: the request signed with SigV4 for `execute-api`.
+async fn signed_request(
+    config: &aws_config::SdkConfig,
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u64, Value)> {
+    use aws_credential_types::provider::ProvideCredentials;
+    use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+    use aws_sigv4::sign::v4;
+    use http_body_util::{BodyExt, Full};
+
+    let region = config
+        .region()
+        .map(ToString::to_string)
+        .context("AWS_REGION is not set: the signature names the API's region")?;
+    let credentials = config
+        .credentials_provider()
+        .context("no AWS credentials provider")?
+        .provide_credentials()
+        .await
+        .context("no AWS credentials to sign the request with")?;
+    let identity = credentials.into();
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let payload = body.map(Value::to_string).unwrap_or_default();
+    let uri: http::Uri = url.parse().with_context(|| format!("{url} is not a URL"))?;
+    let host = uri
+        .authority()
+        .map(ToString::to_string)
+        .with_context(|| format!("{url} has no host"))?;
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", host)
+        .header("content-type", "application/json")
+        .body(Full::new(hyper::body::Bytes::from(payload.clone())))?;
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(&region)
+        .name("execute-api")
+        .time(std::time::SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()?
+        .into();
+    let headers: Vec<(String, String)> = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect();
+    let signable = SignableRequest::new(
+        method,
+        url.as_str(),
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(payload.as_bytes()),
+    )?;
+    let (instructions, _signature) = sign(signable, &params)?.into_parts();
+    instructions.apply_to_request_http1x(&mut request);
+
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .context("cannot load the system's root certificates")?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(connector);
+    let answer = client
+        .request(request)
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
+    let status = u64::from(answer.status().as_u16());
+    let bytes = answer.into_body().collect().await?.to_bytes();
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| json!({"message": String::from_utf8_lossy(&bytes).to_string()}));
+    Ok((status, body))
 }
