@@ -309,8 +309,17 @@ async fn with_an_api_url_requests_go_over_http_signed_with_sigv4() {
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
 
+    // A Lambda run keeps no log Dagy reads: the route's own refusal, signed like the rest.
+    let logs = with_api(&["logs", "no-such-run"]);
+    assert_eq!(logs.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&logs.stderr).contains("404"),
+        "{}",
+        String::from_utf8_lossy(&logs.stderr)
+    );
+
     let heads = heads.lock().expect("heads").clone();
-    assert_eq!(heads.len(), 2, "{heads:?}");
+    assert_eq!(heads.len(), 3, "{heads:?}");
     assert!(
         heads[0].starts_with("PUT /deployments/hello-http "),
         "{}",

@@ -1,6 +1,8 @@
 //! `dagy logs RUN [--follow]`: an ECS Fargate run's log, from CloudWatch Logs.
 //!
-//! It reads the ECS settings from the environment (`DAGY_ECS_CLUSTER_ARN`,
+//! Against a deployed stack (`DAGY_API_URL` or `DAGY_ROUTER_FUNCTION` set) it pages
+//! `GET /runs/{id}/logs` like the other remote commands. Otherwise it reads CloudWatch Logs
+//! itself, with the ECS settings from the environment (`DAGY_ECS_CLUSTER_ARN`,
 //! `DAGY_ECS_LOG_GROUP`, ...) and the AWS settings (`AWS_ENDPOINT_URL` for a local server).
 //! With `--follow` it keeps polling, waiting longer while nothing new comes (and after
 //! `ThrottlingException`), until the run is final (read from `DAGY_TABLE_NAME`) and its log
@@ -51,6 +53,11 @@ pub fn run(args: LogsArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn follow(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let remote = std::env::var_os(super::remote::API_URL_VAR).is_some()
+        || std::env::var_os(super::remote::ROUTER_FUNCTION_VAR).is_some();
+    if remote {
+        return follow_remote(args).await;
+    }
     let settings = dagy_core::Settings::from_env()?;
     let ecs = settings.ecs.context(
         "DAGY_ECS_CLUSTER_ARN is not set: logs are kept for ECS Fargate runs; set the DAGY_ECS_* \
@@ -111,9 +118,88 @@ async fn follow(args: LogsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `dagy logs` through the stack's `GET /runs/{id}/logs` (and `GET /runs/{id}` to know when a
+/// followed run ended).
+async fn follow_remote(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let target = super::remote::Target {
+        api_url: std::env::var(super::remote::API_URL_VAR).ok(),
+        router: std::env::var(super::remote::ROUTER_FUNCTION_VAR)
+            .unwrap_or_else(|_| "dagy-router".into()),
+    };
+    let mut next: Option<String> = None;
+    let mut wait = MIN_WAIT;
+    loop {
+        let path = match &next {
+            Some(token) => format!("/runs/{}/logs?next={}", args.run_id, encode(token)),
+            None => format!("/runs/{}/logs", args.run_id),
+        };
+        let (status, body) = super::remote::request(&target, "GET", &path, None).await?;
+        let got = match status {
+            200 => {
+                let events = body["events"].as_array().cloned().unwrap_or_default();
+                for event in &events {
+                    println!("{}", event["message"].as_str().unwrap_or_default());
+                }
+                next = body["next"].as_str().map(str::to_string).or(next);
+                !events.is_empty()
+            }
+            429 | 503 if args.follow => false,
+            _ => {
+                eprintln!(
+                    "error: {} ({status} {})",
+                    body["error"]["message"]
+                        .as_str()
+                        .or(body["message"].as_str())
+                        .unwrap_or("no message"),
+                    body["error"]["code"].as_str().unwrap_or("error")
+                );
+                return Ok(ExitCode::from(1));
+            }
+        };
+        if !args.follow {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !got {
+            let (_, run) =
+                super::remote::request(&target, "GET", &format!("/runs/{}", args.run_id), None)
+                    .await?;
+            if matches!(
+                run["status"].as_str(),
+                Some("completed" | "failed" | "cancelled" | "timed_out")
+            ) {
+                return Ok(ExitCode::SUCCESS);
+            }
+        }
+        wait = next_wait(wait, got);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+/// Percent-encodes a query value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_are_percent_encoded() {
+        assert_eq!(encode("f/3713/s+x=="), "f%2F3713%2Fs%2Bx%3D%3D");
+        assert_eq!(encode("plain-token_1.2~"), "plain-token_1.2~");
+    }
 
     #[test]
     fn waits_grow_while_quiet_and_reset_on_new_lines() {

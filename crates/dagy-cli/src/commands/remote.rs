@@ -148,17 +148,52 @@ pub fn cancel(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// The event the HTTP API would send the router for `method path` with `body`.
 pub fn http_event(method: &str, path: &str, body: Option<&Value>) -> Value {
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let parameters: Map<String, Value> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (decode(k), json!(decode(v))))
+        .collect();
     json!({
         "version": "2.0",
         "routeKey": format!("{method} {path}"),
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
+        "queryStringParameters": parameters,
         "headers": {"content-type": "application/json", "user-agent": "dagy-cli"},
         "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1",
                                      "sourceIp": "127.0.0.1", "userAgent": "dagy-cli"}},
         "body": body.map(Value::to_string),
         "isBase64Encoded": false
     })
+}
+
+/// Undoes percent-encoding, as API Gateway does for query parameters.
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Sends one request; prints the answer's JSON body; exit 0 for 2xx, 1 otherwise.
@@ -173,11 +208,7 @@ fn call(
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let config = dagy_store_dynamodb::sdk_config().await;
-        let (status, body) = match &target.api_url {
-            Some(url) => signed_request(&config, url, method, path, body.as_ref()).await?,
-            None => invoke_router(&config, target, method, path, body.as_ref()).await?,
-        };
+        let (status, body) = request(target, method, path, body.as_ref()).await?;
         if (200..300).contains(&status) {
             println!("{}", serde_json::to_string_pretty(&body)?);
             Ok(ExitCode::SUCCESS)
@@ -193,6 +224,21 @@ fn call(
             Ok(ExitCode::from(1))
         }
     })
+}
+
+/// One HTTP API request to the stack: over the API (SigV4) when it has a URL, else through the
+/// router function. Returns the HTTP status and the JSON body.
+pub async fn request(
+    target: &Target,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u64, Value)> {
+    let config = dagy_store_dynamodb::sdk_config().await;
+    match &target.api_url {
+        Some(url) => signed_request(&config, url, method, path, body).await,
+        None => invoke_router(&config, target, method, path, body).await,
+    }
 }
 
 /// The router's answer through the Lambda Invoke API: HTTP status and JSON body.
@@ -315,4 +361,27 @@ async fn signed_request(
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| json!({"message": String::from_utf8_lossy(&bytes).to_string()}));
     Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_carries_the_decoded_query() {
+        let event = http_event("GET", "/runs/r1/logs?next=f%2F37%2Bx%3D%3D&limit=5", None);
+        assert_eq!(event["rawPath"], "/runs/r1/logs");
+        assert_eq!(event["rawQueryString"], "next=f%2F37%2Bx%3D%3D&limit=5");
+        assert_eq!(event["queryStringParameters"]["next"], "f/37+x==");
+        assert_eq!(event["queryStringParameters"]["limit"], "5");
+        assert_eq!(event["requestContext"]["http"]["method"], "GET");
+        assert_eq!(event["body"], Value::Null);
+    }
+
+    #[test]
+    fn percent_decoding_leaves_bad_escapes_alone() {
+        assert_eq!(decode("a%2Fb+c"), "a/b c");
+        assert_eq!(decode("100%"), "100%");
+        assert_eq!(decode("%zz"), "%zz");
+    }
 }
