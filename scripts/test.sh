@@ -33,7 +33,14 @@ export PATH="$DAGY_VENV/bin:$PATH"
 cargo lambda --help >/dev/null
 
 step "test tools (pinned, npm: asl-validator, aws-local-stepfunctions)"
-command -v node >/dev/null || { echo "Node.js (18 or later) is needed: apt-get install nodejs npm" >&2; exit 1; }
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+        apt-get update -qq && apt-get install -y -qq nodejs npm
+    else
+        echo "Node.js 18 or later and npm are needed: apt-get install nodejs npm" >&2
+        exit 1
+    fi
+fi
 npm ci --prefix scripts/asl --no-audit --no-fund --silent
 npm ci --prefix scripts/sfn-local --no-audit --no-fund --silent
 
