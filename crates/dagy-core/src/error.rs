@@ -97,6 +97,8 @@ pub enum ProblemKind {
     Cycle,
     /// The handler is not registered, or a `lambda:` handler names nothing.
     UnknownHandler,
+    /// The flow's parameters are larger, or nest deeper, than a run can store.
+    InvalidParameters,
 }
 
 /// One problem in a flow, located by its JSON path and, inside a task, by the task's id.

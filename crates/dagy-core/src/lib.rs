@@ -19,6 +19,7 @@
 //! - [`flow`]: [`FlowSpec`], [`TaskSpec`], [`RetryDelay`] and the [`FlowBuilder`].
 //! - [`decode`] and [`validate`]: JSON in, every problem out, a [`Flow`] when there are none.
 //! - [`graph`]: the validated DAG: run order, levels, downstream sets, Mermaid.
+//! - [`json`]: how deep outputs may nest, and decoding that reads back whatever was stored.
 //! - [`tier`]: the six tiers and the six-level resolution.
 //! - [`backend`]: backends, their capabilities, registration from the environment.
 //! - [`fargate`]: Fargate sizes and the valid cpu/memory combinations.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod fargate;
 pub mod flow;
 pub mod graph;
+pub mod json;
 pub mod plan;
 pub mod tier;
 pub mod validate;

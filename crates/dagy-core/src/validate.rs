@@ -1,6 +1,6 @@
 //! Semantic validation: names, numbers, handlers, and the dependency graph.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde_json::Value;
 
@@ -11,6 +11,17 @@ use crate::graph::{self, Flow};
 
 /// The longest task id accepted (leaves room for ASL state-name prefixes within 80 characters).
 pub const MAX_TASK_ID_LEN: usize = 64;
+/// The longest flow name accepted, in bytes (it is stored on every run and in its list keys).
+pub const MAX_FLOW_NAME_LEN: usize = 256;
+/// The most seconds a `timeout_seconds` or a retry delay may be: a year, the longest a Step
+/// Functions execution lasts. No run waits longer, so a longer value is a mistake.
+pub const MAX_SECONDS: f64 = 365.0 * 86_400.0;
+/// The largest `retry_jitter_factor`: a wait is `delay × (1 + U(−f, f))`, so past 1 some waits
+/// would be negative.
+pub const MAX_JITTER_FACTOR: f64 = 1.0;
+/// The largest JSON text of a flow's (or a run's) `parameters`: they are stored on the run's
+/// item, which DynamoDB holds to 400 KB.
+pub const MAX_PARAMETERS_BYTES: usize = 128 * 1024;
 
 /// The handlers a deployment can run, for the "handler not registered" check.
 pub trait HandlerCatalog {
@@ -105,6 +116,27 @@ fn check(
             "the flow needs a non-empty name".into(),
         );
     }
+    if spec.name.len() > MAX_FLOW_NAME_LEN {
+        push(
+            problems,
+            ProblemKind::InvalidName,
+            "name".into(),
+            "",
+            format!(
+                "the flow name has {} bytes; at most {MAX_FLOW_NAME_LEN} are allowed",
+                spec.name.len()
+            ),
+        );
+    }
+    if let Some(problem) = parameters_problem(&spec.parameters) {
+        push(
+            problems,
+            ProblemKind::InvalidParameters,
+            "parameters".into(),
+            "",
+            problem,
+        );
+    }
     if spec.tasks.is_empty() && !problems.iter().any(|p| p.path == "tasks") {
         push(
             problems,
@@ -155,9 +187,10 @@ fn check(
         check_handler(problems, i, tid, &task.handler, catalog);
         check_numbers(problems, i, tid, task);
         let mut resolved = Vec::with_capacity(task.depends_on.len());
+        let mut listed: HashSet<&str> = HashSet::with_capacity(task.depends_on.len());
         for (j, dep) in task.depends_on.iter().enumerate() {
             let path = || format!("tasks[{i}].depends_on[{j}]");
-            if task.depends_on[..j].contains(dep) {
+            if !listed.insert(dep.as_str()) {
                 push(
                     problems,
                     ProblemKind::InvalidDependency,
@@ -180,6 +213,25 @@ fn check(
         dependencies.push(resolved);
     }
     (index, dependencies)
+}
+
+/// Why a run's parameters cannot be stored, if they cannot: their JSON text is over
+/// [`MAX_PARAMETERS_BYTES`], or they nest deeper than [`crate::json::MAX_OUTPUT_DEPTH`].
+pub fn parameters_problem(parameters: &serde_json::Map<String, Value>) -> Option<String> {
+    let bytes = serde_json::to_string(parameters).map_or(usize::MAX, |t| t.len());
+    if bytes > MAX_PARAMETERS_BYTES {
+        return Some(format!(
+            "the parameters are {bytes} bytes of JSON; at most {MAX_PARAMETERS_BYTES} are \
+             allowed: pass large data by reference (an S3 key, say)"
+        ));
+    }
+    let depth = crate::json::depth(&Value::Object(parameters.clone()));
+    (depth > crate::json::MAX_OUTPUT_DEPTH).then(|| {
+        format!(
+            "the parameters nest {depth} levels deep; at most {} are allowed",
+            crate::json::MAX_OUTPUT_DEPTH
+        )
+    })
 }
 
 fn id_problem(id: &str) -> Option<String> {
@@ -264,20 +316,33 @@ fn check_handler(
 
 fn check_numbers(problems: &mut Vec<Problem>, i: usize, tid: &str, task: &crate::TaskSpec) {
     let at = || format!("tasks[{i}]");
-    let non_negative = |problems: &mut Vec<Problem>, field: &dyn Fn() -> String, value: f64| {
-        if !value.is_finite() || value < 0.0 {
-            let field = field();
-            push(
-                problems,
-                ProblemKind::InvalidNumber,
-                format!("{}.{field}", at()),
-                tid,
-                format!("{field} must be a finite number >= 0, got {value}"),
-            );
-        }
+    let in_range =
+        |problems: &mut Vec<Problem>, field: &dyn Fn() -> String, value: f64, max: f64| {
+            if !value.is_finite() || value < 0.0 {
+                let field = field();
+                push(
+                    problems,
+                    ProblemKind::InvalidNumber,
+                    format!("{}.{field}", at()),
+                    tid,
+                    format!("{field} must be a finite number >= 0, got {value}"),
+                );
+            } else if value > max {
+                let field = field();
+                push(
+                    problems,
+                    ProblemKind::InvalidNumber,
+                    format!("{}.{field}", at()),
+                    tid,
+                    format!("{field} is {value}; at most {max} is allowed"),
+                );
+            }
+        };
+    let seconds = |problems: &mut Vec<Problem>, field: &dyn Fn() -> String, value: f64| {
+        in_range(problems, field, value, MAX_SECONDS);
     };
     match &task.retry_delay_seconds {
-        Some(RetryDelay::Fixed(s)) => non_negative(problems, &|| "retry_delay_seconds".into(), *s),
+        Some(RetryDelay::Fixed(s)) => seconds(problems, &|| "retry_delay_seconds".into(), *s),
         Some(RetryDelay::PerAttempt(list)) => {
             if list.is_empty() {
                 push(
@@ -290,24 +355,31 @@ fn check_numbers(problems: &mut Vec<Problem>, i: usize, tid: &str, task: &crate:
                 );
             }
             for (j, s) in list.iter().enumerate() {
-                non_negative(problems, &|| format!("retry_delay_seconds[{j}]"), *s);
+                seconds(problems, &|| format!("retry_delay_seconds[{j}]"), *s);
             }
         }
         Some(RetryDelay::Computed(_)) | None => {}
     }
     if let Some(f) = task.retry_jitter_factor {
-        non_negative(problems, &|| "retry_jitter_factor".into(), f);
-    }
-    if let Some(t) = task.timeout_seconds
-        && (!t.is_finite() || t <= 0.0)
-    {
-        push(
+        in_range(
             problems,
-            ProblemKind::InvalidNumber,
-            format!("{}.timeout_seconds", at()),
-            tid,
-            format!("timeout_seconds must be a finite number > 0, got {t}"),
+            &|| "retry_jitter_factor".into(),
+            f,
+            MAX_JITTER_FACTOR,
         );
+    }
+    if let Some(t) = task.timeout_seconds {
+        if !t.is_finite() || t <= 0.0 {
+            push(
+                problems,
+                ProblemKind::InvalidNumber,
+                format!("{}.timeout_seconds", at()),
+                tid,
+                format!("timeout_seconds must be a finite number > 0, got {t}"),
+            );
+        } else {
+            seconds(problems, &|| "timeout_seconds".into(), t);
+        }
     }
     if task.memory_mb == Some(0) {
         push(

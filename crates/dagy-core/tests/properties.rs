@@ -7,6 +7,8 @@
 //!   level is one more than its deepest dependency's.
 //! - A DAG with one back-edge fails with exactly one cycle problem naming a real cycle.
 //! - `FlowSpec` -> JSON -> `FlowSpec` is the identity.
+//! - A number no run can honour (a delay or timeout over a year, a jitter factor over 1) is
+//!   refused at its path, with the limit named.
 //!
 //! Each property runs 256 cases by default; set `PROPTEST_CASES` to change that.
 
@@ -14,6 +16,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use dagy_core::backend::vars;
 use dagy_core::flow::SPEC_VERSION;
+use dagy_core::validate::{MAX_JITTER_FACTOR, MAX_SECONDS};
 use dagy_core::{
     BackendKind, Error, Flow, FlowSpec, PlanRequest, ProblemKind, RetryDelay, RuntimeTier,
     Settings, TaskSpec, TierInputs, plan,
@@ -772,6 +775,24 @@ enum Floats {
 }
 
 impl Floats {
+    /// Seconds validation accepts: up to [`MAX_SECONDS`], the limit itself included.
+    fn seconds(self) -> BoxedStrategy<f64> {
+        self.non_negative().prop_map(|f| f.min(MAX_SECONDS)).boxed()
+    }
+
+    /// A jitter factor validation accepts: in `[0, MAX_JITTER_FACTOR]`, tiny values included.
+    fn jitter(self) -> BoxedStrategy<f64> {
+        self.non_negative()
+            .prop_map(|f| {
+                if f <= MAX_JITTER_FACTOR {
+                    f
+                } else {
+                    MAX_JITTER_FACTOR / f
+                }
+            })
+            .boxed()
+    }
+
     fn non_negative(self) -> BoxedStrategy<f64> {
         match self {
             Floats::Short => short_f64().boxed(),
@@ -794,11 +815,8 @@ impl Floats {
 fn arb_retry_delay(floats: Floats) -> impl Strategy<Value = Option<RetryDelay>> {
     prop_oneof![
         Just(None),
-        floats
-            .non_negative()
-            .prop_map(|s| Some(RetryDelay::Fixed(s))),
-        prop::collection::vec(floats.non_negative(), 1..5)
-            .prop_map(|l| Some(RetryDelay::PerAttempt(l))),
+        floats.seconds().prop_map(|s| Some(RetryDelay::Fixed(s))),
+        prop::collection::vec(floats.seconds(), 1..5).prop_map(|l| Some(RetryDelay::PerAttempt(l))),
     ]
 }
 
@@ -841,12 +859,8 @@ fn arb_task_options(floats: Floats) -> impl Strategy<Value = TaskOptions> {
         prop_oneof![3 => Just(Value::Null), 1 => floats.json()],
         prop_oneof![Just(0u32), 1u32..10, any::<u32>()],
         arb_retry_delay(floats),
-        prop::option::of(floats.non_negative()),
-        prop::option::of(
-            floats
-                .non_negative()
-                .prop_map(|t| if t > 0.0 { t } else { 1.0 }),
-        ),
+        prop::option::of(floats.jitter()),
+        prop::option::of(floats.seconds().prop_map(|t| if t > 0.0 { t } else { 1.0 })),
         prop::option::of(prop::sample::select(RuntimeTier::ALL.to_vec())),
         prop::option::of(1u64..=u64::MAX),
     )
@@ -925,8 +939,50 @@ fn cycle_path(message: &str) -> Option<Vec<String>> {
 // The properties.
 // ------------------------------------------------------------------------------------------
 
+/// A field set to a number past its limit, as `(field, JSON value, path suffix)`.
+fn arb_out_of_range() -> impl Strategy<Value = (&'static str, Value, &'static str)> {
+    let past = |limit: f64| {
+        prop_oneof![
+            Just(limit * 2.0),
+            Just(1e300),
+            Just(f64::MAX),
+            (limit * (1.0 + 1e-9))..1e308,
+        ]
+    };
+    prop_oneof![
+        past(MAX_SECONDS).prop_map(|v| ("retry_delay_seconds", json!(v), "retry_delay_seconds")),
+        past(MAX_SECONDS).prop_map(|v| (
+            "retry_delay_seconds",
+            json!([0, v]),
+            "retry_delay_seconds[1]"
+        )),
+        past(MAX_SECONDS).prop_map(|v| ("timeout_seconds", json!(v), "timeout_seconds")),
+        past(MAX_JITTER_FACTOR).prop_map(|v| (
+            "retry_jitter_factor",
+            json!(v),
+            "retry_jitter_factor"
+        )),
+    ]
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// A delay, timeout or jitter factor past its limit is one problem at its path that names
+    /// the limit; validation never accepts what the engine cannot wait for.
+    #[test]
+    fn numbers_past_their_limits_are_refused_naming_the_limit(
+        (field, value, path) in arb_out_of_range(),
+    ) {
+        let flow = json!({"spec_version": 1, "name": "f", "tasks": [
+            {"id": "a", "handler": "echo", "retry_jitter_factor": 0.5, field: value}
+        ]});
+        let err = Flow::from_value(&flow, None).expect_err("out of range");
+        let problems = err.problems();
+        prop_assert_eq!(problems.len(), 1, "{}", err);
+        prop_assert_eq!(&problems[0].path, &format!("tasks[0].{path}"));
+        prop_assert!(problems[0].message.contains("at most"), "{}", problems[0].message);
+    }
 
     /// Any JSON value: no panic, and a well-formed outcome.
     #[test]

@@ -54,14 +54,36 @@ impl Budget {
 }
 
 /// Options of one executor session.
+///
+/// Two ways to stop a run, both recorded as a cancelled run with its unfinished tasks
+/// cancelled: `stop` lets the task in flight finish, `cancel` cancels it too.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// The tier's budget.
     pub budget: Budget,
     /// A hard stop (a Lambda invocation's deadline less a margin to record state).
     pub deadline: Option<Instant>,
-    /// Cancelled to stop at the next task boundary (Ctrl-C, SIGTERM); handlers see it too.
+    /// Cancelled to cancel the run now (a second Ctrl-C, SIGTERM): the handler in flight sees
+    /// its [`TaskContext::cancel`] and is given [`CANCEL_GRACE`] to return before it is
+    /// abandoned; then the task is recorded cancelled.
     pub cancel: CancellationToken,
+    /// Cancelled to stop at the next task boundary (a first Ctrl-C): the task in flight runs to
+    /// its end and is recorded as it ends; no attempt starts after it.
+    pub stop: CancellationToken,
+}
+
+impl RunOptions {
+    /// Whether the run is to stop at the next task boundary (`stop` or `cancel` fired).
+    pub fn stopping(&self) -> bool {
+        self.stop.is_cancelled() || self.cancel.is_cancelled()
+    }
+
+    async fn stopped(&self) {
+        tokio::select! {
+            () = self.stop.cancelled() => {}
+            () = self.cancel.cancelled() => {}
+        }
+    }
 }
 
 impl Default for RunOptions {
@@ -70,9 +92,13 @@ impl Default for RunOptions {
             budget: Budget::Unlimited,
             deadline: None,
             cancel: CancellationToken::new(),
+            stop: CancellationToken::new(),
         }
     }
 }
+
+/// How long a cancelled handler has to return before it is abandoned.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// What a session did.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +116,8 @@ pub enum StepOutcome {
     Busy {
         /// Who holds it.
         owner: String,
+        /// When its lease lapses unless renewed (Unix ms).
+        until_ms: u64,
     },
     /// Another executor took the run over while this one worked (its lease lapsed, or two
     /// executors raced for it): this one stopped without writing more.
@@ -345,8 +373,15 @@ impl<'a> Session<'a> {
         };
         let lease = match taken {
             Ok(lease) => lease,
-            Err(StoreError::LeaseHeld { owner, .. }) => {
-                return Ok(Opened::Done(StepOutcome::Busy { owner }));
+            Err(StoreError::LeaseHeld {
+                owner,
+                expires_at_ms,
+                ..
+            }) => {
+                return Ok(Opened::Done(StepOutcome::Busy {
+                    owner,
+                    until_ms: expires_at_ms,
+                }));
             }
             Err(StoreError::RunFinished { status, .. }) => {
                 return Ok(Opened::Done(StepOutcome::Finished(status)));
@@ -444,7 +479,7 @@ impl<'a> Session<'a> {
                         "downstream skipped"
                     );
                 }
-                if self.options.cancel.is_cancelled() {
+                if self.options.stopping() {
                     return Ok(Some(self.cancel_rest().await?));
                 }
                 Ok(None)
@@ -463,7 +498,7 @@ impl<'a> Session<'a> {
         };
         let budget_deadline = earliest(budget_deadline, self.options.deadline);
         loop {
-            if self.options.cancel.is_cancelled() {
+            if self.options.stopping() {
                 return Ok(TaskEnd::Cancelled);
             }
             if budget_deadline.is_some_and(|d| Instant::now() >= d) {
@@ -588,7 +623,7 @@ impl<'a> Session<'a> {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
-                () = self.options.cancel.cancelled() => return Ok(TaskEnd::Cancelled),
+                () = self.options.stopped() => return Ok(TaskEnd::Cancelled),
             }
         }
     }
@@ -632,6 +667,21 @@ impl<'a> Session<'a> {
             tokio::select! {
                 joined = &mut handle => {
                     return Ok(AttemptEnd::Returned(joined.unwrap_or_else(|e| Err(join_error(e)))));
+                }
+                () = self.options.cancel.cancelled() => {
+                    // The handler saw its own token fire with this one; give it a moment.
+                    let joined = match tokio::time::timeout(CANCEL_GRACE, &mut handle).await {
+                        Ok(joined) => joined.unwrap_or_else(|e| Err(join_error(e))),
+                        Err(_) => {
+                            handle.abort();
+                            Err(TaskError::new(format!(
+                                "the handler did not stop within {} s of the cancel; it was abandoned",
+                                CANCEL_GRACE.as_secs()
+                            ))
+                            .with_type("Cancelled"))
+                        }
+                    };
+                    return Ok(AttemptEnd::Returned(joined));
                 }
                 () = &mut stop_at => {
                     ctx.cancel.cancel();
@@ -718,6 +768,19 @@ impl<'a> Session<'a> {
         output: Value,
         started: Instant,
     ) -> Result<TaskEnd, EngineError> {
+        let depth = dagy_core::json::depth(&output);
+        if depth > dagy_core::json::MAX_OUTPUT_DEPTH {
+            let error = TaskError::permanent(format!(
+                "the output nests {depth} levels deep, over the limit of {} levels; return a \
+                 flatter value (a handler that returns its whole input nests its upstream's \
+                 output one level deeper each task: return the part downstream tasks need)",
+                dagy_core::json::MAX_OUTPUT_DEPTH
+            ))
+            .with_type("OutputTooDeep");
+            return self
+                .record_final(index, attempt, TaskStatus::Failed, error, started)
+                .await;
+        }
         let limit = self.exec.store.limits().max_output_bytes;
         let bytes = serde_json::to_vec(&output).map_or(usize::MAX, |v| v.len());
         if bytes > limit {
@@ -886,27 +949,10 @@ impl<'a> Session<'a> {
         self.end(RunStatus::TimedOut, Some(why)).await
     }
 
-    /// Ends the run by what its tasks did.
+    /// Ends the run by what its tasks did (see [`final_status`]).
     pub(crate) async fn finish(&mut self) -> Result<RunStatus, EngineError> {
-        let first_bad = self.flow.order().iter().copied().find(|&i| {
-            matches!(
-                self.tasks[i].status,
-                TaskStatus::Failed | TaskStatus::TimedOut
-            )
-        });
-        match first_bad {
-            None => self.end(RunStatus::Completed, None).await,
-            Some(i) => {
-                let t = &self.tasks[i];
-                let message = format!(
-                    "task {} {}: {}",
-                    t.task_id,
-                    t.status,
-                    t.error.as_ref().map_or("", |e| e.message.as_str())
-                );
-                self.end(RunStatus::Failed, Some(message)).await
-            }
-        }
+        let (status, message) = final_status(&self.flow, &self.tasks);
+        self.end(status, message).await
     }
 
     pub(crate) async fn end(
@@ -934,6 +980,30 @@ impl<'a> Session<'a> {
         }
         Ok(())
     }
+}
+
+/// The status a run whose tasks are all final ends with, and why: `cancelled` when any task was
+/// cancelled, `failed` when any failed, timed out or was skipped, `completed` only when every
+/// task completed. The message names the first task, in run order, that decided it.
+pub fn final_status(flow: &Flow, tasks: &[TaskRecord]) -> (RunStatus, Option<String>) {
+    let first = |wanted: &dyn Fn(TaskStatus) -> bool| {
+        flow.order()
+            .iter()
+            .map(|&i| &tasks[i])
+            .find(|t| wanted(t.status))
+    };
+    let (status, task) = if let Some(t) = first(&|s| s == TaskStatus::Cancelled) {
+        (RunStatus::Cancelled, t)
+    } else if let Some(t) = first(&|s| s != TaskStatus::Completed) {
+        (RunStatus::Failed, t)
+    } else {
+        return (RunStatus::Completed, None);
+    };
+    let why = task.error.as_ref().map_or("", |e| e.message.as_str());
+    (
+        status,
+        Some(format!("task {} {}: {why}", task.task_id, task.status)),
+    )
 }
 
 /// A lost lease, or a task found in another executor's hands, ends this executor's work

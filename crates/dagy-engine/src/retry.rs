@@ -25,12 +25,15 @@ pub fn jittered(delay: f64, factor: f64, unit: f64) -> f64 {
     }
 }
 
-/// Seconds as a duration; non-finite or negative values become zero, huge ones the maximum.
+/// Seconds as a duration; non-finite or negative values become zero, and anything over
+/// [`MAX_SECONDS`](dagy_core::validate::MAX_SECONDS) (a year, the most validation accepts)
+/// becomes a year, so that `Instant::now() + seconds(s)` never overflows, whatever a delay
+/// closure returns.
 pub fn seconds(s: f64) -> Duration {
     if !s.is_finite() || s <= 0.0 {
         return Duration::ZERO;
     }
-    Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+    Duration::from_secs_f64(s.min(dagy_core::validate::MAX_SECONDS))
 }
 
 /// A uniform draw in `[-1, 1]`.
@@ -96,6 +99,17 @@ mod tests {
     fn odd_seconds_become_safe_durations() {
         assert_eq!(seconds(-1.0), Duration::ZERO);
         assert_eq!(seconds(f64::NAN), Duration::ZERO);
-        assert_eq!(seconds(1e300), Duration::MAX);
+        let year = Duration::from_secs(365 * 86_400);
+        assert_eq!(seconds(1e300), year);
+        assert_eq!(seconds(f64::MAX), year);
+    }
+
+    #[test]
+    fn a_huge_delay_from_a_closure_or_jitter_still_gives_a_reachable_instant() {
+        let t = task(|t| t.retry_delay_fn(|_| 1e300));
+        let later = tokio::time::Instant::now() + retry_delay(&t, 1, 1.0);
+        assert!(later > tokio::time::Instant::now());
+        let jittered = seconds(jittered(0.01, 1e308, 1.0));
+        assert_eq!(jittered, Duration::from_secs(365 * 86_400));
     }
 }

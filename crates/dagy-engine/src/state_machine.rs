@@ -145,7 +145,7 @@ fn shared_ttl(ttl: Duration, deadline: Option<Instant>) -> Duration {
 fn stopped(outcome: StepOutcome) -> TaskInvocation {
     TaskInvocation::Stopped(match outcome {
         StepOutcome::Finished(status) => format!("the run already ended {status}"),
-        StepOutcome::Busy { owner } => format!(
+        StepOutcome::Busy { owner, .. } => format!(
             "the run is held by {owner}, not by this state machine (was it started on another \
              backend?)"
         ),

@@ -39,6 +39,14 @@ fn harness_with(store: MemoryStore) -> Harness {
     registry.register("permanent", |_ctx, _input| async move {
         Err(TaskError::permanent("bad configuration"))
     });
+    registry.register("deep", |_ctx, input: Value| async move {
+        let levels = input["args"]["levels"].as_u64().unwrap_or(0);
+        Ok((0..levels).fold(json!(1), |inner, _| json!([inner])))
+    });
+    registry.register("pass", |_ctx, input: Value| async move {
+        let upstream = input["upstream"].as_object().cloned().unwrap_or_default();
+        Ok(upstream.into_iter().next().map_or(Value::Null, |(_, v)| v))
+    });
     registry.register("big", |_ctx, input: Value| async move {
         let bytes = input["args"]["bytes"].as_u64().unwrap_or(0) as usize;
         Ok(json!("x".repeat(bytes)))
@@ -368,6 +376,100 @@ async fn an_output_over_the_store_limit_fails_the_task_and_says_so() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_output_nested_past_the_limit_fails_the_task_as_output_too_deep() {
+    let h = harness();
+    let levels = dagy_core::json::MAX_OUTPUT_DEPTH + 1;
+    let spec = FlowBuilder::new("f")
+        .task("deep", "deep", move |t| {
+            t.args(json!({"levels": levels})).retries(2)
+        })
+        .task("after", "echo", |t| t.depends_on(["deep"]))
+        .build();
+    let (outcome, snap) = h.run(spec, &RunOptions::default()).await;
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Failed));
+    let error = snap.tasks[0].error.as_ref().expect("error");
+    assert_eq!(
+        (error.error_type.as_str(), snap.tasks[0].attempts),
+        ("OutputTooDeep", 1),
+        "permanent: a retry would return the same"
+    );
+    assert!(
+        error.message.contains(&format!(
+            "nests {levels} levels deep, over the limit of {} levels",
+            dagy_core::json::MAX_OUTPUT_DEPTH
+        )),
+        "{}",
+        error.message
+    );
+    assert_eq!(status_of(&snap, "after").0, TaskStatus::Skipped);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_output_at_the_depth_limit_is_stored() {
+    let h = harness();
+    let levels = dagy_core::json::MAX_OUTPUT_DEPTH;
+    let spec = FlowBuilder::new("f")
+        .task("deep", "deep", move |t| t.args(json!({"levels": levels})))
+        .build();
+    let (outcome, snap) = h.run(spec, &RunOptions::default()).await;
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Completed));
+    let output = snap.tasks[0].output.as_ref().expect("output");
+    assert_eq!(dagy_core::json::depth(output), levels);
+}
+
+/// `echo` returns its whole input, so each task of an echo chain nests its upstream's output
+/// two levels deeper: the chain ends failed, readable, at the first task past the limit.
+#[tokio::test(start_paused = true)]
+async fn an_echo_chain_past_the_depth_limit_ends_failed_at_the_first_task_too_deep() {
+    let h = harness();
+    let (outcome, snap) = h
+        .run(chain(300, "echo", Value::Null), &RunOptions::default())
+        .await;
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Failed));
+    let first_bad = snap
+        .tasks
+        .iter()
+        .position(|t| t.status != TaskStatus::Completed)
+        .expect("a task past the limit");
+    let error = snap.tasks[first_bad].error.as_ref().expect("error");
+    assert_eq!(error.error_type, "OutputTooDeep");
+    let last_good = snap.tasks[first_bad - 1].output.as_ref().expect("output");
+    assert!(dagy_core::json::depth(last_good) <= dagy_core::json::MAX_OUTPUT_DEPTH);
+    assert!(
+        snap.tasks[first_bad + 1..]
+            .iter()
+            .all(|t| t.status == TaskStatus::Skipped)
+    );
+    assert!(
+        snap.run
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("OutputTooDeep")
+            || snap
+                .run
+                .error
+                .as_deref()
+                .unwrap_or("")
+                .contains("levels deep"),
+        "{:?}",
+        snap.run.error
+    );
+}
+
+/// A handler that passes its upstream's output on keeps the depth flat: any length works.
+#[tokio::test(start_paused = true)]
+async fn a_chain_passing_its_upstream_output_on_completes_at_any_length() {
+    let h = harness();
+    let mut spec = chain(2_000, "pass", Value::Null);
+    spec.tasks[0].handler = "deep".into();
+    spec.tasks[0].args = json!({"levels": 100});
+    let (outcome, snap) = h.run(spec, &RunOptions::default()).await;
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Completed));
+    assert_eq!(snap.tasks[0].output, snap.tasks[1_999].output);
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_error_message_over_the_limit_is_replaced_by_one_that_says_so() {
     let h = harness_with(MemoryStore::with_limits(StoreLimits {
         max_error_bytes: 2000,
@@ -437,6 +539,107 @@ async fn a_local_cancel_stops_a_cooperative_task_and_cancels_the_rest() {
     assert_eq!(status_of(&snap, "t1").0, TaskStatus::Completed);
     assert_eq!(status_of(&snap, "t2"), (TaskStatus::Cancelled, 1));
     assert_eq!(status_of(&snap, "t3"), (TaskStatus::Cancelled, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_lets_the_task_in_flight_finish_then_cancels_the_rest() {
+    let h = harness();
+    let spec = chain(3, "sleep", json!({"seconds": 10}));
+    let options = RunOptions::default();
+    let token = options.stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        token.cancel();
+    });
+    let started = Instant::now();
+    let (outcome, snap) = h.run(spec, &options).await;
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Cancelled));
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(20),
+        "t2 ran to its end"
+    );
+    assert_eq!(status_of(&snap, "t2"), (TaskStatus::Completed, 1));
+    assert_eq!(status_of(&snap, "t3"), (TaskStatus::Cancelled, 0));
+    assert_eq!(snap.run.lease, None, "the lease is released");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_handler_that_ignores_its_token_is_abandoned_after_the_grace() {
+    let h = harness();
+    let spec = chain(2, "count", json!({"sleep": 1000}));
+    let options = RunOptions::default();
+    let token = options.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        token.cancel();
+    });
+    let started = Instant::now();
+    let (outcome, snap) = h.run(spec, &options).await;
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Cancelled));
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(5) + dagy_engine::executor::CANCEL_GRACE
+    );
+    let (status, attempts) = status_of(&snap, "t1");
+    assert_eq!((status, attempts), (TaskStatus::Cancelled, 1));
+    assert!(
+        snap.tasks[0]
+            .error
+            .as_ref()
+            .expect("error")
+            .message
+            .contains("abandoned"),
+        "{:?}",
+        snap.tasks[0].error
+    );
+    assert_eq!(status_of(&snap, "t2"), (TaskStatus::Cancelled, 0));
+}
+
+/// A process that recorded a task cancelled and died before ending the run (a second Ctrl-C
+/// in an older version): the resumed run ends cancelled, never completed.
+#[tokio::test]
+async fn a_resumed_run_with_a_cancelled_task_ends_cancelled() {
+    let h = harness();
+    let id = h.start(chain(4, "count", json!({}))).await;
+    let store = h.store.clone();
+    let lease = store
+        .acquire_lease(&id, "dead", dagy_store::now_ms(), 50)
+        .await
+        .expect("lease");
+    store
+        .start_attempt(&lease, "t1", 1, dagy_store::now_ms())
+        .await
+        .expect("start");
+    let error = dagy_store::TaskErrorRecord {
+        error_type: "Cancelled".into(),
+        message: "cancelled during attempt 1".into(),
+    };
+    store
+        .finish_attempt(
+            &lease,
+            "t1",
+            1,
+            dagy_store::AttemptOutcome::Finished(TaskStatus::Cancelled, error),
+            dagy_store::now_ms(),
+        )
+        .await
+        .expect("finish");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let outcome = h
+        .executor
+        .run(&id, &RunOptions::default())
+        .await
+        .expect("resume");
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Cancelled));
+    let snap = store.load_run(&id).await.expect("load");
+    assert_eq!(snap.run.status, RunStatus::Cancelled);
+    assert!(
+        snap.tasks[1..]
+            .iter()
+            .all(|t| t.status == TaskStatus::Skipped)
+    );
+    assert!(h.calls().is_empty(), "nothing downstream of the cancel ran");
 }
 
 #[tokio::test(start_paused = true)]
@@ -600,11 +803,9 @@ async fn an_executor_that_dies_mid_task_is_taken_over_after_its_lease_lapses() {
         .run(&id, &RunOptions::default())
         .await
         .expect("try");
-    assert_eq!(
-        early,
-        StepOutcome::Busy {
-            owner: "dying".into()
-        }
+    assert!(
+        matches!(&early, StepOutcome::Busy { owner, until_ms } if owner == "dying" && *until_ms > 0),
+        "{early:?}"
     );
     tokio::time::sleep(ttl + Duration::from_millis(200)).await;
     let outcome = successor

@@ -522,7 +522,7 @@ impl dagy_engine::LambdaInvoker for LambdaTaskInvoker {
         let answer: serde_json::Value = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
+            dagy_core::json::from_slice(&bytes).map_err(|e| {
                 TaskError::new(format!(
                     "{function} answered with something that is not JSON: {e}"
                 ))

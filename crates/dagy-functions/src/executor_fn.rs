@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 use dagy_core::{BackendKind, ExecutionMode};
 use dagy_engine::{Budget, Executor, RunOptions, StepOutcome};
@@ -58,7 +57,7 @@ pub async fn handle(
     let options = RunOptions {
         budget: Budget::for_mode(mode),
         deadline: invocation_deadline(deadline_ms, now_ms()),
-        cancel: CancellationToken::new(),
+        ..RunOptions::default()
     };
     let outcome = match mode {
         ExecutionMode::WholeFlow => executor.run(&event.run_id, &options).await?,
@@ -80,7 +79,7 @@ pub async fn handle(
         StepOutcome::Finished(status) => {
             json!({"run_id": event.run_id, "outcome": "finished", "status": status})
         }
-        StepOutcome::Busy { owner } => {
+        StepOutcome::Busy { owner, .. } => {
             json!({"run_id": event.run_id, "outcome": "busy", "held_by": owner})
         }
         StepOutcome::Superseded => json!({"run_id": event.run_id, "outcome": "superseded"}),

@@ -127,7 +127,10 @@ fn store_error(e: &StoreError) -> Response {
     match e {
         StoreError::NotFound { .. } => Response::error(404, "not_found", e.to_string()),
         StoreError::Invalid(_) => Response::error(409, "conflict", e.to_string()),
-        StoreError::TooLarge { .. } => Response::error(413, "too_large", e.to_string()),
+        StoreError::TooLarge { .. } | StoreError::TooDeep { .. } => {
+            Response::error(413, "too_large", e.to_string())
+        }
+        StoreError::Corrupt(_) => Response::error(500, "store_corrupt", e.to_string()),
         _ => Response::error(503, "store_unavailable", e.to_string()),
     }
 }

@@ -44,6 +44,49 @@ pub fn environment_pk(name: &str) -> String {
 /// The single partition key of the sparse lapsed-runs index: set on runs that are not final.
 pub const ACTIVE: &str = "ACTIVE";
 
+/// The largest item DynamoDB stores: 400 KB, attribute names and values together.
+pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+
+/// An item's size as DynamoDB counts it (names and values in UTF-8; numbers at most 21 bytes),
+/// for the attribute types Dagy writes.
+pub fn item_size(item: &Item) -> usize {
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(text) => text.len(),
+                    AttributeValue::N(number) => number.len().div_ceil(2) + 1,
+                    AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
+                    AttributeValue::B(bytes) => bytes.as_ref().len(),
+                    // Not written by Dagy; counted generously.
+                    _ => MAX_ITEM_BYTES,
+                }
+        })
+        .sum()
+}
+
+/// Refuses an item over [`MAX_ITEM_BYTES`] before it is sent, naming what it holds.
+pub fn check_size(item: &Item) -> Result<(), StoreError> {
+    let bytes = item_size(item);
+    if bytes <= MAX_ITEM_BYTES {
+        return Ok(());
+    }
+    let kind = opt_s(item, "kind").unwrap_or_else(|| "an".into());
+    Err(StoreError::TooLarge {
+        what: format!("the {kind} item {}", opt_s(item, "sk").unwrap_or_default()),
+        bytes,
+        limit: MAX_ITEM_BYTES,
+    })
+}
+
+/// The key (`pk`, `sk`) of an item.
+pub fn key_of(item: &Item) -> Item {
+    item.iter()
+        .filter(|(name, _)| matches!(name.as_str(), "pk" | "sk"))
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect()
+}
+
 pub fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
@@ -66,7 +109,7 @@ fn corrupt(item: &Item, what: &str) -> StoreError {
         .and_then(|v| v.as_s().ok())
         .cloned()
         .unwrap_or_default();
-    StoreError::Unavailable(format!("item {pk} has a missing or malformed {what}"))
+    StoreError::Corrupt(format!("item {pk} has a missing or malformed {what}"))
 }
 
 pub fn get_s(item: &Item, name: &str) -> Result<String, StoreError> {
@@ -86,7 +129,7 @@ pub fn opt_n(item: &Item, name: &str) -> Option<u64> {
 fn opt_json<T: DeserializeOwned>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
     match opt_s(item, name) {
         None => Ok(None),
-        Some(text) => serde_json::from_str(&text)
+        Some(text) => dagy_core::json::from_str(&text)
             .map(Some)
             .map_err(|_| corrupt(item, name)),
     }

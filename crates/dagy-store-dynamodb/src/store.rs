@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, ConditionCheck, Put, PutRequest, ReturnValue,
-    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, CancellationReason, ConditionCheck, DeleteRequest, Put, PutRequest,
+    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 
 use dagy_store::{
@@ -38,11 +38,22 @@ const SETTLE_CONDITION: &str = "#st IN (:pending, :running, :retrying)";
 /// longest run is a year).
 const ABANDONED_SECONDS: u64 = 400 * 86_400;
 
+/// A failed request as a store error: DynamoDB refusing the request itself
+/// (`ValidationException`, e.g. an item over 400 KB) is the caller's to fix, anything else
+/// means the store could not be reached or failed.
 fn unavailable<E, R>(operation: &str, e: &SdkError<E, R>) -> StoreError
 where
-    E: std::error::Error + 'static,
+    E: std::error::Error + ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,
 {
+    if let Some(service) = e.as_service_error()
+        && service.code() == Some("ValidationException")
+    {
+        return StoreError::Invalid(format!(
+            "DynamoDB refused {operation}: {}",
+            service.message().unwrap_or("no reason given")
+        ));
+    }
     StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(e)))
 }
 
@@ -203,6 +214,35 @@ impl DynamoStore {
             }
         }
         Ok(())
+    }
+
+    /// Deletes items by key, best effort: the clean-up after a `create_run` that failed, whose
+    /// own error is the one to report. Items left behind expire by TTL.
+    async fn delete_quietly(&self, keys: Vec<Item>) {
+        for chunk in keys.chunks(BATCH_ITEMS) {
+            let mut requests = Vec::with_capacity(chunk.len());
+            for key in chunk {
+                match DeleteRequest::builder().set_key(Some(key.clone())).build() {
+                    Ok(delete) => {
+                        requests.push(WriteRequest::builder().delete_request(delete).build())
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot build a clean-up request");
+                        return;
+                    }
+                }
+            }
+            if let Err(e) = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, requests)
+                .send()
+                .await
+            {
+                tracing::warn!(error = %DisplayErrorContext(&e), "clean-up after a failed create_run failed");
+                return;
+            }
+        }
     }
 
     /// A transaction action that writes `item` only if no item has its key yet.
@@ -376,13 +416,8 @@ impl RunStore for DynamoStore {
     }
 
     async fn create_run(&self, new: NewRun) -> Result<Created, StoreError> {
+        dagy_store::check_new_run(&new)?;
         let mut run = new.run;
-        if run.status != RunStatus::Pending {
-            return Err(StoreError::Invalid(format!(
-                "a new run must be pending, not {}",
-                run.status
-            )));
-        }
         if let Some(key) = &run.idempotency_key
             && let Some(existing) = self
                 .get_item(item::idempotency_pk(key), "IDEMPOTENCY")
@@ -414,13 +449,31 @@ impl RunStore for DynamoStore {
             flow_item.insert("expires_at".into(), n(abandoned));
             items.push(flow_item);
         }
-        self.batch_put(items).await?;
-
         let mut run_item = item::run_item(&run, abandoned)?;
         run_item.insert("flow_chunks".into(), n(chunks.len() as u64));
         // Tells this call's write from another's: a retry whose first try landed finds it.
         let create_token = format!("{:016x}", rand_token());
         run_item.insert("create_token".into(), s(&create_token));
+        // Nothing is written unless every item fits, and an existing run's items are never
+        // overwritten by the task and flow items written ahead of the run item.
+        for candidate in items.iter().chain([&run_item]) {
+            item::check_size(candidate)?;
+        }
+        if self
+            .get_item(item::run_pk(&run.run_id), RUN_SK)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Invalid(format!(
+                "run {} already exists",
+                run.run_id
+            )));
+        }
+        let written: Vec<Item> = items.iter().map(item::key_of).collect();
+        if let Err(e) = self.batch_put(items).await {
+            self.delete_quietly(written).await;
+            return Err(e);
+        }
         let mut actions = vec![self.put_new(run_item)?];
         if let Some(key) = &run.idempotency_key {
             let mut key_item = Item::new();
@@ -435,6 +488,7 @@ impl RunStore for DynamoStore {
             Ok(()) => Ok(Created { run, created: true }),
             Err(e) => {
                 let Some(reasons) = transaction_reasons(&e) else {
+                    self.delete_quietly(written).await;
                     return Err(unavailable("TransactWriteItems", &e));
                 };
                 if failed_condition(reasons, 1).is_some()
@@ -470,6 +524,8 @@ impl RunStore for DynamoStore {
                         run.run_id
                     )));
                 }
+                // Neither item was written: take the task and flow items back.
+                self.delete_quietly(written).await;
                 Err(unavailable("TransactWriteItems", &e))
             }
         }
@@ -522,13 +578,13 @@ impl RunStore for DynamoStore {
         })?;
         chunks.sort();
         let text: String = chunks.into_iter().map(|(_, c)| c).collect();
-        let flow: dagy_core::FlowSpec = serde_json::from_str(&text).map_err(|e| {
-            StoreError::Unavailable(format!("run {run_id}'s stored flow cannot be read: {e}"))
+        let flow: dagy_core::FlowSpec = dagy_core::json::from_str(&text).map_err(|e| {
+            StoreError::Corrupt(format!("run {run_id}'s stored flow cannot be read: {e}"))
         })?;
         let mut ordered = Vec::with_capacity(flow.tasks.len());
         for spec in &flow.tasks {
             let task = tasks.remove(&spec.id).ok_or_else(|| {
-                StoreError::Unavailable(format!("run {run_id} misses the item of task {}", spec.id))
+                StoreError::Corrupt(format!("run {run_id} misses the item of task {}", spec.id))
             })?;
             ordered.push(task);
         }

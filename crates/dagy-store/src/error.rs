@@ -76,6 +76,19 @@ pub enum StoreError {
         /// The limit.
         limit: usize,
     },
+    /// A value nests deeper than a store can read back; nothing was written.
+    #[error("{what} nests {depth} levels deep, over the store's limit of {limit} levels")]
+    TooDeep {
+        /// What was too deep.
+        what: String,
+        /// Its depth.
+        depth: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A stored item cannot be read back (written by another version, or edited by hand).
+    #[error("a stored item cannot be read: {0}")]
+    Corrupt(String),
     /// The request itself is wrong (a new run that is not pending, for instance).
     #[error("invalid store request: {0}")]
     Invalid(String),

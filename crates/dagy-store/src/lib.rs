@@ -68,6 +68,14 @@ pub fn check_outcome(
 ) -> Result<(TaskStatus, Option<String>), StoreError> {
     match outcome {
         AttemptOutcome::Completed(output) => {
+            let depth = dagy_core::json::depth(output);
+            if depth > dagy_core::json::MAX_OUTPUT_DEPTH {
+                return Err(StoreError::TooDeep {
+                    what: format!("the output of task {task_id}"),
+                    depth,
+                    limit: dagy_core::json::MAX_OUTPUT_DEPTH,
+                });
+            }
             let text = serde_json::to_string(output)
                 .map_err(|e| StoreError::Invalid(format!("the output cannot be encoded: {e}")))?;
             if text.len() > limits.max_output_bytes {
@@ -111,6 +119,45 @@ pub fn check_settle(
         )));
     }
     check_error(limits, error)
+}
+
+/// Checks a `create_run` request before anything is written: a pending run, a flow name and
+/// parameters within the limits validation holds flows to (the trigger's parameters are merged
+/// in after validation, so they are checked again here).
+pub fn check_new_run(new: &NewRun) -> Result<(), StoreError> {
+    let run = &new.run;
+    if run.status != RunStatus::Pending {
+        return Err(StoreError::Invalid(format!(
+            "a new run must be pending, not {}",
+            run.status
+        )));
+    }
+    let limit = dagy_core::validate::MAX_FLOW_NAME_LEN;
+    if run.flow_name.len() > limit {
+        return Err(StoreError::TooLarge {
+            what: "the flow name".into(),
+            bytes: run.flow_name.len(),
+            limit,
+        });
+    }
+    let bytes = serde_json::to_string(&run.parameters).map_or(usize::MAX, |t| t.len());
+    let limit = dagy_core::validate::MAX_PARAMETERS_BYTES;
+    if bytes > limit {
+        return Err(StoreError::TooLarge {
+            what: "the run's parameters (as JSON)".into(),
+            bytes,
+            limit,
+        });
+    }
+    let depth = dagy_core::json::depth(&serde_json::Value::Object(run.parameters.clone()));
+    if depth > dagy_core::json::MAX_OUTPUT_DEPTH {
+        return Err(StoreError::TooDeep {
+            what: "the run's parameters".into(),
+            depth,
+            limit: dagy_core::json::MAX_OUTPUT_DEPTH,
+        });
+    }
+    Ok(())
 }
 
 /// Checks a `finish_run` request: only a final status.

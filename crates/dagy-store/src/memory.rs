@@ -130,12 +130,7 @@ impl RunStore for MemoryStore {
     }
 
     async fn create_run(&self, new: NewRun) -> Result<Created, StoreError> {
-        if new.run.status != RunStatus::Pending {
-            return Err(StoreError::Invalid(format!(
-                "a new run must be pending, not {}",
-                new.run.status
-            )));
-        }
+        crate::check_new_run(&new)?;
         let mut state = self.lock();
         if let Some(key) = &new.run.idempotency_key
             && let Some(existing) = state.idempotency.get(key).cloned()

@@ -80,6 +80,7 @@ async fn work() -> anyhow::Result<RunStatus> {
         budget: Budget::Unlimited,
         deadline: None,
         cancel,
+        ..RunOptions::default()
     };
     tracing::info!(run_id, "worker started");
     let outcome = executor
@@ -89,7 +90,7 @@ async fn work() -> anyhow::Result<RunStatus> {
     tracing::info!(run_id, outcome = ?outcome, "worker done");
     Ok(match outcome {
         StepOutcome::Finished(status) => status,
-        StepOutcome::Busy { owner } => {
+        StepOutcome::Busy { owner, .. } => {
             tracing::warn!(
                 run_id,
                 owner,

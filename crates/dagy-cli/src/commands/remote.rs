@@ -269,7 +269,7 @@ async fn invoke_router(
         .payload()
         .map(|b| b.as_ref().to_vec())
         .unwrap_or_default();
-    let answer: Value = serde_json::from_slice(&bytes)
+    let answer: Value = dagy_core::json::from_slice(&bytes)
         .context("the router answered with something that is not JSON")?;
     if let Some(kind) = out.function_error() {
         anyhow::bail!(
@@ -280,7 +280,7 @@ async fn invoke_router(
     let status = answer["statusCode"].as_u64().unwrap_or(0);
     let body: Value = answer["body"]
         .as_str()
-        .and_then(|b| serde_json::from_str(b).ok())
+        .and_then(|b| dagy_core::json::from_str(b).ok())
         .unwrap_or(Value::Null);
     Ok((status, body))
 }
@@ -358,7 +358,7 @@ async fn signed_request(
         .with_context(|| format!("cannot reach {url}"))?;
     let status = u64::from(answer.status().as_u16());
     let bytes = answer.into_body().collect().await?.to_bytes();
-    let body = serde_json::from_slice(&bytes)
+    let body = dagy_core::json::from_slice(&bytes)
         .unwrap_or_else(|_| json!({"message": String::from_utf8_lossy(&bytes).to_string()}));
     Ok((status, body))
 }

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
-use tokio_util::sync::CancellationToken;
 
 use dagy_core::{ExecutionMode, Flow, PlanRequest, RuntimeTier, Settings, TierInputs};
 use dagy_engine::{Budget, Executor, NewRunRequest, RunOptions, StepOutcome};
@@ -158,10 +157,18 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let options = RunOptions {
         budget: Budget::for_mode(mode),
-        cancel: CancellationToken::new(),
-        deadline: None,
+        ..RunOptions::default()
     };
-    watch_signals(options.cancel.clone(), progress.clone());
+    let signals = Signals::watch(&options, progress.clone(), &run_id);
+    // A run on a store that outlives this process can be taken up again after any failure.
+    let resume_hint = |e: anyhow::Error| match args.store {
+        StoreKind::Memory => e,
+        StoreKind::Dynamodb => e.context(format!(
+            "run {run_id} stopped before its end and its state is kept: resume it with \
+             `dagy run --resume {run_id} --store dynamodb` (once its lease of {} s lapses)",
+            ttl.as_secs_f64()
+        )),
+    };
     let outcome = drive(
         &executor,
         &run_id,
@@ -170,16 +177,23 @@ async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.resume.is_some(),
         &progress,
     )
-    .await?;
-    let snapshot = store.load_run(&run_id).await?;
+    .await
+    .map_err(resume_hint)?;
+    let snapshot = store
+        .load_run(&run_id)
+        .await
+        .map_err(|e| resume_hint(e.into()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
     } else {
         progress.summary(&snapshot);
     }
-    Ok(match outcome {
-        RunStatus::Completed => ExitCode::SUCCESS,
-        _ => ExitCode::from(1),
+    Ok(if signals.aborted() {
+        ExitCode::from(ABORTED)
+    } else if outcome == RunStatus::Completed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
@@ -201,7 +215,7 @@ async fn drive(
     wait_for_lease: bool,
     progress: &Progress,
 ) -> anyhow::Result<RunStatus> {
-    let mut waited = false;
+    let mut holder: Option<String> = None;
     loop {
         let outcome = if mode == ExecutionMode::TaskPerInvocation {
             executor.step(run_id, options).await?
@@ -214,23 +228,25 @@ async fn drive(
             StepOutcome::Superseded => {
                 bail!("another executor took run {run_id} over; this one stopped")
             }
-            StepOutcome::Busy { owner } if wait_for_lease => {
-                if !waited {
+            StepOutcome::Busy { owner, until_ms } if wait_for_lease => {
+                if holder.as_deref() != Some(owner.as_str()) {
                     progress.note(&format!(
-                        "run {run_id} is held by {owner}; waiting for its lease to lapse"
+                        "run {run_id} is held by {owner} until {}; waiting for its lease to lapse",
+                        describe_instant(until_ms, dagy_store::now_ms())
                     ));
-                    waited = true;
+                    holder = Some(owner);
                 }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = options.stop.cancelled() => bail!("interrupted while waiting for the lease"),
                     () = options.cancel.cancelled() => bail!("interrupted while waiting for the lease"),
                 }
             }
-            StepOutcome::Busy { owner } => {
+            StepOutcome::Busy { owner, until_ms } => {
                 return Err(StoreError::LeaseHeld {
                     run_id: run_id.to_string(),
                     owner,
-                    expires_at_ms: 0,
+                    expires_at_ms: until_ms,
                 }
                 .into());
             }
@@ -238,36 +254,103 @@ async fn drive(
     }
 }
 
-/// Ctrl-C (or SIGTERM) once: stop at the next task boundary. Twice: exit at once.
-fn watch_signals(cancel: CancellationToken, progress: Arc<Progress>) {
-    tokio::spawn(async move {
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let mut count = 0;
-        loop {
-            let term = async {
-                match terminate.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::select! {
-                r = tokio::signal::ctrl_c() => { if r.is_err() { return; } }
-                () = term => {}
-            }
-            count += 1;
-            if count == 1 {
-                progress.note("cancelling: the run stops after the task in flight (press Ctrl-C again to abort now)");
-                cancel.cancel();
-            } else {
-                progress.note("aborted");
-                std::process::exit(130);
-            }
-        }
-    });
+/// `at_ms` (Unix ms) as a UTC time of day and its distance from `now_ms`: "14:03:07 UTC (in 2.5 s)".
+fn describe_instant(at_ms: u64, now_ms: u64) -> String {
+    let seconds_of_day = (at_ms / 1000) % 86_400;
+    let clock = format!(
+        "{:02}:{:02}:{:02} UTC",
+        seconds_of_day / 3600,
+        seconds_of_day / 60 % 60,
+        seconds_of_day % 60
+    );
+    if at_ms >= now_ms {
+        format!("{clock} (in {:.1} s)", (at_ms - now_ms) as f64 / 1000.0)
+    } else {
+        format!("{clock} ({:.1} s ago)", (now_ms - at_ms) as f64 / 1000.0)
+    }
 }
+
+/// The exit code of a run cut short by a second Ctrl-C, as a shell reports SIGINT.
+const ABORTED: u8 = 130;
+
+/// Ctrl-C (or SIGTERM), counted. Once: the run stops after the task in flight, which finishes.
+/// Twice: the task in flight is cancelled, and the run is recorded cancelled before exiting
+/// with 130. Three times, or when recording takes too long: exit 130 at once (the run is then
+/// left to its lease, and can be resumed).
+struct Signals {
+    count: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Signals {
+    fn watch(options: &RunOptions, progress: Arc<Progress>, run_id: &str) -> Signals {
+        let count = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = count.clone();
+        let (stop, cancel) = (options.stop.clone(), options.cancel.clone());
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            loop {
+                let term = async {
+                    match terminate.as_mut() {
+                        Some(s) => {
+                            s.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    r = tokio::signal::ctrl_c() => { if r.is_err() { return; } }
+                    () = term => {}
+                }
+                match seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 {
+                    1 => {
+                        progress.note(
+                            "stopping: the task in flight finishes, then the run is recorded \
+                             cancelled (Ctrl-C again to cancel the task in flight too)",
+                        );
+                        stop.cancel();
+                    }
+                    2 => {
+                        progress.note(
+                            "cancelling the task in flight and recording the run cancelled \
+                             (Ctrl-C again to exit at once)",
+                        );
+                        cancel.cancel();
+                        let grace = dagy_engine::executor::CANCEL_GRACE + RECORD_GRACE;
+                        let progress = progress.clone();
+                        let run_id = run_id.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(grace).await;
+                            progress.note(&format!(
+                                "could not record the cancel within {} s; run {run_id} is left \
+                                 to its lease",
+                                grace.as_secs()
+                            ));
+                            std::process::exit(i32::from(ABORTED));
+                        });
+                    }
+                    _ => {
+                        progress.note(&format!(
+                            "aborted; run {run_id} is left to its lease (`dagy run --resume \
+                             {run_id}` takes it up again)"
+                        ));
+                        std::process::exit(i32::from(ABORTED));
+                    }
+                }
+            }
+        });
+        Signals { count }
+    }
+
+    /// Whether a second signal cut the run short.
+    fn aborted(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    }
+}
+
+/// How long recording a cancelled run may take after the cancelled handler's grace.
+const RECORD_GRACE: Duration = Duration::from_secs(10);
 
 fn parse_params(text: Option<&str>) -> anyhow::Result<Map<String, Value>> {
     let Some(text) = text else {

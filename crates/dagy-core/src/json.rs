@@ -1,0 +1,157 @@
+//! How deep Dagy's JSON may nest, and decoding that honours it.
+//!
+//! `serde_json` refuses documents nested deeper than 128 levels, and every walk over a
+//! [`Value`] (encoding, comparing, cloning, dropping) recurses once per level, on whatever
+//! thread it runs. So a task output is held to [`MAX_OUTPUT_DEPTH`] levels when it is written,
+//! and everything Dagy reads back (stored outputs, run records, API answers) is decoded with
+//! [`from_str`], which accepts [`MAX_DOCUMENT_DEPTH`] levels: the output plus the few levels a
+//! record or an answer wraps it in. What a store accepted can therefore always be read back.
+//!
+//! ```
+//! use serde_json::json;
+//! assert_eq!(dagy_core::json::depth(&json!(1)), 0);
+//! assert_eq!(dagy_core::json::depth(&json!({"a": [1, {"b": 2}]})), 3);
+//! let deep = "[".repeat(300) + &"]".repeat(300);
+//! let value: serde_json::Value = dagy_core::json::from_str(&deep).unwrap();
+//! assert_eq!(dagy_core::json::depth(&value), 300);
+//! ```
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde_json::Value;
+
+/// The deepest nesting of arrays and objects a task output may have. Deeper outputs are a
+/// task error (`OutputTooDeep`). Measured: encoding, decoding and dropping 1,500 levels fits
+/// the 2 MiB stack of an async runtime's worker thread in a debug build, so this leaves room.
+pub const MAX_OUTPUT_DEPTH: usize = 512;
+
+/// The deepest nesting [`from_str`] accepts: an output at its limit inside the run record,
+/// task list and answer that carry it.
+pub const MAX_DOCUMENT_DEPTH: usize = MAX_OUTPUT_DEPTH + 16;
+
+/// How many arrays and objects nest inside each other in `value` (a scalar is 0). Iterative,
+/// so any depth can be measured.
+pub fn depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((v, level)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        let inner = level + 1;
+        deepest = deepest.max(inner);
+        stack.extend(children.map(|c| (c, inner)));
+    }
+    deepest
+}
+
+/// The deepest nesting in JSON text, read without parsing it (strings are skipped); the text
+/// need not be valid JSON.
+pub fn text_depth(text: &str) -> usize {
+    let (mut level, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in text.as_bytes() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                level += 1;
+                deepest = deepest.max(level);
+            }
+            b']' | b'}' => level = level.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Decodes JSON text nested at most [`MAX_DOCUMENT_DEPTH`] levels deep (`serde_json::from_str`
+/// stops at 128); deeper text is an error that names both depths.
+pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    let found = text_depth(text);
+    if found > MAX_DOCUMENT_DEPTH {
+        return Err(serde_json::Error::custom(format!(
+            "the JSON nests {found} levels deep, more than the {MAX_DOCUMENT_DEPTH} Dagy reads"
+        )));
+    }
+    let mut decoder = serde_json::Deserializer::from_str(text);
+    // Safe: the depth was bounded above, so the recursion is too.
+    decoder.disable_recursion_limit();
+    let value = T::deserialize(&mut decoder)?;
+    decoder.end()?;
+    Ok(value)
+}
+
+/// [`from_str`] over bytes, which must be UTF-8.
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Error> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| serde_json::Error::custom(format!("the JSON is not UTF-8: {e}")))?;
+    from_str(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn nested(levels: usize) -> String {
+        "[".repeat(levels) + &"]".repeat(levels)
+    }
+
+    #[test]
+    fn depth_counts_containers_not_scalars() {
+        assert_eq!(depth(&json!("x")), 0);
+        assert_eq!(depth(&json!([])), 1);
+        assert_eq!(depth(&json!({"a": {"b": [1]}, "c": 2})), 3);
+    }
+
+    #[test]
+    fn text_depth_ignores_brackets_inside_strings() {
+        assert_eq!(text_depth(r#"{"a": "[[[{{{", "b": ["\"]"]}"#), 2);
+        assert_eq!(text_depth(&nested(40)), 40);
+    }
+
+    #[test]
+    fn text_and_value_depths_agree() {
+        let value = json!({"a": [[{"b": "]]}}"}], 3], "c": {}});
+        assert_eq!(text_depth(&value.to_string()), depth(&value));
+    }
+
+    #[test]
+    fn an_output_at_its_limit_reads_back_inside_a_record() {
+        let text = format!(
+            r#"{{"tasks": [{{"output": {}}}]}}"#,
+            nested(MAX_OUTPUT_DEPTH)
+        );
+        let value: Value = from_str(&text).expect("decodes");
+        assert_eq!(depth(&value), MAX_OUTPUT_DEPTH + 3);
+    }
+
+    #[test]
+    fn deeper_documents_are_refused_with_both_depths() {
+        let err = from_str::<Value>(&nested(MAX_DOCUMENT_DEPTH + 1)).expect_err("too deep");
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("{} levels", MAX_DOCUMENT_DEPTH + 1)),
+            "{message}"
+        );
+        assert!(
+            message.contains(&MAX_DOCUMENT_DEPTH.to_string()),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn trailing_garbage_is_still_an_error() {
+        assert!(from_str::<Value>("[1] x").is_err());
+    }
+}
