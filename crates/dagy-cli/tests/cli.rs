@@ -377,12 +377,13 @@ fn run_tier_takes_lambda_tiers_only() {
         .stderr(predicate::str::contains("takes nano or micro"));
 }
 
-#[test]
-fn a_sigint_cancels_between_tasks_and_says_so() {
+/// Runs a three-task flow whose second task sleeps 2 s, sends `signals` SIGINTs (50 ms apart)
+/// once it has started, and returns the exit code, what was printed on stderr, and the record.
+fn interrupted_run(signals: usize) -> (Option<i32>, String, Value) {
     let flow = write_temp(
         r#"{"spec_version": 1, "name": "slow", "tasks": [
         {"id": "one", "handler": "sleep", "args": {"seconds": 0.2}},
-        {"id": "two", "handler": "sleep", "args": {"seconds": 5}, "depends_on": ["one"]},
+        {"id": "two", "handler": "sleep", "args": {"seconds": 2}, "depends_on": ["one"]},
         {"id": "three", "handler": "echo", "depends_on": ["two"]}]}"#,
     );
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("dagy"))
@@ -405,20 +406,42 @@ fn a_sigint_cancels_between_tasks_and_says_so() {
             break;
         }
     }
-    let pid = child.id().to_string();
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .expect("kill");
-    assert!(sent.success());
+    for i in 0..signals {
+        if i > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let sent = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+    }
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr_pipe, &mut rest).expect("read stderr");
     let out = child.wait_with_output().expect("wait");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = seen + &rest;
+    (out.status.code(), seen + &rest, json_of(&out.stdout))
+}
 
-    assert!(stderr.contains("cancelling"), "{stderr}");
-    let record = json_of(&out.stdout);
+#[test]
+fn a_sigint_lets_the_task_in_flight_finish_then_cancels_the_rest_and_says_so() {
+    let (code, stderr, record) = interrupted_run(1);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("the task in flight finishes"), "{stderr}");
+    assert_eq!(record["status"], "cancelled");
+    assert_eq!(record["tasks"][0]["status"], "completed");
+    assert_eq!(
+        record["tasks"][1]["status"], "completed",
+        "the task in flight finished"
+    );
+    assert_eq!(record["tasks"][2]["status"], "cancelled");
+    assert_eq!(record["tasks"][2]["attempts"], 0);
+}
+
+#[test]
+fn a_second_sigint_cancels_the_task_in_flight_records_the_run_and_exits_130() {
+    let (code, stderr, record) = interrupted_run(2);
+    assert_eq!(code, Some(130));
+    assert!(stderr.contains("cancelling the task in flight"), "{stderr}");
     assert_eq!(record["status"], "cancelled");
     assert_eq!(record["tasks"][0]["status"], "completed");
     assert_eq!(
@@ -471,4 +494,70 @@ fn asl_warns_what_the_translation_loses_and_needs_the_task_executor() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("--task-executor-arn"));
+}
+
+/// Values that used to crash `dagy run` (exit 101, "overflow when adding duration to instant")
+/// after `validate` accepted them: now refused by both, naming the limit.
+#[test]
+fn numbers_no_run_can_honour_are_refused_with_their_limit() {
+    let cases = [
+        (
+            r#""retry_delay_seconds": 1e300, "retries": 1"#,
+            "retry_delay_seconds",
+        ),
+        (
+            r#""retry_delay_seconds": [0, 1e300], "retries": 2"#,
+            "retry_delay_seconds[1]",
+        ),
+        (
+            r#""retry_delay_seconds": 0.01, "retry_jitter_factor": 1e308, "retries": 1"#,
+            "retry_jitter_factor",
+        ),
+        (r#""timeout_seconds": 1e300"#, "timeout_seconds"),
+        (
+            r#""timeout_seconds": 9.3e18, "runtime_tier": "large""#,
+            "timeout_seconds",
+        ),
+    ];
+    for (fields, path) in cases {
+        let flow = write_temp(&format!(
+            r#"{{"spec_version": 1, "name": "f", "tasks": [{{"id": "a", "handler": "fail", {fields}}}]}}"#
+        ));
+        let file = flow.path().to_str().expect("utf-8 path");
+        for command in ["validate", "run"] {
+            dagy()
+                .args([command, file])
+                .assert()
+                .code(1)
+                .stderr(predicate::str::contains(format!("tasks[0].{path}")))
+                .stderr(predicate::str::contains("at most"));
+        }
+    }
+}
+
+#[test]
+fn a_flow_name_or_parameters_too_large_to_store_are_refused_by_validate() {
+    let name = "n".repeat(300);
+    let blob = "x".repeat(200 * 1024);
+    for (flow, says) in [
+        (
+            format!(
+                r#"{{"spec_version": 1, "name": "{name}", "tasks": [{{"id": "a", "handler": "echo"}}]}}"#
+            ),
+            "at most 256",
+        ),
+        (
+            format!(
+                r#"{{"spec_version": 1, "name": "f", "parameters": {{"blob": "{blob}"}}, "tasks": [{{"id": "a", "handler": "echo"}}]}}"#
+            ),
+            "at most 131072",
+        ),
+    ] {
+        let file = write_temp(&flow);
+        dagy()
+            .args(["validate", file.path().to_str().expect("utf-8 path")])
+            .assert()
+            .code(1)
+            .stderr(predicate::str::contains(says));
+    }
 }

@@ -6,7 +6,7 @@
 #[path = "../../dagy-store-dynamodb/tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,9 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-fn kill_during_task(k: usize) {
+/// A 10-task chain of `append` tasks pausing `pause` seconds each, written to a new folder,
+/// and a fresh table: (folder, witness file, flow file, table).
+fn append_chain(name: &str, pause: f64) -> (tempfile::TempDir, PathBuf, PathBuf, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     let witness = dir.path().join("witness.txt");
     let tasks: Vec<Value> = (1..=10)
@@ -42,7 +44,7 @@ fn kill_during_task(k: usize) {
             let mut t = json!({
                 "id": format!("t{i}"),
                 "handler": "append",
-                "args": {"path": witness.to_str(), "line": format!("t{i}"), "sleep": 0.3}
+                "args": {"path": witness.to_str(), "line": format!("t{i}"), "sleep": pause}
             });
             if i > 1 {
                 t["depends_on"] = json!([format!("t{}", i - 1)]);
@@ -53,9 +55,7 @@ fn kill_during_task(k: usize) {
     let flow_path = dir.path().join("flow.json");
     let flow = json!({"spec_version": 1, "name": "crash", "tasks": tasks});
     std::fs::write(&flow_path, flow.to_string()).expect("write flow");
-    let table = format!("dagy-crash-{k}-{}", std::process::id());
-    let run_id = format!("crash-{k}");
-
+    let table = format!("dagy-{name}-{}", std::process::id());
     let created = dagy(&table)
         .args(["table", "create"])
         .output()
@@ -65,6 +65,33 @@ fn kill_during_task(k: usize) {
         "{}",
         String::from_utf8_lossy(&created.stderr)
     );
+    (dir, witness, flow_path, table)
+}
+
+/// Waits until the witness shows `k` task starts, while `child` still runs.
+fn wait_for_starts(child: &mut std::process::Child, witness: &Path, k: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines(witness).len() < k {
+        assert!(Instant::now() < deadline, "task {k} never started");
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the executor ended early"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn interrupt(child: &std::process::Child) {
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(sent.success());
+}
+
+fn kill_during_task(k: usize) {
+    let (_dir, witness, flow_path, table) = append_chain(&format!("crash-{k}"), 0.3);
+    let run_id = format!("crash-{k}");
 
     let mut first = dagy(&table)
         .args(["run", "--store", "dynamodb", "--tier", "nano", "--quiet"])
@@ -74,15 +101,7 @@ fn kill_during_task(k: usize) {
         .stderr(Stdio::null())
         .spawn()
         .expect("start the first executor");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while lines(&witness).len() < k {
-        assert!(Instant::now() < deadline, "task {k} never started");
-        assert!(
-            first.try_wait().expect("poll").is_none(),
-            "the first executor ended early"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_starts(&mut first, &witness, k);
     first.kill().expect("SIGKILL"); // Child::kill sends SIGKILL on Unix
     first.wait().expect("reap");
     assert_eq!(lines(&witness).len(), k, "killed inside task {k}");
@@ -134,4 +153,80 @@ fn killed_in_the_middle_resumes_without_repeating_completed_tasks() {
 #[test]
 fn killed_in_the_last_task_resumes_and_completes() {
     kill_during_task(10);
+}
+
+/// Runs the chain until task 3 has started, then sends `signals` SIGINTs 50 ms apart; returns
+/// the exit code, and the run record a `--resume` finds right after (no lease to wait for).
+fn interrupt_in_task_3(name: &str, signals: usize) -> (Option<i32>, Value, Vec<String>) {
+    let (_dir, witness, flow_path, table) = append_chain(name, 1.0);
+    let mut run = dagy(&table)
+        .args(["run", "--store", "dynamodb", "--tier", "nano", "--quiet"])
+        .args(["--lease-ttl", "30", "--run-id", name])
+        .arg(&flow_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    wait_for_starts(&mut run, &witness, 3);
+    for i in 0..signals {
+        if i > 0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        interrupt(&run);
+    }
+    let code = run.wait().expect("reap").code();
+    let started = Instant::now();
+    let resumed = dagy(&table)
+        .args([
+            "run", "--store", "dynamodb", "--json", "--quiet", "--resume", name,
+        ])
+        .output()
+        .expect("resume");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the resume waited for a lease of 30 s: it was not released"
+    );
+    let record: Value = serde_json::from_slice(&resumed.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&resumed.stderr)));
+    assert_eq!(
+        resumed.status.code(),
+        Some(1),
+        "a cancelled run is not a success"
+    );
+    (code, record, lines(&witness))
+}
+
+fn statuses(record: &Value) -> Vec<String> {
+    record["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| t["status"].as_str().unwrap_or("?").to_string())
+        .collect()
+}
+
+#[test]
+fn one_interrupt_lets_the_task_in_flight_finish_and_records_the_run_cancelled() {
+    let (code, record, started) = interrupt_in_task_3("one-sigint", 1);
+    assert_eq!(code, Some(1));
+    assert_eq!(record["status"], "cancelled");
+    let mut expected = vec!["completed"; 3];
+    expected.extend(["cancelled"; 7]);
+    assert_eq!(statuses(&record), expected);
+    assert_eq!(
+        started,
+        ["t1", "t2", "t3"],
+        "nothing started after the interrupt"
+    );
+}
+
+#[test]
+fn two_quick_interrupts_cancel_the_task_in_flight_and_record_the_run_cancelled() {
+    let (code, record, started) = interrupt_in_task_3("two-sigints", 2);
+    assert_eq!(code, Some(130));
+    assert_eq!(record["status"], "cancelled", "never completed: {record}");
+    let mut expected = vec!["completed"; 2];
+    expected.extend(["cancelled"; 8]);
+    assert_eq!(statuses(&record), expected);
+    assert_eq!(started, ["t1", "t2", "t3"]);
 }

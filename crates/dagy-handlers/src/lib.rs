@@ -8,7 +8,7 @@
 //! | `fail` | fails with `args.message` |
 //! | `flaky` | fails its first `args.failures` attempts of each run, then returns its input |
 //! | `spin` | busy-loops `args.millis` on a blocking thread (stops when cancelled unless `args.ignore_cancel`) |
-//! | `append` | appends `args.line` and a newline to the file `args.path`, then sleeps `args.sleep` seconds (for crash tests) |
+//! | `append` | appends `args.line` and a newline to the file `args.path`, then sleeps `args.sleep` seconds, stopping early when cancelled (for crash tests) |
 
 use std::time::{Duration, Instant};
 
@@ -148,7 +148,12 @@ async fn append(ctx: TaskContext, input: Value) -> TaskResult {
         .await
         .map_err(|e| TaskError::new(format!("cannot sync {path}: {e}")))?;
     if pause > 0.0 {
-        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs_f64(pause)) => {}
+            () = ctx.cancel.cancelled() => {
+                return Err(TaskError::new("append was cancelled in its pause").with_type("Cancelled"));
+            }
+        }
     }
     Ok(json!({"appended": line}))
 }

@@ -209,3 +209,174 @@ async fn a_large_flow_is_stored_in_chunks_and_read_back_whole() {
     );
     assert_eq!(snap.tasks.len(), 400);
 }
+
+/// How many items the table holds under `RUN#<run_id>`.
+async fn items_of_run(store: &DynamoStore, run_id: &str) -> usize {
+    let client = support::client_for(&support::endpoint());
+    let out = client
+        .query()
+        .table_name(store.table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("RUN#{run_id}")),
+        )
+        .send()
+        .await
+        .expect("query");
+    out.items().len()
+}
+
+/// `echo` nests its upstream's output two levels deeper per task: 70 tasks pass serde_json's
+/// default limit of 128 levels. Whatever the store accepted reads back, on both paths.
+#[tokio::test]
+async fn outputs_nested_past_json_defaults_read_back_on_both_paths() {
+    let store = Arc::new(support::fresh_store("deep").await);
+    let registry = Arc::new(dagy_handlers::registry());
+    let executor = Executor::new(store.clone(), registry.clone());
+    let spec = dagy_handlers::chain(70, "echo", Value::Null);
+
+    let whole = start(&store, spec.clone(), &registry).await;
+    let outcome = executor.run(&whole, &RunOptions::default()).await;
+    assert_eq!(
+        outcome.expect("run"),
+        StepOutcome::Finished(RunStatus::Completed)
+    );
+    let snap = store.load_run(&whole).await.expect("reads back");
+    let last = snap.tasks[69].output.as_ref().expect("output");
+    assert!(
+        dagy_core::json::depth(last) > 128,
+        "{}",
+        dagy_core::json::depth(last)
+    );
+
+    let stepped = start(&store, spec, &registry).await;
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        match executor
+            .step(&stepped, &RunOptions::default())
+            .await
+            .expect("step")
+        {
+            StepOutcome::Continue { .. } => {}
+            StepOutcome::Finished(status) => {
+                assert_eq!(status, RunStatus::Completed);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(steps, 70, "a step per task, none stuck");
+    let again = store.load_run(&stepped).await.expect("reads back");
+    assert_eq!(again.tasks[69].output, snap.tasks[69].output);
+}
+
+/// Past the depth limit the task fails as `OutputTooDeep`, and the run stays readable.
+#[tokio::test]
+async fn an_echo_chain_past_the_depth_limit_fails_readably_on_dynamodb() {
+    let store = Arc::new(support::fresh_store("too-deep").await);
+    let registry = Arc::new(dagy_handlers::registry());
+    let id = start(
+        &store,
+        dagy_handlers::chain(300, "echo", Value::Null),
+        &registry,
+    )
+    .await;
+    let outcome = Executor::new(store.clone(), registry)
+        .run(&id, &RunOptions::default())
+        .await
+        .expect("run");
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Failed));
+    let snap = store.load_run(&id).await.expect("reads back");
+    let bad = snap
+        .tasks
+        .iter()
+        .find(|t| t.status == TaskStatus::Failed)
+        .expect("a failed task");
+    assert_eq!(
+        bad.error.as_ref().expect("error").error_type,
+        "OutputTooDeep"
+    );
+}
+
+/// 500 KB of parameters, or a 500 KB flow name, is refused with the limit before anything is
+/// written: no flow chunks or task items are left without a run.
+#[tokio::test]
+async fn oversized_runs_are_refused_with_the_limit_and_leave_nothing_behind() {
+    use dagy_store::{NewRun, RunRecord, StoreError};
+    let store = Arc::new(support::fresh_store("oversized").await);
+    let spec = chain(3);
+    let mut parameters = serde_json::Map::new();
+    parameters.insert("blob".into(), json!("x".repeat(500 * 1024)));
+    let cases = [
+        ("big-params", "chain".to_string(), parameters),
+        ("big-name", "n".repeat(500 * 1024), serde_json::Map::new()),
+    ];
+    for (run_id, flow_name, parameters) in cases {
+        let run = RunRecord {
+            run_id: run_id.into(),
+            flow_name,
+            deployment: None,
+            status: RunStatus::Pending,
+            parameters,
+            plan: None,
+            idempotency_key: None,
+            cancel_requested: false,
+            lease: None,
+            wake_at_ms: 0,
+            error: None,
+            created_at_ms: dagy_store::now_ms(),
+            started_at_ms: None,
+            finished_at_ms: None,
+        };
+        let err = store
+            .create_run(NewRun {
+                run,
+                flow: spec.clone(),
+            })
+            .await
+            .expect_err("too large");
+        assert!(
+            matches!(err, StoreError::TooLarge { .. }),
+            "{run_id}: {err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("over the store's limit"), "{message}");
+        assert!(!message.contains("unavailable"), "{message}");
+        assert_eq!(
+            items_of_run(&store, run_id).await,
+            0,
+            "{run_id}: nothing left"
+        );
+    }
+}
+
+/// A new run given the id of an existing one is refused, and the existing run's task items
+/// (written ahead of the run item) are never overwritten.
+#[tokio::test]
+async fn a_run_id_in_use_is_refused_and_the_existing_run_is_kept() {
+    let store = Arc::new(support::fresh_store("reused-id").await);
+    let registry = registry(Arc::new(Mutex::new(Vec::new())));
+    let executor = Executor::new(store.clone(), registry);
+    let flow = chain(3).validate(None).expect("valid");
+    let request = || NewRunRequest {
+        run_id: Some("same-id".into()),
+        ..NewRunRequest::default()
+    };
+    executor.create_run(&flow, request()).await.expect("first");
+    let outcome = executor.run("same-id", &RunOptions::default()).await;
+    assert_eq!(
+        outcome.expect("run"),
+        StepOutcome::Finished(RunStatus::Completed)
+    );
+    let err = executor
+        .create_run(&flow, request())
+        .await
+        .expect_err("in use");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    let snap = store.load_run("same-id").await.expect("load");
+    assert_eq!(snap.run.status, RunStatus::Completed);
+    assert!(snap.tasks.iter().all(|t| t.status == TaskStatus::Completed));
+    assert_eq!(snap.tasks[2].output, Some(json!(3)));
+}
