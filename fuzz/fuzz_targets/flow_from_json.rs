@@ -2,7 +2,7 @@
 //!
 //! Feeds the input (when it is UTF-8) to `Flow::from_json`; a flow that validates is planned
 //! under every tier request and backend. Decoding, validating and planning must never panic,
-//! and a validated flow's order and levels must hold, so those are asserted too.
+//! and a validated flow's order, levels and number limits must hold, so those are asserted too.
 
 #![no_main]
 
@@ -50,7 +50,31 @@ fn check_flow(flow: &Flow) {
         }
         assert_eq!(flow.level_of(i), level, "level of task {i}");
     }
+    for task in flow.tasks() {
+        within_limits(task);
+    }
     let _ = flow.to_mermaid();
+}
+
+/// What validation accepts, the engine can wait for: every delay and timeout is at most a year
+/// (so adding it to an instant cannot overflow), and the jitter factor at most 1.
+fn within_limits(task: &dagy_core::TaskSpec) {
+    use dagy_core::RetryDelay;
+    use dagy_core::validate::{MAX_JITTER_FACTOR, MAX_SECONDS};
+    let mut seconds: Vec<f64> = task.timeout_seconds.into_iter().collect();
+    match &task.retry_delay_seconds {
+        Some(RetryDelay::Fixed(s)) => seconds.push(*s),
+        Some(RetryDelay::PerAttempt(list)) => seconds.extend(list),
+        _ => {}
+    }
+    for s in seconds {
+        assert!((0.0..=MAX_SECONDS).contains(&s), "{s} s accepted");
+        let wait = std::time::Duration::from_secs_f64(s * (1.0 + MAX_JITTER_FACTOR));
+        assert!(std::time::Instant::now().checked_add(wait).is_some());
+    }
+    if let Some(f) = task.retry_jitter_factor {
+        assert!((0.0..=MAX_JITTER_FACTOR).contains(&f), "jitter {f} accepted");
+    }
 }
 
 fn plan_every_way(flow: &Flow) {
