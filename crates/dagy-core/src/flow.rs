@@ -211,10 +211,99 @@ impl FlowBuilder {
         self
     }
 
+    /// Adds a task that runs `handler` (a `#[dagy::task]`), starting from the options the handler
+    /// declares; `configure` adds dependencies and args, and may override any of them.
+    ///
+    /// ```
+    /// use dagy_core::{FlowBuilder, HasDefaults, RuntimeTier, TaskDefaults};
+    ///
+    /// struct Train; // what `#[dagy::task(runtime_tier = "large", retries = 2)]` declares
+    /// impl HasDefaults for Train {
+    ///     fn defaults(&self) -> TaskDefaults {
+    ///         TaskDefaults { runtime_tier: Some(RuntimeTier::Large), retries: Some(2), ..TaskDefaults::named("train") }
+    ///     }
+    /// }
+    /// let spec = FlowBuilder::new("ml").task_of("fit", &Train, |t| t.retries(5)).build();
+    /// assert_eq!(spec.tasks[0].handler, "train");
+    /// assert_eq!(spec.tasks[0].runtime_tier, Some(RuntimeTier::Large));
+    /// assert_eq!(spec.tasks[0].retries, 5, "the flow overrides the handler's default");
+    /// ```
+    pub fn task_of(
+        mut self,
+        id: impl Into<String>,
+        handler: &impl HasDefaults,
+        configure: impl FnOnce(TaskBuilder) -> TaskBuilder,
+    ) -> Self {
+        let defaults = handler.defaults();
+        let mut task = TaskSpec::new(id, defaults.name.clone());
+        defaults.apply(&mut task);
+        self.spec.tasks.push(configure(TaskBuilder(task)).0);
+        self
+    }
+
     /// The finished (not yet validated) spec.
     pub fn build(self) -> FlowSpec {
         self.spec
     }
+}
+
+/// A handler's name and the task options it declares (`#[dagy::task(retries = 2, ...)]`): a
+/// flow built with [`FlowBuilder::task_of`] starts from them, so the per-task tier hint (level 4
+/// of tier resolution) can come from the code, as the seed's `@task(runtime_tier="large")` does.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskDefaults {
+    /// The name the handler is registered under.
+    pub name: String,
+    /// The tier hint.
+    pub runtime_tier: Option<RuntimeTier>,
+    /// Retries after a failed attempt.
+    pub retries: Option<u32>,
+    /// The wait before each retry.
+    pub retry_delay_seconds: Option<RetryDelay>,
+    /// The jitter factor of each wait.
+    pub retry_jitter_factor: Option<f64>,
+    /// The per-attempt timeout in seconds.
+    pub timeout_seconds: Option<f64>,
+    /// The memory the task needs, in MB.
+    pub memory_mb: Option<u64>,
+}
+
+impl TaskDefaults {
+    /// No options, only a name.
+    pub fn named(name: impl Into<String>) -> Self {
+        TaskDefaults {
+            name: name.into(),
+            ..TaskDefaults::default()
+        }
+    }
+
+    /// Sets on `task` every option these defaults declare.
+    pub fn apply(&self, task: &mut TaskSpec) {
+        if let Some(tier) = self.runtime_tier {
+            task.runtime_tier = Some(tier);
+        }
+        if let Some(retries) = self.retries {
+            task.retries = retries;
+        }
+        if let Some(delay) = &self.retry_delay_seconds {
+            task.retry_delay_seconds = Some(delay.clone());
+        }
+        if let Some(f) = self.retry_jitter_factor {
+            task.retry_jitter_factor = Some(f);
+        }
+        if let Some(t) = self.timeout_seconds {
+            task.timeout_seconds = Some(t);
+        }
+        if let Some(mb) = self.memory_mb {
+            task.memory_mb = Some(mb);
+        }
+    }
+}
+
+/// A handler that declares its name and task options (what `#[dagy::task]` generates).
+pub trait HasDefaults {
+    /// Its name and options.
+    fn defaults(&self) -> TaskDefaults;
 }
 
 /// Configures one task inside [`FlowBuilder::task`].

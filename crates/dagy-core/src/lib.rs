@@ -41,10 +41,12 @@ pub mod validate;
 pub use backend::{BackendKind, Capabilities, EcsSettings, Limit, Settings, StepFunctionsSettings};
 pub use error::{Error, Problem, ProblemKind, Refusal};
 pub use fargate::FargateSize;
-pub use flow::{FlowBuilder, FlowSpec, RetryDelay, TaskBuilder, TaskSpec};
+pub use flow::{
+    FlowBuilder, FlowSpec, HasDefaults, RetryDelay, TaskBuilder, TaskDefaults, TaskSpec,
+};
 pub use graph::Flow;
 pub use plan::{ExecutionMode, Fallback, Plan, PlanRequest, plan, state_count};
 pub use tier::{
     AutoTier, DecidedBy, FlowProfile, RuntimeTier, TierDecision, TierInputs, resolve_tier,
 };
-pub use validate::HandlerCatalog;
+pub use validate::{Catalog, HandlerCatalog};

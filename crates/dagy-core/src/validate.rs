@@ -49,6 +49,54 @@ impl<S: AsRef<str>, const N: usize> HandlerCatalog for [S; N] {
     }
 }
 
+/// The handlers a deployment can run, by name, with the options each declares: what the router
+/// checks flows against. It holds no handlers, so a binary that never runs tasks (the router)
+/// needs none of their code.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Catalog {
+    handlers: std::collections::BTreeMap<String, crate::TaskDefaults>,
+}
+
+impl Catalog {
+    /// A catalog of these names, without declared options.
+    ///
+    /// ```
+    /// use dagy_core::{Catalog, HandlerCatalog};
+    /// let catalog = Catalog::from_names(["extract", "load"]);
+    /// assert!(catalog.has_handler("load") && !catalog.has_handler("train"));
+    /// ```
+    pub fn from_names<I, S>(names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut catalog = Catalog::default();
+        for name in names {
+            catalog.insert(crate::TaskDefaults::named(name));
+        }
+        catalog
+    }
+
+    /// Adds (or replaces) a handler.
+    pub fn insert(&mut self, defaults: crate::TaskDefaults) {
+        self.handlers.insert(defaults.name.clone(), defaults);
+    }
+
+    /// The options a handler declares, when it is in the catalog.
+    pub fn defaults(&self, name: &str) -> Option<&crate::TaskDefaults> {
+        self.handlers.get(name)
+    }
+}
+
+impl HandlerCatalog for Catalog {
+    fn has_handler(&self, name: &str) -> bool {
+        self.handlers.contains_key(name)
+    }
+    fn handler_names(&self) -> Vec<String> {
+        self.handlers.keys().cloned().collect()
+    }
+}
+
 impl FlowSpec {
     /// Checks the spec and returns the runnable [`Flow`], or every problem found.
     ///

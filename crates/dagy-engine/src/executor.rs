@@ -645,12 +645,11 @@ impl<'a> Session<'a> {
             (Some(t), Some(b)) => b < t,
         };
         let ctx = TaskContext {
-            run_id: self.run.run_id.clone(),
-            task_id: spec.id.clone(),
-            attempt,
             cancel: self.options.cancel.child_token(),
             deadline,
-        };
+            ..TaskContext::new(self.run.run_id.clone(), spec.id.clone(), attempt)
+        }
+        .with_state(self.exec.registry.shared_state());
         let input = self.input_of(index);
         let mut handle = self.spawn_handler(spec, ctx.clone(), input);
         let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);

@@ -24,7 +24,9 @@
 //! # }).unwrap();
 //! ```
 //!
-//! - [`registry`]: handlers by name ([`HandlerRegistry`], [`TaskContext`], [`TaskError`]).
+//! - [`registry`]: handlers by name ([`HandlerRegistry`], [`TaskContext`], [`TaskError`]) and
+//!   the state they share.
+//! - [`task`]: typed handlers: arguments taken from the input by type, outputs serialized.
 //! - [`executor`]: [`Executor::run`] (to the end, or resume), [`Executor::step`] (one task).
 //! - [`state_machine`]: one task of a Step Functions execution
 //!   ([`Executor::run_state_machine_task`]) and the execution's end
@@ -38,11 +40,13 @@ pub mod executor;
 pub mod registry;
 pub mod retry;
 pub mod state_machine;
+pub mod task;
 
 pub use error::EngineError;
 pub use events::{Event, Observer, TracingObserver};
 pub use executor::{
     Budget, Executor, MAX_INTERRUPTIONS, NewRunRequest, RunOptions, StepOutcome, new_run_id,
 };
-pub use registry::{HandlerRegistry, LambdaInvoker, TaskContext, TaskError, TaskResult};
+pub use registry::{HandlerRegistry, LambdaInvoker, ResultExt, TaskContext, TaskError, TaskResult};
 pub use state_machine::{STATE_MACHINE_OWNER, StateMachineEnd, TaskInvocation};
+pub use task::{FromTaskInput, Input, IntoTaskOutput, Parameters, State, Task, Upstream};

@@ -5,6 +5,8 @@
 //! - [`executor_fn`]: the executor function of the nano and micro tiers.
 //! - [`task_executor`]: the task-executor function, one task of a Step Functions execution per
 //!   invocation, and the execution's end.
+//! - [`entry`]: the entry points a function's `main` calls ([`entry::run_router`],
+//!   [`entry::run_executor`], [`entry::run_task_executor`]).
 //! - [`dispatch`]: how a run reaches its backend ([`dispatch::LambdaDispatcher`] invokes the
 //!   executor asynchronously).
 //!
@@ -14,6 +16,7 @@
 //! `AWS_ENDPOINT_URL*` with no code of their own for it.
 
 pub mod dispatch;
+pub mod entry;
 pub mod executor_fn;
 pub mod http;
 pub mod router;

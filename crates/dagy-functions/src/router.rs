@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use dagy_core::{BackendKind, Flow, FlowSpec, PlanRequest, RuntimeTier, Settings, TierInputs};
+use dagy_core::{
+    BackendKind, Flow, FlowSpec, HandlerCatalog, PlanRequest, RuntimeTier, Settings, TierInputs,
+};
 use dagy_engine::{Executor, HandlerRegistry, NewRunRequest, STATE_MACHINE_OWNER};
 use dagy_store::{
     DeploymentRecord, EnvironmentRecord, RunRecord, RunStatus, RunStore, StoreError, now_ms,
@@ -24,12 +26,16 @@ pub const LAMBDA_RUN_MAX_AGE_MS: u64 = 24 * 3600 * 1000;
 /// Page size of a runs listing when the client names none.
 pub const DEFAULT_PAGE: usize = 20;
 
-/// The router's state: the store, the registered backends and how to reach them.
+/// The router's state: the store, the registered backends and how to reach them, and the names
+/// of the handlers the executors know. It holds no handlers: it never runs a task.
 pub struct Router {
     store: Arc<dyn RunStore>,
     settings: Settings,
     dispatcher: Arc<dyn Dispatcher>,
-    registry: Arc<HandlerRegistry>,
+    catalog: Arc<dyn HandlerCatalog + Send + Sync>,
+    /// Writes the router's records (new runs, runs ended as their execution did); its registry
+    /// is empty.
+    recorder: Executor,
 }
 
 /// `POST /deployments/{name}/runs`, a schedule's input, or `{"action": "trigger"}`.
@@ -138,18 +144,21 @@ fn store_error(e: &StoreError) -> Response {
 type Answer = Result<Response, Response>;
 
 impl Router {
-    /// A router over `store`, with the backends `settings` registers and `dispatcher` reaches.
+    /// A router over `store`, with the backends `settings` registers and `dispatcher` reaches;
+    /// flows are checked against `catalog`'s handler names.
     pub fn new(
         store: Arc<dyn RunStore>,
         settings: Settings,
         dispatcher: Arc<dyn Dispatcher>,
-        registry: Arc<HandlerRegistry>,
+        catalog: Arc<dyn HandlerCatalog + Send + Sync>,
     ) -> Self {
+        let recorder = Executor::new(store.clone(), Arc::new(HandlerRegistry::new()));
         Router {
             store,
             settings,
             dispatcher,
-            registry,
+            catalog,
+            recorder,
         }
     }
 
@@ -371,7 +380,7 @@ impl Router {
         let flow = deployment
             .flow
             .clone()
-            .validate(Some(self.registry.as_ref()))
+            .validate(Some(self.catalog.as_ref()))
             .map_err(|e| core_error(&e))?;
         let request = PlanRequest {
             tiers: TierInputs {
@@ -427,7 +436,7 @@ impl Router {
                 ),
             ));
         }
-        let executor = Executor::new(self.store.clone(), self.registry.clone());
+        let executor = &self.recorder;
         let created = executor
             .create_run(
                 &flow,
@@ -516,7 +525,9 @@ impl Router {
         let Execution::Ended(end) = &execution else {
             return Ok(execution);
         };
-        let status = Executor::new(self.store.clone(), self.registry.clone())
+        let status = self
+            .recorder
+            .clone()
             .with_owner(STATE_MACHINE_OWNER)
             .end_state_machine_run(&run.run_id, "router", end)
             .await?;
@@ -548,7 +559,9 @@ impl Router {
                         error: "DagyCancelled".into(),
                         cause: "the execution was stopped: the run was cancelled on request".into(),
                     };
-                    if let Err(e) = Executor::new(self.store.clone(), self.registry.clone())
+                    if let Err(e) = self
+                        .recorder
+                        .clone()
                         .with_owner(STATE_MACHINE_OWNER)
                         .end_state_machine_run(id, "router", &stopped)
                         .await
@@ -601,7 +614,7 @@ impl Router {
     async fn put_deployment(&self, name: &str, body: Value) -> Answer {
         check_name(name)?;
         let body: DeploymentBody = parse(body)?;
-        let flow: Flow = Flow::from_value(&body.flow, Some(self.registry.as_ref()))
+        let flow: Flow = Flow::from_value(&body.flow, Some(self.catalog.as_ref()))
             .map_err(|e| core_error(&e))?;
         let record = DeploymentRecord {
             name: name.to_string(),
@@ -676,7 +689,7 @@ impl Router {
 
     fn plan(&self, body: Value) -> Answer {
         let body: PlanBody = parse(body)?;
-        let flow = Flow::from_value(&body.flow, Some(self.registry.as_ref()))
+        let flow = Flow::from_value(&body.flow, Some(self.catalog.as_ref()))
             .map_err(|e| core_error(&e))?;
         let request = PlanRequest {
             tiers: TierInputs {

@@ -179,16 +179,9 @@ fn spin(ctx: TaskContext, input: Value) -> TaskResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_util::sync::CancellationToken;
 
     fn ctx(attempt: u32) -> TaskContext {
-        TaskContext {
-            run_id: "r".into(),
-            task_id: "t".into(),
-            attempt,
-            cancel: CancellationToken::new(),
-            deadline: None,
-        }
+        TaskContext::new("r", "t", attempt)
     }
 
     #[test]

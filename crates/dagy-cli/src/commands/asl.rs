@@ -14,8 +14,8 @@ pub struct AslArgs {
 }
 
 /// Prints the Step Functions definition; what the translation loses goes to standard error.
-pub fn run(args: AslArgs) -> anyhow::Result<ExitCode> {
-    let flow = match super::load_flow(&args.flow)? {
+pub fn run(args: AslArgs, handlers: &dyn dagy_core::HandlerCatalog) -> anyhow::Result<ExitCode> {
+    let flow = match super::load_flow(&args.flow, handlers)? {
         Ok(flow) => flow,
         Err(e) => return Ok(super::report(&e, false)),
     };

@@ -11,8 +11,8 @@ pub struct GraphArgs {
 }
 
 /// Prints the Mermaid flowchart.
-pub fn run(args: GraphArgs) -> anyhow::Result<ExitCode> {
-    match super::load_flow(&args.flow)? {
+pub fn run(args: GraphArgs, handlers: &dyn dagy_core::HandlerCatalog) -> anyhow::Result<ExitCode> {
+    match super::load_flow(&args.flow, handlers)? {
         Ok(flow) => {
             print!("{}", flow.to_mermaid());
             Ok(ExitCode::SUCCESS)

@@ -2,10 +2,13 @@
 
 pub mod asl;
 pub mod graph;
+#[cfg(feature = "aws")]
 pub mod logs;
 pub mod plan;
+#[cfg(feature = "aws")]
 pub mod remote;
 pub mod run;
+#[cfg(feature = "aws")]
 pub mod table;
 pub mod validate;
 
@@ -32,11 +35,11 @@ pub fn report(error: &dagy_core::Error, as_json: bool) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Reads and validates a flow, against the example handlers the CLI ships.
+/// Reads and validates a flow against the handlers this CLI was built with.
 pub fn load_flow(
     path: &std::path::Path,
+    handlers: &dyn dagy_core::HandlerCatalog,
 ) -> anyhow::Result<Result<dagy_core::Flow, dagy_core::Error>> {
     let text = crate::input::read_flow_text(path)?;
-    let registry = dagy_handlers::registry();
-    Ok(dagy_core::Flow::from_json(&text, Some(&registry)))
+    Ok(dagy_core::Flow::from_json(&text, Some(handlers)))
 }

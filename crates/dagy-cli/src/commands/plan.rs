@@ -39,8 +39,8 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
 }
 
 /// Prints the decision; exit 1 when the flow is invalid or refused.
-pub fn run(args: PlanArgs) -> anyhow::Result<ExitCode> {
-    let flow = match super::load_flow(&args.flow)? {
+pub fn run(args: PlanArgs, handlers: &dyn dagy_core::HandlerCatalog) -> anyhow::Result<ExitCode> {
+    let flow = match super::load_flow(&args.flow, handlers)? {
         Ok(flow) => flow,
         Err(e) => return Ok(super::report(&e, args.json)),
     };

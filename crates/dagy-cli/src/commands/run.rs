@@ -10,9 +10,8 @@ use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
 use dagy_core::{ExecutionMode, Flow, PlanRequest, RuntimeTier, Settings, TierInputs};
-use dagy_engine::{Budget, Executor, NewRunRequest, RunOptions, StepOutcome};
+use dagy_engine::{Budget, Executor, HandlerRegistry, NewRunRequest, RunOptions, StepOutcome};
 use dagy_store::{MemoryStore, RunStatus, RunStore, StoreError};
-use dagy_store_dynamodb::DynamoStore;
 
 use crate::progress::Progress;
 
@@ -72,24 +71,29 @@ fn parse_lambda_tier(s: &str) -> Result<RuntimeTier, String> {
 }
 
 /// Runs the command; the exit code is 0 when the run completed, 1 otherwise.
-pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(args: RunArgs, registry: HandlerRegistry) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let code = runtime.block_on(run_async(args));
+    let code = runtime.block_on(run_async(args, Arc::new(registry)));
     // A blocking handler that ignored its timeout may still be spinning: do not wait for it.
     runtime.shutdown_background();
     code
 }
 
-async fn run_async(args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn RunStore> = match args.store {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
-        StoreKind::Dynamodb => Arc::new(DynamoStore::from_env().await?),
+        #[cfg(feature = "aws")]
+        StoreKind::Dynamodb => Arc::new(dagy_store_dynamodb::DynamoStore::from_env().await?),
+        #[cfg(not(feature = "aws"))]
+        StoreKind::Dynamodb => bail!(
+            "--store dynamodb needs DynamoDB support, which this build left out: turn on the \
+             `aws` feature (dagy = {{ ..., features = [\"aws\"] }})"
+        ),
     };
-    let registry = Arc::new(dagy_handlers::registry());
     let interactive = std::io::stderr().is_terminal();
     let progress = Arc::new(Progress::new(!args.quiet, interactive));
     let ttl = Duration::try_from_secs_f64(args.lease_ttl)

@@ -16,8 +16,11 @@ pub struct ValidateArgs {
 }
 
 /// Validates the flow; exit 1 with every problem when it is invalid.
-pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let flow = match super::load_flow(&args.flow)? {
+pub fn run(
+    args: ValidateArgs,
+    handlers: &dyn dagy_core::HandlerCatalog,
+) -> anyhow::Result<ExitCode> {
+    let flow = match super::load_flow(&args.flow, handlers)? {
         Ok(flow) => flow,
         Err(e) => return Ok(super::report(&e, args.json)),
     };

@@ -1,0 +1,98 @@
+//! The `dagy` command: validate, plan, graph and run flows, read an ECS run's log, and manage
+//! the local run table; over the handlers a project registers ([`main`]).
+//!
+//! Exit codes: 0 success; 1 an invalid flow, a refused plan, a run that did not complete, or
+//! a file or store that cannot be used; 2 a usage error; 130 a run cut short by a second Ctrl-C.
+//!
+//! With the `aws` feature (on by default) it also talks to AWS: `--store dynamodb`, `deploy`,
+//! `trigger`, `status`, `cancel`, `logs` and `table`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use dagy_engine::HandlerRegistry;
+
+mod commands;
+mod input;
+mod progress;
+
+/// Dagy runs DAG flows serverless on AWS. This command checks, plans and runs them.
+#[derive(Debug, Parser)]
+#[command(name = "dagy", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a FlowSpec JSON file and report every problem in it.
+    Validate(commands::validate::ValidateArgs),
+    /// Decide tier and backend for a flow, as the router would, without running it.
+    Plan(commands::plan::PlanArgs),
+    /// Print the flow's DAG as a Mermaid flowchart.
+    Graph(commands::graph::GraphArgs),
+    /// Print the flow's Step Functions (ASL) definition.
+    Asl(commands::asl::AslArgs),
+    /// Run a flow here, with live progress.
+    Run(commands::run::RunArgs),
+    /// Put a flow on a deployed stack as a deployment (PUT /deployments/{name}).
+    #[cfg(feature = "aws")]
+    Deploy(commands::remote::DeployArgs),
+    /// Start a run of a deployment on a deployed stack (POST /deployments/{name}/runs).
+    #[cfg(feature = "aws")]
+    Trigger(commands::remote::TriggerArgs),
+    /// A run and its tasks on a deployed stack (GET /runs/{id}).
+    #[cfg(feature = "aws")]
+    Status(commands::remote::RunArgs),
+    /// Cancel a run on a deployed stack (POST /runs/{id}/cancel).
+    #[cfg(feature = "aws")]
+    Cancel(commands::remote::RunArgs),
+    /// An ECS Fargate run's log (CloudWatch Logs); --follow keeps it streaming.
+    #[cfg(feature = "aws")]
+    Logs(commands::logs::LogsArgs),
+    /// The DynamoDB run table (DAGY_TABLE_NAME), for local work.
+    #[cfg(feature = "aws")]
+    #[command(subcommand)]
+    Table(commands::table::TableCommand),
+}
+
+/// The whole `dagy` command over `registry`'s handlers: a project's CLI is this one call.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
+///     let mut registry = dagy_engine::HandlerRegistry::new();
+///     registry.register("echo", |_ctx, input| async move { Ok(input) });
+///     dagy_cli::main(registry)
+/// }
+/// ```
+pub fn main(registry: HandlerRegistry) -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => commands::validate::run(args, &registry),
+        Command::Plan(args) => commands::plan::run(args, &registry),
+        Command::Graph(args) => commands::graph::run(args, &registry),
+        Command::Asl(args) => commands::asl::run(args, &registry),
+        Command::Run(args) => commands::run::run(args, registry),
+        #[cfg(feature = "aws")]
+        Command::Logs(args) => commands::logs::run(args),
+        #[cfg(feature = "aws")]
+        Command::Deploy(args) => commands::remote::deploy(args),
+        #[cfg(feature = "aws")]
+        Command::Trigger(args) => commands::remote::trigger(args),
+        #[cfg(feature = "aws")]
+        Command::Status(args) => commands::remote::status(args),
+        #[cfg(feature = "aws")]
+        Command::Cancel(args) => commands::remote::cancel(args),
+        #[cfg(feature = "aws")]
+        Command::Table(command) => commands::table::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
