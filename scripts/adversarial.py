@@ -265,6 +265,10 @@ class Result:
         except (ValueError, TypeError):
             return None
 
+    def short(self):
+        how = "timed out" if self.timed_out else ("killed" if self.killed else f"exit {self.code}")
+        return f"{how} after {self.elapsed:.2f}s"
+
     def describe(self):
         how = "timed out" if self.timed_out else ("killed" if self.killed else f"exit {self.code}")
         return f"`{cmdline(self.argv)}` {how} after {self.elapsed:.2f}s"
@@ -684,7 +688,7 @@ def scenario_kill(scn, ctx, trials):
             if res is None:
                 res = p.wait(180)
             created = True
-            events.append(f"{what} {res.describe()}")
+            events.append(f"{what} {res.short()}")
             scn.check_exit(res, events=events, **detail)
             last = res
             state = ctx.state(table, run_id)
@@ -886,7 +890,7 @@ def scenario_stall(scn, ctx, trials, seconds):
             stalled_at = p.age()
             proxy.stall(seconds)
             res = p.wait(seconds + 150)
-            events = [f"stall at {stalled_at:.2f}s", f"run {res.describe()}"]
+            events = [f"stall at {stalled_at:.2f}s", f"run {res.short()}"]
             scn.check_exit(res, **detail)
             marks = []
             state = ctx.state(table, run_id)
@@ -906,7 +910,7 @@ def scenario_stall(scn, ctx, trials, seconds):
                     r2 = ctx.dagy.run(["run", "--resume", run_id, "--store", "dynamodb", "--json",
                                        "--lease-ttl", str(ttl)], table, timeout=seconds + 150,
                                       endpoint=proxy.url, tag=f"stall{seconds}-{trial}-r{attempt}")
-                    events.append(f"resume {r2.describe()}")
+                    events.append(f"resume {r2.short()}")
                     scn.check_exit(r2, **detail)
                     state = ctx.state(table, run_id)
                     scn.check_report(r2, state, order, **detail)

@@ -7,7 +7,7 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as Tokens};
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{
     Expr, ExprArray, ExprLit, FnArg, ItemFn, Lit, LitStr, ReturnType, Type, parse_macro_input,
@@ -233,7 +233,7 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<Tokens> {
             ));
         }
         let var = format_ident!("__dagy_arg{i}");
-        extract.push(quote! {
+        extract.push(quote_spanned! {ty.span()=>
             let #var = <#ty as ::dagy::task::FromTaskInput>::from_input(&__dagy_ctx, &__dagy_input).await?;
         });
         args.push(var);
@@ -258,11 +258,16 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<Tokens> {
     let block = &function.block;
     let mut run_sig = sig.clone();
     run_sig.ident = syn::Ident::new("run", Span::call_site());
+    let output_span = match &sig.output {
+        ReturnType::Type(_, ty) => ty.span(),
+        ReturnType::Default => Span::call_site(),
+    };
     let call = if sig.asyncness.is_some() {
         quote! { #ident::run(#(#args),*).await }
     } else {
         quote! { ::dagy::task::run_blocking(move || #ident::run(#(#args),*)).await? }
     };
+    let convert = quote_spanned! {output_span=> ::dagy::task::IntoTaskOutput::into_output(#call) };
     Ok(quote! {
         #(#docs)*
         #[allow(non_camel_case_types)]
@@ -290,7 +295,7 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<Tokens> {
                     #name,
                     |__dagy_ctx: ::dagy::TaskContext, __dagy_input: ::dagy::serde_json::Value| async move {
                         #(#extract)*
-                        ::dagy::task::IntoTaskOutput::into_output(#call)
+                        #convert
                     },
                 );
             }

@@ -1,0 +1,7 @@
+#[dagy::task]
+async fn generic<T: serde::de::DeserializeOwned>(x: T) -> Result<(), dagy::TaskError> {
+    let _ = x;
+    Ok(())
+}
+
+fn main() {}
