@@ -6,19 +6,26 @@ Scenarios (pick with --only, comma-separated; all by default):
   kill        10-task `append` chains, SIGKILL of `dagy run` and of resumes at random moments,
               resumed until the run is final
   resumers    a run killed mid-way, then five `--resume` processes started at once
-  signals     double SIGINT (exit 130, then a resume) and single SIGINT (the task in flight
-              finishes, the run ends cancelled)
+  signals     double SIGINT 50 ms apart, and 0-20 ms apart (exit 130; the run must not be left
+              running; a resume 3.5 s later must end it as its tasks say), and a single SIGINT
+              (the task in flight finishes, the rest is cancelled, the run ends cancelled, exit 1)
   stall15     a proxy between dagy and moto holds all traffic for 15 s mid-run
   stall70     the same for 70 s (full set only, or when named in --only)
   malformed   hundreds of malformed flows through `validate`, `plan` and `run`
-  deep        a 140-task `echo` chain (deep outputs) and a 300-task `sum` chain
+  deep        a 140-task `echo` chain (deep outputs) and a 300-task `sum` chain (no example
+              handler passes its input through unchanged; `sum` outputs a number)
 
 The witness: `append` tasks write their line to a file when they start, so the file tells
 which tasks ran and how often. The stored state is read straight from the table (DynamoDB's
 JSON API, signed with SigV4; standard library only).
 
-Anomaly counts: tasks lost, completed tasks run twice, runs misreported, exits 101, other.
-Every anomaly is printed with what reproduces it; the exit code is 1 when any count is non-zero.
+Anomaly counts: tasks lost (a completed run or task with no witness line), completed tasks run
+twice (a line for t_i after a later task's line, or a repeat with no executor stopped in between),
+runs misreported (exit code or --json against the stored run, or a stored run against its own
+tasks), exits 101 (one per process), other (timeouts, deaths by signal, unexpected exits, runs left
+running, refused runs leaving items, "store is unavailable" on a healthy store, ...).
+Every anomaly is printed with what reproduces it (flow file, run id, table, timings, stderr tail);
+the work directory is kept when there is one. The exit code is 1 when any count is non-zero.
 
 Usage: adversarial.py --dagy PATH [--endpoint URL] [--quick] [--only a,b] [--seed N]
        [--workdir DIR] [--keep] [--report FILE]
@@ -58,7 +65,7 @@ ALL_SCENARIOS = ("kill", "resumers", "signals", "stall15", "stall70", "malformed
 
 # Trials per scenario: (full, quick). stall70 runs in the quick set only when named in --only.
 TRIALS = {
-    "kill": (30, 5),
+    "kill": (40, 5),
     "resumers": (4, 1),
     "signals": (3, 1),  # each trial: one double-SIGINT case and one single-SIGINT case
     "stall15": (2, 1),
@@ -463,6 +470,7 @@ class Scenario:
     def anomaly(self, category, title, count=1, **detail):
         with self.lock:
             self.counts[category] += count
+            detail = {k: list(v) if isinstance(v, list) else v for k, v in detail.items()}
             self.anomalies.append({"category": category, "title": title, "count": count, **detail})
         lines = [f"!! [{self.name}] {CATEGORY_TITLES[category]} (+{count}): {title}"]
         for k, v in detail.items():
@@ -701,7 +709,8 @@ def scenario_kill(scn, ctx, trials):
             marks.append(len(read_lines(witness)))
         state = ctx.state(table, run_id)
         lines = read_lines(witness)
-        if state.status != "completed":
+        counted = last is not None and (last.timed_out or last.code not in (0, 1))  # already an anomaly
+        if state.status != "completed" and not counted:
             scn.anomaly("other", f"run not completed after its resumes: {state.summary(order)}",
                         events=events, stderr=tail(last.stderr if last else ""), **detail)
         witness_check(scn, lines, order, marks, state, dict(detail, events=events))
@@ -726,9 +735,11 @@ def scenario_resumers(scn, ctx, trials):
         order = [t["id"] for t in tasks]
         ttl = 2
         k = rng.randint(1, 8)
-        detail = {"run_id": run_id, "table": table, "flow": path, "lease_ttl": ttl, "killed_in_task": k}
+        tier = ["--tier", "nano"] if trial % 2 else []
+        detail = {"run_id": run_id, "table": table, "flow": path, "lease_ttl": ttl, "killed_in_task": k,
+                  "tier": "nano" if tier else "auto"}
         p = ctx.dagy.start(["run", path, "--store", "dynamodb", "--json", "--lease-ttl", str(ttl),
-                            "--run-id", run_id], table, tag=f"res{trial}")
+                            "--run-id", run_id, *tier], table, tag=f"res{trial}")
         p.wait_until(60, cond=lambda: len(read_lines(witness)) >= k)
         res = p.kill()
         marks = [len(read_lines(witness))]
@@ -1037,7 +1048,7 @@ def raw_texts():
     ]
 
 
-def special_flows():
+def special_flows(deps=100_000):
     def one(**task):
         return {"spec_version": 1, "name": "adv-special", "tasks": [{"id": "a", "handler": "echo", **task}]}
 
@@ -1073,8 +1084,8 @@ def special_flows():
                                "tasks": [{"id": "a", "handler": "echo"}]}),
         ("500 KB flow name", {"spec_version": 1, "name": big, "tasks": [{"id": "a", "handler": "echo"}]}),
         ("500 KB args", one(args={"blob": big})),
-        ("100k missing dependencies", two(depends_on=[f"m{i}" for i in range(100_000)])),
-        ("100k duplicate dependencies", two(depends_on=["a"] * 100_000)),
+        (f"{deps} missing dependencies", two(depends_on=[f"m{i}" for i in range(deps)])),
+        (f"{deps} duplicate dependencies", two(depends_on=["a"] * deps)),
         ("args nested 200", one(args=nested(200))),
         ("args nested 10000", '{"spec_version":1,"name":"adv-special","tasks":[{"id":"a","handler":"echo",'
                               '"args":' + "[" * 10_000 + "1" + "]" * 10_000 + "}]}"),
@@ -1095,8 +1106,8 @@ def special_flows():
     return specials
 
 
-def malformed_cases(rng, count):
-    cases = [(name, flow) for name, flow in special_flows()]
+def malformed_cases(rng, count, deps=100_000):
+    cases = [(name, flow) for name, flow in special_flows(deps)]
     cases += [(f"raw: {name}", text) for name, text in raw_texts()]
     i = 0
     while len(cases) < count:
@@ -1117,7 +1128,8 @@ def task_count(flow):
 
 def scenario_malformed(scn, ctx, count):
     table = ctx.table("malformed")
-    cases = malformed_cases(ctx.rng, count)
+    # 100k missing dependencies take about 13 s per command; the quick set uses 10k.
+    cases = malformed_cases(ctx.rng, count, 10_000 if ctx.args.quick else 100_000)
 
     def one(index, name, flow):
         try:
@@ -1144,6 +1156,9 @@ def check_malformed(scn, ctx, table, index, name, flow):
     scn.check_exit(v, allowed=(0, 1), **detail)
     pl = ctx.dagy.run(["plan", path], table, timeout=60, tag=f"m{index}-plan")
     scn.check_exit(pl, allowed=(0, 1), **detail)
+    for res in (v, pl):
+        if res.elapsed > 5 and not res.timed_out:
+            scn.note(f"slow: {name}: `{res.argv[1]}` took {res.elapsed:.1f}s")
     if v.code == 0 and task_count(flow) > 60:
         scn.note(f"{name}: valid with {task_count(flow)} tasks; not run")
         return
@@ -1151,6 +1166,8 @@ def check_malformed(scn, ctx, table, index, name, flow):
                      table, timeout=60, tag=f"m{index}-run")
     detail["run_id"] = run_id
     scn.check_exit(r, allowed=(0, 1), **detail)
+    if r.elapsed > 5 and not r.timed_out:
+        scn.note(f"slow: {name}: `run` took {r.elapsed:.1f}s")
     state = ctx.state(table, run_id)
     other = []  # one anomaly per case, listing what went wrong
     if "store is unavailable" in r.stderr:
@@ -1337,6 +1354,9 @@ def main():
         say(f"  {s.name}: exit codes {{{codes}}}")
         for a in s.anomalies:
             say(f"    [{a['category']}] {a['title'][:220]}")
+        for n in s.notes:
+            if n.startswith("slow:"):
+                say(f"    (note) {n}")
     if args.report:
         with open(args.report, "w") as f:
             json.dump({"seed": seed, "workdir": workdir, "totals": total,

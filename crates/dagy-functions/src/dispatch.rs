@@ -489,10 +489,35 @@ pub struct LambdaTaskInvoker {
     client: aws_sdk_lambda::Client,
 }
 
+/// The longest a synchronous invoke can last: Lambda's 15-minute limit, plus a margin.
+pub const LAMBDA_TASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60 + 30);
+
 impl LambdaTaskInvoker {
-    /// An invoker through `client`.
+    /// An invoker through `client`, as it is configured.
     pub fn new(client: aws_sdk_lambda::Client) -> Self {
         LambdaTaskInvoker { client }
+    }
+
+    /// An invoker over `config` with what a synchronous invoke needs: no SDK retries (an invoke
+    /// whose answer was lost may have run, and running it again is the task's retry policy to
+    /// decide, not the SDK's) and time limits past Lambda's 15 minutes (a shorter read timeout
+    /// would give up on a function that is still running, then start it again). The task's own
+    /// `timeout_seconds` still ends the attempt earlier.
+    pub fn from_sdk_config(config: &aws_config::SdkConfig) -> Self {
+        use aws_config::retry::RetryConfig;
+        use aws_config::timeout::TimeoutConfig;
+        let lambda = aws_sdk_lambda::config::Builder::from(config)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .read_timeout(LAMBDA_TASK_TIMEOUT)
+                    .operation_attempt_timeout(LAMBDA_TASK_TIMEOUT)
+                    .operation_timeout(LAMBDA_TASK_TIMEOUT)
+                    .build(),
+            )
+            .build();
+        LambdaTaskInvoker::new(aws_sdk_lambda::Client::from_conf(lambda))
     }
 }
 

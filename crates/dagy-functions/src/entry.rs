@@ -41,9 +41,7 @@ fn serve<F: std::future::Future<Output = Result<(), Error>>>(serve: F) -> Result
 /// `registry` with `lambda:<function>` tasks invoked through the Lambda API.
 async fn with_lambda_invoker(mut registry: HandlerRegistry) -> Arc<HandlerRegistry> {
     let config = dagy_store_dynamodb::sdk_config().await;
-    registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::new(
-        aws_sdk_lambda::Client::new(&config),
-    )));
+    registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::from_sdk_config(&config)));
     Arc::new(registry)
 }
 

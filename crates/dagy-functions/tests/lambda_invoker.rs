@@ -108,3 +108,41 @@ async fn an_answer_that_is_not_json_is_a_clear_error() {
         .expect_err("bad answer");
     assert_eq!(err.error_type, "LambdaBadAnswer");
 }
+
+/// An invoke whose answer is a server error may have run the function: the invoker Dagy builds
+/// never lets the SDK send it again (Airflow's double invocations), the task's retries decide.
+#[tokio::test]
+async fn a_failed_invoke_is_sent_once_never_retried_by_the_sdk() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let requests = Arc::new(Mutex::new(0usize));
+    let count = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 65536];
+            let _ = stream.read(&mut buf).await;
+            *count.lock().expect("count") += 1;
+            let body = r#"{"__type": "ServiceException", "message": "internal failure"}"#;
+            let response = format!(
+                "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\nx-amzn-errortype: ServiceException\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    });
+    let config = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_sdk_lambda::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_lambda::config::SharedCredentialsProvider::new(
+            aws_sdk_lambda::config::Credentials::new("test", "test", None, None, "tests"),
+        ))
+        .endpoint_url(&url)
+        .build();
+    let invoker = LambdaTaskInvoker::from_sdk_config(&config);
+    let err = invoker
+        .invoke("slow-function", json!({}))
+        .await
+        .expect_err("a server error");
+    assert!(err.retryable, "the task's own retries may run it again");
+    assert_eq!(*requests.lock().expect("count"), 1, "sent once: {err}");
+}

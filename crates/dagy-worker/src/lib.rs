@@ -68,9 +68,7 @@ async fn work(mut registry: HandlerRegistry) -> anyhow::Result<RunStatus> {
         .with_context(|| format!("{RUN_ID_VAR} is not set: the router sets it on the task"))?;
     let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env().await?);
     let config = dagy_store_dynamodb::sdk_config().await;
-    registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::new(
-        aws_sdk_lambda::Client::new(&config),
-    )));
+    registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::from_sdk_config(&config)));
     let owner = format!("ecs-worker:{}:{}", hostname(), std::process::id());
     let executor = Executor::new(store, Arc::new(registry))
         .with_owner(owner)

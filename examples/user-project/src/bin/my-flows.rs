@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    dagy::cli::main(my_flows::registry())
+}

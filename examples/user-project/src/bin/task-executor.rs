@@ -1,0 +1,3 @@
+fn main() -> Result<(), dagy::lambda::Error> {
+    dagy::lambda::run_task_executor(my_flows::registry())
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    dagy::worker::run(my_flows::registry())
+}
