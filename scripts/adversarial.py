@@ -669,8 +669,9 @@ def scenario_kill(scn, ctx, trials):
         detail = {"run_id": run_id, "table": table, "flow": path, "lease_ttl": ttl, "tier": tier or "auto"}
 
         def remaining():
+            # Roughly the time left: the sleeps of tasks not started yet, a little per task.
             done = set(read_lines(witness))
-            return sum(s for t, s in zip(order, sleeps) if t not in done) + 0.08 * 10 + 0.5
+            return sum(s + 0.04 for t, s in zip(order, sleeps) if t not in done)
 
         fresh = ["run", path, "--store", "dynamodb", "--json", "--lease-ttl", str(ttl), "--run-id", run_id, *extra]
         again = ["run", "--resume", run_id, "--store", "dynamodb", "--json", "--lease-ttl", str(ttl)]
@@ -678,7 +679,9 @@ def scenario_kill(scn, ctx, trials):
         last = None
         for step in range(12):
             what = "resume" if created else ("run" if step == 0 else "run again")
-            budget = remaining() + (ttl + 0.5 if created else 0.3)
+            # A fresh run: within its expected run time; a resume: while it waits for the lease
+            # or while it runs.
+            budget = remaining() + (ttl + 0.5 if created else 0.1)
             kill_at = round(rng.uniform(0.05, budget), 3) if kills > 0 else None
             p = ctx.dagy.start(again if created else fresh, table, tag=f"kill{trial}-{step}")
             res = None

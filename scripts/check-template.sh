@@ -14,6 +14,10 @@ export PATH="$DAGY_VENV/bin:$DAGY_SAM_VENV/bin:$PATH"
 sam validate --lint --template template.yaml
 cfn-lint template.yaml
 "$DAGY_SAM_VENV/bin/python" scripts/check_template.py template.yaml
+# The example project's template: Dagy's with the project's binaries, and valid on its own.
+python3 scripts/user-template.py --check
+sam validate --lint --template examples/user-project/template.yaml
+cfn-lint examples/user-project/template.yaml
 if [ "${1:-}" != "--no-build" ]; then
     build_dir="${CARGO_TARGET_DIR:-target}/sam-build"
     sam build --template template.yaml --build-dir "$build_dir" --cached --cache-dir "${CARGO_TARGET_DIR:-target}/sam-cache"

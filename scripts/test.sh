@@ -21,11 +21,29 @@ cargo --version
 rustc --version
 rustup component list --installed 2>/dev/null | grep -E '^(clippy|rustfmt)' || true
 
+# One feature set for every cargo command, so nothing is built twice: the workspace's defaults
+# plus the example project's `aws` feature (its Lambda and worker binaries).
+FEATURES=(--features my-flows/aws)
+
 step "format (cargo fmt --check)"
 cargo fmt --all -- --check
 
 step "lint (cargo clippy -D warnings)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
+
+step "dependency rules (cargo tree)"
+# The libraries run a project's handlers, never the examples; local use builds no AWS SDK.
+for crate in dagy-functions dagy-worker dagy-cli dagy; do
+    if cargo tree --locked -p "$crate" --no-default-features -e normal --prefix none | grep -q '^dagy-handlers '; then
+        echo "$crate depends on dagy-handlers outside its example binaries" >&2
+        exit 1
+    fi
+done
+if cargo tree --locked -p dagy -e normal --prefix none | grep -q '^aws-'; then
+    echo "the dagy crate without its aws feature pulls in the AWS SDK" >&2
+    exit 1
+fi
+echo "ok: no library depends on dagy-handlers; dagy without \`aws\` builds no AWS crate"
 
 step "test tools (pinned, PyPI)"
 ensure_venv
@@ -49,10 +67,13 @@ trap stop_moto EXIT
 start_moto
 
 step "build"
-cargo build --workspace --all-targets --locked
+cargo build --workspace --all-targets --locked "${FEATURES[@]}"
 
 step "tests (unit, property, integration, CLI, doc)"
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --locked --no-fail-fast "${FEATURES[@]}"
+
+step "the lambda: contract, from Python (examples/user-project/python)"
+python3 -m unittest discover -s examples/user-project/python
 
 step "ASL validators (statelint, asl-validator) on examples and 300 random DAGs"
 bash scripts/check-asl.sh
@@ -61,7 +82,7 @@ step "template.yaml (sam validate --lint, the template against the code, cfn-lin
 bash scripts/check-template.sh
 
 step "docs (rustdoc, warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked "${FEATURES[@]}"
 
 step "done"
 echo "all checks passed in $SECONDS s (target dir: $CARGO_TARGET_DIR, root: $ROOT)"
