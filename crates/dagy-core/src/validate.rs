@@ -366,25 +366,21 @@ fn check_numbers(problems: &mut Vec<Problem>, i: usize, tid: &str, task: &crate:
     let at = || format!("tasks[{i}]");
     let in_range =
         |problems: &mut Vec<Problem>, field: &dyn Fn() -> String, value: f64, max: f64| {
-            if !value.is_finite() || value < 0.0 {
-                let field = field();
-                push(
-                    problems,
-                    ProblemKind::InvalidNumber,
-                    format!("{}.{field}", at()),
-                    tid,
-                    format!("{field} must be a finite number >= 0, got {value}"),
-                );
+            let why = if !value.is_finite() || value < 0.0 {
+                format!("must be a finite number >= 0, got {value}")
             } else if value > max {
-                let field = field();
-                push(
-                    problems,
-                    ProblemKind::InvalidNumber,
-                    format!("{}.{field}", at()),
-                    tid,
-                    format!("{field} is {value}; at most {max} is allowed"),
-                );
-            }
+                format!("is {value}; at most {max} is allowed")
+            } else {
+                return;
+            };
+            let field = field();
+            push(
+                problems,
+                ProblemKind::InvalidNumber,
+                format!("{}.{field}", at()),
+                tid,
+                format!("{field} {why}"),
+            );
         };
     let seconds = |problems: &mut Vec<Problem>, field: &dyn Fn() -> String, value: f64| {
         in_range(problems, field, value, MAX_SECONDS);

@@ -81,6 +81,15 @@ impl Harness {
     }
 }
 
+/// Cancels `token` after `seconds` (of the test's clock).
+fn fire_after(token: &tokio_util::sync::CancellationToken, seconds: u64) {
+    let token = token.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(seconds)).await;
+        token.cancel();
+    });
+}
+
 fn status_of(snapshot: &RunSnapshot, id: &str) -> (TaskStatus, u32) {
     let t = snapshot
         .tasks
@@ -529,11 +538,7 @@ async fn a_local_cancel_stops_a_cooperative_task_and_cancels_the_rest() {
     let h = harness();
     let spec = chain(3, "sleep", json!({"seconds": 10}));
     let options = RunOptions::default();
-    let token = options.cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(15)).await;
-        token.cancel();
-    });
+    fire_after(&options.cancel, 15);
     let (outcome, snap) = h.run(spec, &options).await;
     assert_eq!(outcome, StepOutcome::Finished(RunStatus::Cancelled));
     assert_eq!(status_of(&snap, "t1").0, TaskStatus::Completed);
@@ -546,11 +551,7 @@ async fn a_stop_lets_the_task_in_flight_finish_then_cancels_the_rest() {
     let h = harness();
     let spec = chain(3, "sleep", json!({"seconds": 10}));
     let options = RunOptions::default();
-    let token = options.stop.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(15)).await;
-        token.cancel();
-    });
+    fire_after(&options.stop, 15);
     let started = Instant::now();
     let (outcome, snap) = h.run(spec, &options).await;
     assert_eq!(outcome, StepOutcome::Finished(RunStatus::Cancelled));
@@ -569,11 +570,7 @@ async fn a_cancelled_handler_that_ignores_its_token_is_abandoned_after_the_grace
     let h = harness();
     let spec = chain(2, "count", json!({"sleep": 1000}));
     let options = RunOptions::default();
-    let token = options.cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        token.cancel();
-    });
+    fire_after(&options.cancel, 5);
     let started = Instant::now();
     let (outcome, snap) = h.run(spec, &options).await;
     assert_eq!(outcome, StepOutcome::Finished(RunStatus::Cancelled));
