@@ -7,6 +7,7 @@
 //!   level is one more than its deepest dependency's.
 //! - A DAG with one back-edge fails with exactly one cycle problem naming a real cycle.
 //! - `FlowSpec` -> JSON -> `FlowSpec` is the identity.
+//! - JSON at any depth Dagy stores reads back equal; deeper JSON is refused, never a panic.
 //! - A number no run can honour (a delay or timeout over a year, a jitter factor over 1) is
 //!   refused at its path, with the limit named.
 //!
@@ -967,6 +968,25 @@ fn arb_out_of_range() -> impl Strategy<Value = (&'static str, Value, &'static st
 
 proptest! {
     #![proptest_config(config())]
+
+    /// Depth is measured alike on the text and on the value, and whatever nests no deeper than
+    /// Dagy reads comes back equal (what a store accepted always reads back); deeper is an
+    /// error, never a panic.
+    #[test]
+    fn any_value_at_any_depth_reads_back_or_is_refused(value in arb_json(), wraps in 0usize..700) {
+        use dagy_core::json::{MAX_DOCUMENT_DEPTH, depth, from_str, text_depth};
+        let nested = (0..wraps).fold(value, |inner, i| {
+            if i % 2 == 0 { json!([inner]) } else { json!({"k": inner}) }
+        });
+        let text = nested.to_string();
+        prop_assert_eq!(text_depth(&text), depth(&nested));
+        let back = from_str::<Value>(&text);
+        if depth(&nested) <= MAX_DOCUMENT_DEPTH {
+            prop_assert_eq!(back.expect("reads back"), nested);
+        } else {
+            prop_assert!(back.is_err());
+        }
+    }
 
     /// A delay, timeout or jitter factor past its limit is one problem at its path that names
     /// the limit; validation never accepts what the engine cannot wait for.
