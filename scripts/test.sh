@@ -72,6 +72,16 @@ cargo build --workspace --all-targets --locked "${FEATURES[@]}"
 step "tests (unit, property, integration, CLI, doc)"
 cargo test --workspace --locked --no-fail-fast "${FEATURES[@]}"
 
+step "the example project, copied out of the repository as a user starts one"
+# Its own package outside this workspace, depending on crates/dagy by path: it builds without the
+# AWS SDK, and its tests run its flow through its own CLI.
+outside=$(mktemp -d)
+cp -r examples/user-project "$outside/my-flows"
+sed -i "s|path = \"../../crates/dagy\"|path = \"$ROOT/crates/dagy\"|" "$outside/my-flows/Cargo.toml"
+cp Cargo.lock "$outside/my-flows/Cargo.lock"
+(cd "$outside/my-flows" && cargo test --quiet)
+rm -rf "$outside"
+
 step "the lambda: contract, from Python (examples/user-project/python)"
 python3 -m unittest discover -s examples/user-project/python
 

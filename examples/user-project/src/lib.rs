@@ -3,6 +3,7 @@
 //!
 //! - `count_primes`: CPU-bound, a plain `fn` (it runs on a blocking thread);
 //! - `summarize`: takes its upstream tasks' outputs, typed;
+//! - `banner`: a closure over the raw JSON input;
 //! - `save_report`: writes the summary through a [`ReportSink`] shared by every task of the
 //!   process: a DynamoDB table on AWS (the `aws` feature and `REPORT_TABLE`), a folder locally.
 
@@ -72,18 +73,28 @@ pub struct ReportParameters {
     pub title: String,
 }
 
+/// What `save_report` takes from its upstream tasks.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReportInputs {
+    /// The summary task's output.
+    pub summary: Summary,
+    /// The banner task's output.
+    pub banner: String,
+}
+
 /// Saves the summary of its run: retried (1 s, then 5 s) when the sink fails.
 #[dagy::task(retries = 3, retry_delay_seconds = [1, 5], retry_jitter_factor = 0.2)]
 pub async fn save_report(
     ctx: TaskContext,
     Parameters(parameters): Parameters<ReportParameters>,
-    Upstream(upstream): Upstream<BTreeMap<String, Summary>>,
+    Upstream(upstream): Upstream<ReportInputs>,
     State(sink): State<ReportSink>,
 ) -> Result<serde_json::Value, TaskError> {
     let report = json!({
         "run_id": ctx.run_id,
         "title": parameters.title,
-        "summaries": upstream,
+        "banner": upstream.banner,
+        "summary": upstream.summary,
     });
     let location = sink.save(&ctx.run_id, &report).await?;
     Ok(json!({"saved_to": location}))
@@ -160,6 +171,11 @@ pub fn registry() -> HandlerRegistry {
         .add(summarize)
         .add(save_report)
         .state_with(ReportSink::from_env);
+    // A closure works too, on the raw JSON input: `{parameters, upstream, args}`.
+    registry.register("banner", |_ctx, input| async move {
+        let title = input["parameters"]["title"].as_str().unwrap_or("untitled");
+        Ok(json!(format!("== {title} ==")))
+    });
     registry
 }
 
@@ -180,7 +196,10 @@ pub fn primes_flow() -> FlowSpec {
     flow.task_of("summary", &summarize, |t| {
         t.depends_on((0..4).map(|i| format!("count-{i}")))
     })
-    .task_of("report", &save_report, |t| t.depends_on(["summary"]))
+    .task("banner", "banner", |t| t)
+    .task_of("report", &save_report, |t| {
+        t.depends_on(["summary", "banner"])
+    })
     .build()
 }
 
@@ -212,6 +231,10 @@ mod tests {
             .expect("runs");
         let summary = snap.tasks[4].output.clone().expect("summary");
         assert_eq!(summary["total"], 17_984, "primes below 200,000");
+        assert_eq!(
+            snap.tasks[5].output,
+            Some(json!("== primes below 200,000 =="))
+        );
         let saved = std::fs::read_to_string(dir.join(format!("{}.json", snap.run.run_id)))
             .expect("the report file");
         assert!(saved.contains("primes below 200,000"));

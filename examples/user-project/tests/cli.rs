@@ -34,6 +34,10 @@ fn the_primes_flow_runs_through_the_projects_cli() {
         .collect();
     assert_eq!(counts, [5133, 4459, 4256, 4136]);
     assert_eq!(tasks[4]["output"]["total"], 17_984);
+    assert_eq!(
+        tasks[5]["output"], "== primes below 200,000 ==",
+        "the closure handler"
+    );
     let run_id = record["run_id"].as_str().expect("run id");
     let report = std::fs::read_to_string(reports.path().join(format!("{run_id}.json")))
         .expect("the report was saved through the shared sink");
@@ -56,7 +60,7 @@ fn validate_refuses_a_handler_the_project_does_not_register_and_names_those_it_d
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("handler \"echo\" is not registered; registered handlers: count_primes, save_report, summarize"),
+        stderr.contains("handler \"echo\" is not registered; registered handlers: banner, count_primes, save_report, summarize"),
         "{stderr}"
     );
 }
