@@ -124,6 +124,23 @@ pub enum StepOutcome {
     Superseded,
 }
 
+/// Why [`Executor::end_run`] ends a run from outside its executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd<'a> {
+    /// Its worker could not start, or stopped without recording its end (an ECS task that
+    /// failed to start, was killed, or ran out of memory): failed with this reason (cancelled,
+    /// when a cancel was asked for), its unfinished tasks cancelled.
+    Abandoned(&'a str),
+    /// Its executor stopped and nobody resumed it in time (the sweep): timed out with this
+    /// reason, its unfinished tasks timed out.
+    Lapsed(&'a str),
+}
+
+/// The lease owner of the router's own writes (runs it ends).
+pub const ROUTER_OWNER: &str = "dagy-router";
+/// The lease owner of the sweep's writes.
+pub const SWEEP_OWNER: &str = "dagy-sweep";
+
 /// An attempt started again after this many interruptions fails the task instead.
 pub const MAX_INTERRUPTIONS: u32 = 3;
 
@@ -298,6 +315,45 @@ impl Executor {
         let status = session.tasks[index].status;
         self.store.release_lease(&session.lease, now_ms()).await?;
         Ok(StepOutcome::Continue { ran, status })
+    }
+
+    /// Ends a run its own executor can no longer end, as this executor's owner (name it with
+    /// [`ROUTER_OWNER`] or [`SWEEP_OWNER`]): it takes the lease, settles every unfinished task
+    /// and ends the run (see [`RunEnd`]). `None` when the run had ended already or a live
+    /// executor holds it: then it is left as it is.
+    pub async fn end_run(
+        &self,
+        run_id: &str,
+        end: RunEnd<'_>,
+    ) -> Result<Option<RunStatus>, EngineError> {
+        let options = RunOptions::default();
+        let mut session = match Session::open(self, run_id, &options, Claim::Exclusive).await? {
+            Opened::Session(s) => s,
+            Opened::Done(_) => return Ok(None),
+        };
+        let (status, tasks, error_type, why) = match end {
+            RunEnd::Abandoned(why) if session.run.cancel_requested => (
+                RunStatus::Cancelled,
+                TaskStatus::Cancelled,
+                "WorkerStopped",
+                why,
+            ),
+            RunEnd::Abandoned(why) => (
+                RunStatus::Failed,
+                TaskStatus::Cancelled,
+                "WorkerStopped",
+                why,
+            ),
+            RunEnd::Lapsed(why) => (RunStatus::TimedOut, TaskStatus::TimedOut, "RunLapsed", why),
+        };
+        let error = TaskErrorRecord {
+            error_type: error_type.into(),
+            message: format!("not finished: {why}"),
+        };
+        session
+            .close(status, tasks, error, why.to_string())
+            .await
+            .map(Some)
     }
 
     fn emit(&self, event: Event) {
@@ -926,26 +982,43 @@ impl<'a> Session<'a> {
             .collect()
     }
 
-    pub(crate) async fn cancel_rest(&mut self) -> Result<RunStatus, EngineError> {
+    /// The one way a run ends with work left: every unfinished task is settled as `tasks`
+    /// with `error`, then the run ends as `status` with `why`. Cancels, budgets, abandoned and
+    /// lapsed runs all end through it.
+    pub(crate) async fn close(
+        &mut self,
+        status: RunStatus,
+        tasks: TaskStatus,
+        error: TaskErrorRecord,
+        why: String,
+    ) -> Result<RunStatus, EngineError> {
         let rest = self.unfinished();
+        self.settle(&rest, tasks, error).await?;
+        self.end(status, Some(why)).await
+    }
+
+    pub(crate) async fn cancel_rest(&mut self) -> Result<RunStatus, EngineError> {
         let error = TaskErrorRecord {
             error_type: "Cancelled".into(),
             message: "not run: the run was cancelled".into(),
         };
-        self.settle(&rest, TaskStatus::Cancelled, error).await?;
-        self.end(RunStatus::Cancelled, Some("cancelled on request".into()))
-            .await
+        self.close(
+            RunStatus::Cancelled,
+            TaskStatus::Cancelled,
+            error,
+            "cancelled on request".into(),
+        )
+        .await
     }
 
     async fn time_out_rest(&mut self) -> Result<RunStatus, EngineError> {
-        let rest = self.unfinished();
         let why = self.options.budget.describe();
         let error = TaskErrorRecord {
             error_type: "BudgetExhausted".into(),
             message: format!("not run: {why}"),
         };
-        self.settle(&rest, TaskStatus::TimedOut, error).await?;
-        self.end(RunStatus::TimedOut, Some(why)).await
+        self.close(RunStatus::TimedOut, TaskStatus::TimedOut, error, why)
+            .await
     }
 
     /// Ends the run by what its tasks did (see [`final_status`]).

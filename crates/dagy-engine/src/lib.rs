@@ -45,7 +45,8 @@ pub mod task;
 pub use error::EngineError;
 pub use events::{Event, Observer, TracingObserver};
 pub use executor::{
-    Budget, Executor, MAX_INTERRUPTIONS, NewRunRequest, RunOptions, StepOutcome, new_run_id,
+    Budget, Executor, MAX_INTERRUPTIONS, NewRunRequest, ROUTER_OWNER, RunEnd, RunOptions,
+    SWEEP_OWNER, StepOutcome, new_run_id,
 };
 pub use registry::{HandlerRegistry, LambdaInvoker, ResultExt, TaskContext, TaskError, TaskResult};
 pub use state_machine::{STATE_MACHINE_OWNER, StateMachineEnd, TaskInvocation};

@@ -903,3 +903,101 @@ async fn events_describe_the_run_in_order() {
         ]
     );
 }
+
+/// A run one task into its work whose executor is gone: its lease (50 ms) has lapsed.
+async fn abandoned_after_one_task(h: &Harness) -> String {
+    let id = h.start(chain(3, "count", json!({}))).await;
+    let dead = h
+        .executor
+        .clone()
+        .with_owner("dead")
+        .with_lease_ttl(Duration::from_millis(50));
+    dead.step(&id, &RunOptions::default())
+        .await
+        .expect("one task");
+    let lease = h
+        .store
+        .acquire_lease(&id, "dead", dagy_store::now_ms(), 50)
+        .await
+        .expect("the dead executor's last lease");
+    h.store
+        .start_attempt(&lease, "t2", 1, dagy_store::now_ms())
+        .await
+        .expect("t2 in flight when it died");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    id
+}
+
+#[tokio::test]
+async fn end_run_ends_an_abandoned_run_failed_with_its_open_tasks_cancelled() {
+    let h = harness();
+    let id = abandoned_after_one_task(&h).await;
+    let router = h.executor.clone().with_owner(dagy_engine::ROUTER_OWNER);
+    let ended = router
+        .end_run(
+            &id,
+            dagy_engine::RunEnd::Abandoned("OutOfMemoryError: killed"),
+        )
+        .await
+        .expect("end");
+    assert_eq!(ended, Some(RunStatus::Failed));
+    let snap = h.store.load_run(&id).await.expect("load");
+    assert_eq!(snap.run.error.as_deref(), Some("OutOfMemoryError: killed"));
+    assert_eq!(status_of(&snap, "t1").0, TaskStatus::Completed, "kept");
+    for t in ["t2", "t3"] {
+        assert_eq!(status_of(&snap, t).0, TaskStatus::Cancelled, "{t}");
+    }
+    let again = router
+        .end_run(&id, dagy_engine::RunEnd::Abandoned("again"))
+        .await
+        .expect("end again");
+    assert_eq!(again, None, "an ended run is left as it is");
+}
+
+#[tokio::test]
+async fn end_run_ends_an_abandoned_run_cancelled_when_a_cancel_was_asked() {
+    let h = harness();
+    let id = abandoned_after_one_task(&h).await;
+    h.store
+        .request_cancel(&id, dagy_store::now_ms())
+        .await
+        .expect("cancel");
+    let ended = h
+        .executor
+        .end_run(&id, dagy_engine::RunEnd::Abandoned("stopped"))
+        .await
+        .expect("end");
+    assert_eq!(ended, Some(RunStatus::Cancelled));
+}
+
+#[tokio::test]
+async fn end_run_times_out_a_lapsed_run_and_leaves_a_held_one_alone() {
+    let h = harness();
+    let id = abandoned_after_one_task(&h).await;
+    let sweep = h.executor.clone().with_owner(dagy_engine::SWEEP_OWNER);
+    let lease = h
+        .store
+        .acquire_lease(&id, "live", dagy_store::now_ms(), 60_000)
+        .await
+        .expect("a live executor took it");
+    let held = sweep
+        .end_run(&id, dagy_engine::RunEnd::Lapsed("not resumed"))
+        .await
+        .expect("try");
+    assert_eq!(held, None, "a live executor's run is left alone");
+    h.store
+        .release_lease(&lease, dagy_store::now_ms())
+        .await
+        .expect("release");
+    let ended = sweep
+        .end_run(&id, dagy_engine::RunEnd::Lapsed("not resumed"))
+        .await
+        .expect("end");
+    assert_eq!(ended, Some(RunStatus::TimedOut));
+    let snap = h.store.load_run(&id).await.expect("load");
+    assert_eq!(status_of(&snap, "t3").0, TaskStatus::TimedOut);
+    assert_eq!(
+        snap.tasks[2].error.as_ref().map(|e| e.error_type.as_str()),
+        Some("RunLapsed")
+    );
+}

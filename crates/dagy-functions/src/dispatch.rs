@@ -10,8 +10,8 @@ use std::sync::Arc;
 use dagy_backend_ecs::{EcsBackend, TaskState};
 use dagy_backend_sfn::{ExecutionState, StepFunctionsBackend};
 use dagy_core::BackendKind;
-use dagy_engine::StateMachineEnd;
-use dagy_store::{RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord, TaskStatus, now_ms};
+use dagy_engine::{Executor, HandlerRegistry, ROUTER_OWNER, RunEnd, StateMachineEnd};
+use dagy_store::{RunRecord, RunStore};
 
 use crate::FunctionError;
 
@@ -195,48 +195,6 @@ impl EcsDispatcher {
     }
 }
 
-/// Ends a run whose worker could not start or died without recording it: failed with `why`
-/// (cancelled, when a cancel was asked for), its unfinished tasks cancelled. A run that ended
-/// meanwhile, or that a live executor holds, is left as it is.
-pub async fn end_abandoned_run(
-    store: &dyn RunStore,
-    run_id: &str,
-    why: &str,
-) -> Result<(), FunctionError> {
-    let now = now_ms();
-    let lease = match store
-        .acquire_lease(run_id, "dagy-router", now, 60_000)
-        .await
-    {
-        Ok(lease) => lease,
-        Err(StoreError::RunFinished { .. } | StoreError::LeaseHeld { .. }) => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    let snapshot = store.load_run(run_id).await?;
-    let status = if snapshot.run.cancel_requested {
-        RunStatus::Cancelled
-    } else {
-        RunStatus::Failed
-    };
-    let open: Vec<String> = snapshot
-        .tasks
-        .iter()
-        .filter(|t| !t.status.is_final())
-        .map(|t| t.task_id.clone())
-        .collect();
-    let error = TaskErrorRecord {
-        error_type: "WorkerStopped".into(),
-        message: format!("not finished: {why}"),
-    };
-    store
-        .settle_tasks(&lease, &open, TaskStatus::Cancelled, error, now)
-        .await?;
-    store
-        .finish_run(&lease, status, Some(why.to_string()), now)
-        .await?;
-    Ok(())
-}
-
 fn ecs_error(e: dagy_backend_ecs::EcsError) -> FunctionError {
     FunctionError::Dispatch(e.to_string())
 }
@@ -265,7 +223,10 @@ impl Dispatcher for EcsDispatcher {
             Err(e @ dagy_backend_ecs::EcsError::StartFailed { .. }) => {
                 let why = e.to_string();
                 tracing::error!(run_id, reason = why, "the run's worker could not start");
-                end_abandoned_run(self.store.as_ref(), run_id, &why).await
+                let recorder = Executor::new(self.store.clone(), Arc::new(HandlerRegistry::new()))
+                    .with_owner(ROUTER_OWNER);
+                recorder.end_run(run_id, RunEnd::Abandoned(&why)).await?;
+                Ok(())
             }
             Err(e) => Err(ecs_error(e)),
         }

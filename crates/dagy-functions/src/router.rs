@@ -10,13 +10,16 @@ use serde_json::{Map, Value, json};
 use dagy_core::{
     BackendKind, Flow, FlowSpec, HandlerCatalog, PlanRequest, RuntimeTier, Settings, TierInputs,
 };
-use dagy_engine::{Executor, HandlerRegistry, NewRunRequest, STATE_MACHINE_OWNER};
+use dagy_engine::{
+    Executor, HandlerRegistry, NewRunRequest, ROUTER_OWNER, RunEnd, STATE_MACHINE_OWNER,
+    SWEEP_OWNER,
+};
 use dagy_store::{
     DeploymentRecord, EnvironmentRecord, RunRecord, RunStatus, RunStore, StoreError, now_ms,
 };
 
 use crate::FunctionError;
-use crate::dispatch::{Dispatcher, Execution, backend_of, end_abandoned_run};
+use crate::dispatch::{Dispatcher, Execution, backend_of};
 use crate::http::{Request, Response};
 
 /// Runs the sweep looks at per invocation.
@@ -25,6 +28,8 @@ pub const SWEEP_BATCH: usize = 100;
 pub const LAMBDA_RUN_MAX_AGE_MS: u64 = 24 * 3600 * 1000;
 /// Page size of a runs listing when the client names none.
 pub const DEFAULT_PAGE: usize = 20;
+/// Why the sweep ends a Lambda run nobody resumed.
+const LAPSED: &str = "the run's executor stopped and it was not resumed within a day";
 
 /// The router's state: the store, the registered backends and how to reach them, and the names
 /// of the handlers the executors know. It holds no handlers: it never runs a task.
@@ -152,7 +157,8 @@ impl Router {
         dispatcher: Arc<dyn Dispatcher>,
         catalog: Arc<dyn HandlerCatalog + Send + Sync>,
     ) -> Self {
-        let recorder = Executor::new(store.clone(), Arc::new(HandlerRegistry::new()));
+        let recorder =
+            Executor::new(store.clone(), Arc::new(HandlerRegistry::new())).with_owner(ROUTER_OWNER);
         Router {
             store,
             settings,
@@ -514,7 +520,9 @@ impl Router {
         }
         let execution = self.dispatcher.execution(run).await?;
         if let Execution::Stopped(why) = &execution {
-            end_abandoned_run(self.store.as_ref(), &run.run_id, why).await?;
+            self.recorder
+                .end_run(&run.run_id, RunEnd::Abandoned(why))
+                .await?;
             tracing::warn!(
                 run_id = run.run_id,
                 why,
@@ -763,8 +771,10 @@ impl Router {
             if now.saturating_sub(run.created_at_ms) > LAMBDA_RUN_MAX_AGE_MS
                 && backend == BackendKind::Lambda
             {
-                match self.time_out(&run.run_id, now).await {
-                    Ok(()) => timed_out.push(run.run_id),
+                let sweeper = self.recorder.clone().with_owner(SWEEP_OWNER);
+                match sweeper.end_run(&run.run_id, RunEnd::Lapsed(LAPSED)).await {
+                    Ok(Some(_)) => timed_out.push(run.run_id),
+                    Ok(None) => {} // resumed or ended meanwhile
                     Err(e) => failed.push(json!({"run_id": run.run_id, "error": e.to_string()})),
                 }
                 continue;
@@ -778,37 +788,6 @@ impl Router {
             200,
             json!({"resumed": resumed, "timed_out": timed_out, "ended": ended, "running": running, "failed": failed}),
         ))
-    }
-
-    async fn time_out(&self, run_id: &str, now: u64) -> Result<(), FunctionError> {
-        let lease = self
-            .store
-            .acquire_lease(run_id, "dagy-sweep", now, 60_000)
-            .await?;
-        let snapshot = self.store.load_run(run_id).await?;
-        let open: Vec<String> = snapshot
-            .tasks
-            .iter()
-            .filter(|t| !t.status.is_final())
-            .map(|t| t.task_id.clone())
-            .collect();
-        let error = dagy_store::TaskErrorRecord {
-            error_type: "RunLapsed".into(),
-            message: "not run: the run's executor stopped and it was not resumed within a day"
-                .into(),
-        };
-        self.store
-            .settle_tasks(&lease, &open, dagy_store::TaskStatus::TimedOut, error, now)
-            .await?;
-        self.store
-            .finish_run(
-                &lease,
-                RunStatus::TimedOut,
-                Some("the run's executor stopped and it was not resumed within a day".into()),
-                now,
-            )
-            .await?;
-        Ok(())
     }
 }
 
