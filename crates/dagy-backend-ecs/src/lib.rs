@@ -34,10 +34,7 @@ pub const STREAM_PREFIX: &str = "dagy";
 /// The variable that tells the worker which run to execute.
 pub const RUN_ID_VAR: &str = "DAGY_RUN_ID";
 /// The task-definition size, overridden per run by the tier's.
-const DEFAULT_SIZE: FargateSize = FargateSize {
-    cpu: 512,
-    memory_mb: 1024,
-};
+const DEFAULT_SIZE: FargateSize = FargateSize::SMALL;
 
 /// What the backend could not do, with what to change.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -464,12 +461,7 @@ fn tag(key: &str, value: &str) -> Tag {
 }
 
 fn check_run_id(run_id: &str) -> Result<(), EcsError> {
-    let ok = !run_id.is_empty()
-        && run_id.len() <= 36
-        && run_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
+    if dagy_core::validate::is_plain_name(run_id, 36) {
         Ok(())
     } else {
         Err(EcsError::BadRunId(run_id.to_string()))

@@ -300,12 +300,7 @@ impl StepFunctionsBackend {
 }
 
 fn check_run_id(run_id: &str) -> Result<(), SfnError> {
-    let ok = !run_id.is_empty()
-        && run_id.len() <= MAX_NAME_LEN
-        && run_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
+    if dagy_core::validate::is_plain_name(run_id, MAX_NAME_LEN) {
         Ok(())
     } else {
         Err(SfnError::BadRunId(run_id.to_string()))

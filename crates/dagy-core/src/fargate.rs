@@ -91,6 +91,13 @@ impl Row {
 }
 
 impl FargateSize {
+    /// The small tier's size (0.5 vCPU, 1 GB): what a run sent to ECS without a Fargate tier of
+    /// its own gets, and the worker task definition's default.
+    pub const SMALL: FargateSize = FargateSize {
+        cpu: 512,
+        memory_mb: 1024,
+    };
+
     /// Checks a custom size against the valid combinations.
     pub fn new(cpu: u32, memory_mb: u32) -> Result<FargateSize, Error> {
         let Some(row) = ROWS.iter().find(|r| r.cpu == cpu) else {

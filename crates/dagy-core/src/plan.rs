@@ -217,10 +217,7 @@ fn fit_lambda(flow: &Flow, plan: &mut Plan) -> Result<(), Error> {
 
 fn fit_ecs(flow: &Flow, plan: &mut Plan) -> Result<(), Error> {
     plan.mode = ExecutionMode::Container;
-    let size = plan.tier.fargate_resources().unwrap_or(FargateSize {
-        cpu: 512,
-        memory_mb: 1024,
-    });
+    let size = plan.tier.fargate_size();
     plan.resources = Some(size);
     for task in flow.tasks() {
         if let Some(mb) = task.memory_mb

@@ -57,12 +57,19 @@ impl RuntimeTier {
     pub fn fargate_resources(self) -> Option<crate::FargateSize> {
         let (cpu, memory_mb) = match self {
             RuntimeTier::Nano | RuntimeTier::Micro => return None,
-            RuntimeTier::Small => (512, 1024),
+            RuntimeTier::Small => return Some(crate::FargateSize::SMALL),
             RuntimeTier::Medium => (1024, 2048),
             RuntimeTier::Large => (2048, 4096),
             RuntimeTier::Xlarge => (4096, 12288),
         };
         Some(crate::FargateSize { cpu, memory_mb })
+    }
+
+    /// The Fargate size a run of this tier gets on ECS: its own, or the small tier's for a
+    /// Lambda tier sent there.
+    pub fn fargate_size(self) -> crate::FargateSize {
+        self.fargate_resources()
+            .unwrap_or(crate::FargateSize::SMALL)
     }
 
     /// Whether this tier runs on Lambda (nano, micro).

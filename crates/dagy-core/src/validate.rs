@@ -282,6 +282,16 @@ pub fn parameters_problem(parameters: &serde_json::Map<String, Value>) -> Option
     })
 }
 
+/// Whether `name` is 1 to `max_len` ASCII letters, digits, `-` and `_`: what a run id must be
+/// to name an ECS task (`startedBy`, 36) or a Step Functions execution (80).
+pub fn is_plain_name(name: &str, max_len: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max_len
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 fn id_problem(id: &str) -> Option<String> {
     if id.is_empty() {
         return Some("a task id cannot be empty".into());

@@ -213,10 +213,8 @@ impl Dispatcher for EcsDispatcher {
         let size = run
             .plan
             .as_ref()
-            .and_then(|p| p.resources.or_else(|| p.tier.fargate_resources()))
-            .unwrap_or(dagy_core::FargateSize {
-                cpu: 512,
-                memory_mb: 1024,
+            .map_or(dagy_core::FargateSize::SMALL, |p| {
+                p.resources.unwrap_or_else(|| p.tier.fargate_size())
             });
         match self.backend.start(run_id, size).await {
             Ok(_) => Ok(()),
