@@ -545,6 +545,7 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Runs the attempts of one task until it ends, the run stops, or the budget runs out.
     async fn attempts(&mut self, index: usize) -> Result<TaskEnd, EngineError> {
         let spec = self.flow.task(index).clone();
         let task_started = Instant::now();
@@ -560,29 +561,9 @@ impl<'a> Session<'a> {
             if budget_deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(TaskEnd::BudgetExhausted);
             }
-            self.renew_if_due().await?;
-            let attempt = self.tasks[index].attempts + 1;
-            let started = match self
-                .exec
-                .store
-                .start_attempt(&self.lease, &spec.id, attempt, now_ms())
-                .await
-            {
-                Ok(started) => started,
-                Err(StoreError::CancelRequested { .. }) => return Ok(TaskEnd::Cancelled),
-                Err(e) => return Err(e.into()),
+            let Some(attempt) = self.begin_attempt(index).await? else {
+                return Ok(TaskEnd::Cancelled);
             };
-            let task = &mut self.tasks[index];
-            task.status = TaskStatus::Running;
-            task.attempts = attempt;
-            task.lease_token = Some(self.lease.token);
-            if started.interrupted {
-                task.interruptions += 1;
-            }
-            self.exec.emit(Event::AttemptStarted {
-                task_id: spec.id.clone(),
-                attempt,
-            });
             if self.tasks[index].interruptions > MAX_INTERRUPTIONS {
                 let error = TaskError::permanent(format!(
                     "its executor stopped {} times while running it (killed, out of memory, or \
@@ -594,93 +575,158 @@ impl<'a> Session<'a> {
                     .record_final(index, attempt, TaskStatus::Failed, error, task_started)
                     .await;
             }
-
             let task_deadline = spec
                 .timeout_seconds
                 .map(|s| Instant::now() + retry::seconds(s));
             let end = self
                 .wait_for_attempt(index, &spec, attempt, task_deadline, budget_deadline)
                 .await?;
-            let error = match end {
-                AttemptEnd::Returned(Ok(output)) => {
-                    return self
-                        .record_output(index, attempt, output, task_started)
-                        .await;
-                }
-                AttemptEnd::LeaseLost => {
-                    return Err(StoreError::LeaseLost {
-                        run_id: self.run.run_id.clone(),
-                    }
-                    .into());
-                }
-                AttemptEnd::BudgetExhausted => {
-                    let error = TaskError::permanent(format!(
-                        "{} during attempt {attempt}",
-                        self.options.budget.describe()
-                    ))
-                    .with_type("BudgetExhausted");
-                    self.record_final(index, attempt, TaskStatus::TimedOut, error, task_started)
-                        .await?;
-                    return Ok(TaskEnd::BudgetExhausted);
-                }
-                AttemptEnd::TimedOut => TaskError::new(format!(
-                    "attempt {attempt} ran past timeout_seconds {}",
-                    spec.timeout_seconds.unwrap_or_default()
-                ))
-                .with_type("TaskTimedOut"),
-                AttemptEnd::Returned(Err(error)) => error,
+            let error = match self
+                .record_attempt_end(index, attempt, end, task_started)
+                .await?
+            {
+                Ok(task_end) => return Ok(task_end),
+                Err(error) => error,
             };
-            if self.options.cancel.is_cancelled() {
-                let error = TaskError::permanent(format!(
-                    "cancelled during attempt {attempt}: {}",
-                    error.message
-                ))
-                .with_type("Cancelled");
-                self.record_final(index, attempt, TaskStatus::Cancelled, error, task_started)
-                    .await?;
-                return Ok(TaskEnd::Cancelled);
+            if let Some(task_end) = self
+                .retry_or_fail(index, attempt, error, task_started, budget_deadline)
+                .await?
+            {
+                return Ok(task_end);
             }
-            let timed_out = error.error_type == "TaskTimedOut";
-            let failures = self.tasks[index].failures + 1;
-            if !error.retryable || failures > spec.retries {
-                let status = if timed_out {
-                    TaskStatus::TimedOut
-                } else {
-                    TaskStatus::Failed
-                };
+        }
+    }
+
+    /// Writes the start of the task's next attempt and returns its number; `None` when a
+    /// cancel was requested.
+    async fn begin_attempt(&mut self, index: usize) -> Result<Option<u32>, EngineError> {
+        self.renew_if_due().await?;
+        let attempt = self.tasks[index].attempts + 1;
+        let task_id = self.flow.task(index).id.clone();
+        let started = match self
+            .exec
+            .store
+            .start_attempt(&self.lease, &task_id, attempt, now_ms())
+            .await
+        {
+            Ok(started) => started,
+            Err(StoreError::CancelRequested { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let task = &mut self.tasks[index];
+        task.status = TaskStatus::Running;
+        task.attempts = attempt;
+        task.lease_token = Some(self.lease.token);
+        if started.interrupted {
+            task.interruptions += 1;
+        }
+        self.exec.emit(Event::AttemptStarted { task_id, attempt });
+        Ok(Some(attempt))
+    }
+
+    /// Records how an attempt ended when that ends the task (an output, the budget, a cancel),
+    /// and returns the failure otherwise.
+    async fn record_attempt_end(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        end: AttemptEnd,
+        task_started: Instant,
+    ) -> Result<Result<TaskEnd, TaskError>, EngineError> {
+        let error = match end {
+            AttemptEnd::Returned(Ok(output)) => {
                 return self
-                    .record_final(index, attempt, status, error, task_started)
-                    .await;
+                    .record_output(index, attempt, output, task_started)
+                    .await
+                    .map(Ok);
             }
-            let delay = retry::retry_delay(&spec, failures, retry::random_unit());
-            let record = self.fit_error(&error);
-            self.exec
-                .store
-                .finish_attempt(
-                    &self.lease,
-                    &spec.id,
-                    attempt,
-                    AttemptOutcome::Retrying(record),
-                    now_ms(),
-                )
+            AttemptEnd::LeaseLost => {
+                return Err(StoreError::LeaseLost {
+                    run_id: self.run.run_id.clone(),
+                }
+                .into());
+            }
+            AttemptEnd::BudgetExhausted => {
+                let error = TaskError::permanent(format!(
+                    "{} during attempt {attempt}",
+                    self.options.budget.describe()
+                ))
+                .with_type("BudgetExhausted");
+                self.record_final(index, attempt, TaskStatus::TimedOut, error, task_started)
+                    .await?;
+                return Ok(Ok(TaskEnd::BudgetExhausted));
+            }
+            AttemptEnd::TimedOut => TaskError::new(format!(
+                "attempt {attempt} ran past timeout_seconds {}",
+                self.flow.task(index).timeout_seconds.unwrap_or_default()
+            ))
+            .with_type("TaskTimedOut"),
+            AttemptEnd::Returned(Err(error)) => error,
+        };
+        if self.options.cancel.is_cancelled() {
+            let error = TaskError::permanent(format!(
+                "cancelled during attempt {attempt}: {}",
+                error.message
+            ))
+            .with_type("Cancelled");
+            self.record_final(index, attempt, TaskStatus::Cancelled, error, task_started)
                 .await?;
-            let task = &mut self.tasks[index];
-            task.status = TaskStatus::Retrying;
-            task.failures = failures;
-            self.exec.emit(Event::Retrying {
-                task_id: spec.id.clone(),
+            return Ok(Ok(TaskEnd::Cancelled));
+        }
+        Ok(Err(error))
+    }
+
+    /// After a failed attempt: fails the task for good (a permanent error, no retries left), or
+    /// records it retrying and waits out its delay. `None`: start the next attempt.
+    async fn retry_or_fail(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        error: TaskError,
+        task_started: Instant,
+        budget_deadline: Option<Instant>,
+    ) -> Result<Option<TaskEnd>, EngineError> {
+        let spec = self.flow.task(index).clone();
+        let failures = self.tasks[index].failures + 1;
+        if !error.retryable || failures > spec.retries {
+            let status = if error.error_type == "TaskTimedOut" {
+                TaskStatus::TimedOut
+            } else {
+                TaskStatus::Failed
+            };
+            return self
+                .record_final(index, attempt, status, error, task_started)
+                .await
+                .map(Some);
+        }
+        let delay = retry::retry_delay(&spec, failures, retry::random_unit());
+        let record = self.fit_error(&error);
+        self.exec
+            .store
+            .finish_attempt(
+                &self.lease,
+                &spec.id,
                 attempt,
-                error: error.to_string(),
-                delay,
-            });
-            let wake = Instant::now() + delay;
-            if budget_deadline.is_some_and(|d| wake >= d) {
-                return Ok(TaskEnd::BudgetExhausted);
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(wake) => {}
-                () = self.options.stopped() => return Ok(TaskEnd::Cancelled),
-            }
+                AttemptOutcome::Retrying(record),
+                now_ms(),
+            )
+            .await?;
+        let task = &mut self.tasks[index];
+        task.status = TaskStatus::Retrying;
+        task.failures = failures;
+        self.exec.emit(Event::Retrying {
+            task_id: spec.id.clone(),
+            attempt,
+            error: error.to_string(),
+            delay,
+        });
+        let wake = Instant::now() + delay;
+        if budget_deadline.is_some_and(|d| wake >= d) {
+            return Ok(Some(TaskEnd::BudgetExhausted));
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(wake) => Ok(None),
+            () = self.options.stopped() => Ok(Some(TaskEnd::Cancelled)),
         }
     }
 
