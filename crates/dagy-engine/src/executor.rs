@@ -599,7 +599,7 @@ impl<'a> Session<'a> {
 
     /// Writes the start of the task's next attempt and returns its number; `None` when a
     /// cancel was requested.
-    async fn begin_attempt(&mut self, index: usize) -> Result<Option<u32>, EngineError> {
+    pub(crate) async fn begin_attempt(&mut self, index: usize) -> Result<Option<u32>, EngineError> {
         self.renew_if_due().await?;
         let attempt = self.tasks[index].attempts + 1;
         let task_id = self.flow.task(index).id.clone();

@@ -156,6 +156,40 @@ fn stopped(outcome: StepOutcome) -> TaskInvocation {
 }
 
 impl Session<'_> {
+    /// Why `task_id` (at `index`) must not run in this invocation, if it must not: the run was
+    /// cancelled, the task already ended, or an upstream task has not completed.
+    fn refusal(&self, index: usize, task_id: &str) -> Option<TaskInvocation> {
+        if self.run.cancel_requested {
+            return Some(TaskInvocation::Stopped("the run was cancelled".into()));
+        }
+        let record = &self.tasks[index];
+        match record.status {
+            TaskStatus::Completed => return Some(TaskInvocation::Completed),
+            status if status.is_final() => {
+                return Some(TaskInvocation::Failed(record.error.clone().unwrap_or_else(
+                    || TaskErrorRecord {
+                        error_type: "TaskEnded".into(),
+                        message: format!("task {task_id} already ended {status}"),
+                    },
+                )));
+            }
+            _ => {}
+        }
+        let upstream = self
+            .flow
+            .dependencies(index)
+            .iter()
+            .find(|&&d| self.tasks[d].status != TaskStatus::Completed)?;
+        let up = &self.tasks[*upstream];
+        Some(TaskInvocation::Failed(TaskErrorRecord {
+            error_type: "UpstreamNotCompleted".into(),
+            message: format!(
+                "task {task_id} cannot run: its upstream task {} is {}",
+                up.task_id, up.status
+            ),
+        }))
+    }
+
     /// One attempt of one task; retries are the state machine's.
     async fn one_attempt(&mut self, task_id: &str) -> Result<TaskInvocation, EngineError> {
         let run_id = self.run.run_id.clone();
@@ -168,53 +202,14 @@ impl Session<'_> {
                 ),
             }));
         };
-        if self.run.cancel_requested {
-            return Ok(TaskInvocation::Stopped("the run was cancelled".into()));
+        if let Some(refused) = self.refusal(index, task_id) {
+            return Ok(refused);
         }
-        let record = &self.tasks[index];
-        match record.status {
-            TaskStatus::Completed => return Ok(TaskInvocation::Completed),
-            status if status.is_final() => {
-                return Ok(TaskInvocation::Failed(record.error.clone().unwrap_or_else(
-                    || TaskErrorRecord {
-                        error_type: "TaskEnded".into(),
-                        message: format!("task {task_id} already ended {status}"),
-                    },
-                )));
-            }
-            _ => {}
-        }
-        if let Some(&upstream) = self
-            .flow
-            .dependencies(index)
-            .iter()
-            .find(|&&d| self.tasks[d].status != TaskStatus::Completed)
-        {
-            let up = &self.tasks[upstream];
-            return Ok(TaskInvocation::Failed(TaskErrorRecord {
-                error_type: "UpstreamNotCompleted".into(),
-                message: format!(
-                    "task {task_id} cannot run: its upstream task {} is {}",
-                    up.task_id, up.status
-                ),
-            }));
-        }
-
         let spec = self.flow.task(index).clone();
-        let attempt = self.tasks[index].attempts + 1;
         let started_at = Instant::now();
-        let started = self
-            .exec
-            .store()
-            .start_attempt(&self.lease, task_id, attempt, now_ms())
-            .await?;
-        let task = &mut self.tasks[index];
-        task.status = TaskStatus::Running;
-        task.attempts = attempt;
-        task.lease_token = Some(self.lease.token);
-        if started.interrupted {
-            task.interruptions += 1;
-        }
+        let Some(attempt) = self.begin_attempt(index).await? else {
+            return Ok(TaskInvocation::Stopped("the run was cancelled".into()));
+        };
         if self.tasks[index].interruptions > MAX_INTERRUPTIONS {
             let error = TaskError::permanent(format!(
                 "its invocation stopped {} times while running it (timed out, killed, or out of \
