@@ -104,59 +104,12 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
         .with_lease_ttl(ttl)
         .with_observer(progress.clone());
 
-    let (run_id, mode) = match &args.resume {
-        Some(run_id) => {
-            if args.store == StoreKind::Memory {
-                bail!("--resume needs a store that outlives a process: add --store dynamodb");
-            }
-            let run = store.get_run(run_id).await?;
-            let mode = run
-                .plan
-                .as_ref()
-                .map_or(ExecutionMode::WholeFlow, |p| p.mode);
-            (run_id.clone(), args.tier.map_or(mode, mode_of_tier))
-        }
-        None => {
-            let path = args.flow.as_ref().context("a FLOW file is required")?;
-            let text = crate::input::read_flow_text(path)?;
-            let flow = match Flow::from_json(&text, Some(registry.as_ref())) {
-                Ok(flow) => flow,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            let parameters = parse_params(args.params.as_deref())?;
-            let settings = Settings::from_env()?;
-            let request = PlanRequest {
-                tiers: TierInputs {
-                    request: args.tier,
-                    ..TierInputs::default()
-                },
-                backend: None,
-            };
-            let plan = match dagy_core::plan(&flow, &request, &settings) {
-                Ok(plan) => plan,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(ExitCode::from(1));
-                }
-            };
-            let mode = plan.mode;
-            progress.header(&flow, &plan);
-            let created = executor
-                .create_run(
-                    &flow,
-                    NewRunRequest {
-                        run_id: args.run_id.clone(),
-                        parameters,
-                        plan: Some(plan),
-                        ..NewRunRequest::default()
-                    },
-                )
-                .await?;
-            (created.run.run_id, mode)
-        }
+    let started = match &args.resume {
+        Some(run_id) => resumed(&args, store.as_ref(), run_id).await?,
+        None => started(&args, &registry, &executor, &progress).await?,
+    };
+    let Some((run_id, mode)) = started else {
+        return Ok(ExitCode::from(1));
     };
 
     let options = RunOptions {
@@ -199,6 +152,75 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The run to resume and how it runs (its plan's mode, or the one `--tier` asks for).
+async fn resumed(
+    args: &RunArgs,
+    store: &dyn RunStore,
+    run_id: &str,
+) -> anyhow::Result<Option<(String, ExecutionMode)>> {
+    if args.store == StoreKind::Memory {
+        bail!("--resume needs a store that outlives a process: add --store dynamodb");
+    }
+    let run = store.get_run(run_id).await?;
+    let mode = run
+        .plan
+        .as_ref()
+        .map_or(ExecutionMode::WholeFlow, |p| p.mode);
+    Ok(Some((
+        run_id.to_string(),
+        args.tier.map_or(mode, mode_of_tier),
+    )))
+}
+
+/// Validates and plans the flow, writes its run, and says how it runs; `None` (the problem
+/// printed) when the flow is invalid or its plan refused.
+async fn started(
+    args: &RunArgs,
+    registry: &HandlerRegistry,
+    executor: &Executor,
+    progress: &Progress,
+) -> anyhow::Result<Option<(String, ExecutionMode)>> {
+    let path = args.flow.as_ref().context("a FLOW file is required")?;
+    let text = crate::input::read_flow_text(path)?;
+    let flow = match Flow::from_json(&text, Some(registry)) {
+        Ok(flow) => flow,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(None);
+        }
+    };
+    let parameters = parse_params(args.params.as_deref())?;
+    let settings = Settings::from_env()?;
+    let request = PlanRequest {
+        tiers: TierInputs {
+            request: args.tier,
+            ..TierInputs::default()
+        },
+        backend: None,
+    };
+    let plan = match dagy_core::plan(&flow, &request, &settings) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(None);
+        }
+    };
+    let mode = plan.mode;
+    progress.header(&flow, &plan);
+    let created = executor
+        .create_run(
+            &flow,
+            NewRunRequest {
+                run_id: args.run_id.clone(),
+                parameters,
+                plan: Some(plan),
+                ..NewRunRequest::default()
+            },
+        )
+        .await?;
+    Ok(Some((created.run.run_id, mode)))
 }
 
 fn mode_of_tier(tier: RuntimeTier) -> ExecutionMode {
