@@ -182,8 +182,8 @@ fn number(value: &Expr, key: &str, max: f64) -> syn::Result<f64> {
         })
 }
 
-fn expand(options: Options, function: ItemFn) -> syn::Result<Tokens> {
-    let sig = &function.sig;
+/// Refuses what no task function can be, saying what to change.
+fn check_signature(sig: &syn::Signature) -> syn::Result<()> {
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(syn::Error::new(
             sig.generics.span(),
@@ -209,6 +209,11 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<Tokens> {
              is any serde::Serialize)",
         ));
     }
+    Ok(())
+}
+
+/// One statement per argument taking it from the task's input, and the names it binds.
+fn extractors(sig: &syn::Signature) -> syn::Result<(Vec<Tokens>, Vec<syn::Ident>)> {
     let mut extract = Vec::new();
     let mut args = Vec::new();
     for (i, input) in sig.inputs.iter().enumerate() {
@@ -238,6 +243,13 @@ fn expand(options: Options, function: ItemFn) -> syn::Result<Tokens> {
         });
         args.push(var);
     }
+    Ok((extract, args))
+}
+
+fn expand(options: Options, function: ItemFn) -> syn::Result<Tokens> {
+    let sig = &function.sig;
+    check_signature(sig)?;
+    let (extract, args) = extractors(sig)?;
 
     let ident = &sig.ident;
     let vis = &function.vis;
