@@ -216,6 +216,21 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// The run an idempotency key made, if it made one.
+    async fn run_of_key(&self, key: &str) -> Result<Option<Created>, StoreError> {
+        let Some(existing) = self
+            .get_item(item::idempotency_pk(key), "IDEMPOTENCY")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let run_id = item::get_s(&existing, "run_id")?;
+        Ok(Some(Created {
+            run: self.get_run(&run_id).await?,
+            created: false,
+        }))
+    }
+
     /// Deletes items by key, best effort: the clean-up after a `create_run` that failed, whose
     /// own error is the one to report. Items left behind expire by TTL.
     async fn delete_quietly(&self, keys: Vec<Item>) {
@@ -419,38 +434,13 @@ impl RunStore for DynamoStore {
         dagy_store::check_new_run(&new)?;
         let mut run = new.run;
         if let Some(key) = &run.idempotency_key
-            && let Some(existing) = self
-                .get_item(item::idempotency_pk(key), "IDEMPOTENCY")
-                .await?
+            && let Some(existing) = self.run_of_key(key).await?
         {
-            let run_id = item::get_s(&existing, "run_id")?;
-            return Ok(Created {
-                run: self.get_run(&run_id).await?,
-                created: false,
-            });
+            return Ok(existing);
         }
         run.wake_at_ms = run.created_at_ms.saturating_add(DISPATCH_GRACE_MS);
         let abandoned = run.created_at_ms / 1000 + ABANDONED_SECONDS;
-        let flow_json = serde_json::to_string(&new.flow)
-            .map_err(|e| StoreError::Invalid(format!("the flow cannot be stored: {e}")))?;
-        let mut items: Vec<Item> = new
-            .flow
-            .tasks
-            .iter()
-            .map(|t| item::task_item(&run.run_id, &t.id, abandoned))
-            .collect();
-        let chunks = chunk_text(&flow_json, FLOW_CHUNK_BYTES);
-        for (i, chunk) in chunks.iter().enumerate() {
-            let mut flow_item = Item::new();
-            flow_item.insert("pk".into(), s(item::run_pk(&run.run_id)));
-            flow_item.insert("sk".into(), s(item::flow_sk(i)));
-            flow_item.insert("kind".into(), s("flow"));
-            flow_item.insert("chunk".into(), s(*chunk));
-            flow_item.insert("expires_at".into(), n(abandoned));
-            items.push(flow_item);
-        }
-        let mut run_item = item::run_item(&run, abandoned)?;
-        run_item.insert("flow_chunks".into(), n(chunks.len() as u64));
+        let (items, mut run_item) = new_run_items(&run, &new.flow, abandoned)?;
         // Tells this call's write from another's: a retry whose first try landed finds it.
         let create_token = format!("{:016x}", rand_token());
         run_item.insert("create_token".into(), s(&create_token));
@@ -484,51 +474,40 @@ impl RunStore for DynamoStore {
             key_item.insert("expires_at".into(), n(abandoned));
             actions.push(self.put_new(key_item)?);
         }
-        match self.transact(actions).await {
-            Ok(()) => Ok(Created { run, created: true }),
-            Err(e) => {
-                let Some(reasons) = transaction_reasons(&e) else {
-                    self.delete_quietly(written).await;
-                    return Err(unavailable("TransactWriteItems", &e));
-                };
-                if failed_condition(reasons, 1).is_some()
-                    && let Some(key) = &run.idempotency_key
+        let Err(e) = self.transact(actions).await else {
+            return Ok(Created { run, created: true });
+        };
+        if let Some(reasons) = transaction_reasons(&e) {
+            if failed_condition(reasons, 1).is_some()
+                && let Some(key) = &run.idempotency_key
+            {
+                // Another trigger with the same key won the race: its run is the answer.
+                return self
+                    .run_of_key(key)
+                    .await?
+                    .ok_or_else(|| StoreError::Unavailable("idempotency item vanished".into()));
+            }
+            if failed_condition(reasons, 0).is_some() {
+                // A retried request whose first try landed finds its own run.
+                let existing = self.get_item(item::run_pk(&run.run_id), RUN_SK).await?;
+                if let Some(existing) = existing
+                    && item::opt_s(&existing, "create_token").as_deref()
+                        == Some(create_token.as_str())
                 {
-                    // Another trigger with the same key won the race: its run is the answer.
-                    let existing = self
-                        .get_item(item::idempotency_pk(key), "IDEMPOTENCY")
-                        .await?
-                        .ok_or_else(|| {
-                            StoreError::Unavailable("idempotency item vanished".into())
-                        })?;
-                    let run_id = item::get_s(&existing, "run_id")?;
                     return Ok(Created {
-                        run: self.get_run(&run_id).await?,
-                        created: false,
+                        run: item::run_record(&existing)?,
+                        created: true,
                     });
                 }
-                if failed_condition(reasons, 0).is_some() {
-                    // A retried request whose first try landed finds its own run.
-                    let existing = self.get_item(item::run_pk(&run.run_id), RUN_SK).await?;
-                    if let Some(existing) = existing
-                        && item::opt_s(&existing, "create_token").as_deref()
-                            == Some(create_token.as_str())
-                    {
-                        return Ok(Created {
-                            run: item::run_record(&existing)?,
-                            created: true,
-                        });
-                    }
-                    return Err(StoreError::Invalid(format!(
-                        "run {} already exists",
-                        run.run_id
-                    )));
-                }
-                // Neither item was written: take the task and flow items back.
-                self.delete_quietly(written).await;
-                Err(unavailable("TransactWriteItems", &e))
+                return Err(StoreError::Invalid(format!(
+                    "run {} already exists",
+                    run.run_id
+                )));
             }
         }
+        // Neither item was written: take the task and flow items back.
+        self.delete_quietly(written).await;
+        Err(unavailable("TransactWriteItems", &e))
     }
 
     async fn get_run(&self, run_id: &str) -> Result<RunRecord, StoreError> {
@@ -1292,6 +1271,35 @@ fn rand_token() -> u64 {
 }
 
 /// Splits text into pieces of at most `max` bytes, at character boundaries.
+/// The items of a new run: one per task and one per chunk of its flow's JSON, and the run item
+/// (which names how many chunks there are).
+fn new_run_items(
+    run: &RunRecord,
+    flow: &dagy_core::FlowSpec,
+    abandoned: u64,
+) -> Result<(Vec<Item>, Item), StoreError> {
+    let flow_json = serde_json::to_string(flow)
+        .map_err(|e| StoreError::Invalid(format!("the flow cannot be stored: {e}")))?;
+    let mut items: Vec<Item> = flow
+        .tasks
+        .iter()
+        .map(|t| item::task_item(&run.run_id, &t.id, abandoned))
+        .collect();
+    let chunks = chunk_text(&flow_json, FLOW_CHUNK_BYTES);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let mut flow_item = Item::new();
+        flow_item.insert("pk".into(), s(item::run_pk(&run.run_id)));
+        flow_item.insert("sk".into(), s(item::flow_sk(i)));
+        flow_item.insert("kind".into(), s("flow"));
+        flow_item.insert("chunk".into(), s(*chunk));
+        flow_item.insert("expires_at".into(), n(abandoned));
+        items.push(flow_item);
+    }
+    let mut run_item = item::run_item(run, abandoned)?;
+    run_item.insert("flow_chunks".into(), n(chunks.len() as u64));
+    Ok((items, run_item))
+}
+
 fn chunk_text(text: &str, max: usize) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut rest = text;
