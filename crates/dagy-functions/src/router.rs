@@ -367,22 +367,7 @@ impl Router {
             .ok_or_else(|| {
                 Response::error(404, "not_found", format!("no deployment named {name}"))
             })?;
-        let environment = match &deployment.environment {
-            None => None,
-            Some(env) => Some(
-                self.store
-                    .get_environment(env)
-                    .await
-                    .map_err(|e| store_error(&e))?
-                    .ok_or_else(|| {
-                        Response::error(
-                            422,
-                            "unknown_environment",
-                            format!("deployment {name} names environment {env}, which does not exist; PUT /environments/{env} first"),
-                        )
-                    })?,
-            ),
-        };
+        let environment = self.environment_of(&deployment).await?;
         let flow = deployment
             .flow
             .clone()
@@ -400,36 +385,7 @@ impl Router {
         let mut plan =
             dagy_core::plan(&flow, &request, &self.settings).map_err(|e| core_error(&e))?;
         if let Some(custom) = &body.resources {
-            let size = dagy_core::FargateSize::new(custom.cpu, custom.memory_mb)
-                .map_err(|e| Response::error(400, "bad_request", e.to_string()))?;
-            if plan.backend != BackendKind::EcsFargate {
-                return Err(Response::error(
-                    422,
-                    "resources_not_applicable",
-                    format!(
-                        "resources size an ECS Fargate run, but this run goes to {}; ask for a small, \
-                         medium, large or xlarge tier",
-                        plan.backend
-                    ),
-                ));
-            }
-            if let Some(task) = flow
-                .tasks()
-                .iter()
-                .find(|t| t.memory_mb.is_some_and(|mb| mb > u64::from(size.memory_mb)))
-            {
-                return Err(Response::error(
-                    422,
-                    "resources_too_small",
-                    format!(
-                        "task {} asks for {} MB, more than the {} MB asked for the run",
-                        task.id,
-                        task.memory_mb.unwrap_or_default(),
-                        size.memory_mb
-                    ),
-                ));
-            }
-            plan.resources = Some(size);
+            plan.resources = Some(custom_size(&flow, &plan, custom)?);
         }
         if !self.dispatcher.backends().contains(&plan.backend) {
             return Err(Response::error(
@@ -466,20 +422,33 @@ impl Router {
                 tracing::warn!(run_id = run.run_id, error = %e, "dispatch failed; the sweep will retry");
             }
         }
-        let record = run.plan.clone();
-        Ok(Response::json(
-            202,
-            json!({
-                "run_id": run.run_id,
-                "status": run.status,
-                "created": created.created,
-                "tier": record.as_ref().map(|p| p.tier),
-                "backend": record.as_ref().map(|p| p.backend),
-                "decided_by": record.as_ref().map(|p| p.decided_by.clone()),
-                "reason": record.as_ref().map(|p| p.reason.clone()),
-                "fallback": record.as_ref().and_then(|p| p.fallback.clone()),
-            }),
-        ))
+        Ok(accepted(&run, created.created))
+    }
+
+    /// The environment a deployment names, if it names one (422 when it does not exist).
+    async fn environment_of(
+        &self,
+        deployment: &dagy_store::DeploymentRecord,
+    ) -> Result<Option<dagy_store::EnvironmentRecord>, Response> {
+        let Some(env) = &deployment.environment else {
+            return Ok(None);
+        };
+        let name = &deployment.name;
+        let found = self
+            .store
+            .get_environment(env)
+            .await
+            .map_err(|e| store_error(&e))?;
+        found.map(Some).ok_or_else(|| {
+            Response::error(
+                422,
+                "unknown_environment",
+                format!(
+                    "deployment {name} names environment {env}, which does not exist; PUT \
+                     /environments/{env} first"
+                ),
+            )
+        })
     }
 
     async fn get_run(&self, id: &str) -> Answer {
@@ -789,6 +758,63 @@ impl Router {
             json!({"resumed": resumed, "timed_out": timed_out, "ended": ended, "running": running, "failed": failed}),
         ))
     }
+}
+
+/// A trigger's own Fargate size, checked: a valid pair, for an ECS run, and enough for every
+/// task's `memory_mb`.
+fn custom_size(
+    flow: &Flow,
+    plan: &dagy_core::Plan,
+    custom: &ResourcesBody,
+) -> Result<dagy_core::FargateSize, Response> {
+    let size = dagy_core::FargateSize::new(custom.cpu, custom.memory_mb)
+        .map_err(|e| Response::error(400, "bad_request", e.to_string()))?;
+    if plan.backend != BackendKind::EcsFargate {
+        return Err(Response::error(
+            422,
+            "resources_not_applicable",
+            format!(
+                "resources size an ECS Fargate run, but this run goes to {}; ask for a small, \
+                 medium, large or xlarge tier",
+                plan.backend
+            ),
+        ));
+    }
+    if let Some(task) = flow
+        .tasks()
+        .iter()
+        .find(|t| t.memory_mb.is_some_and(|mb| mb > u64::from(size.memory_mb)))
+    {
+        return Err(Response::error(
+            422,
+            "resources_too_small",
+            format!(
+                "task {} asks for {} MB, more than the {} MB asked for the run",
+                task.id,
+                task.memory_mb.unwrap_or_default(),
+                size.memory_mb
+            ),
+        ));
+    }
+    Ok(size)
+}
+
+/// The 202 answer to a trigger: the run and the decision it records.
+fn accepted(run: &RunRecord, created: bool) -> Response {
+    let record = run.plan.as_ref();
+    Response::json(
+        202,
+        json!({
+            "run_id": run.run_id,
+            "status": run.status,
+            "created": created,
+            "tier": record.map(|p| p.tier),
+            "backend": record.map(|p| p.backend),
+            "decided_by": record.map(|p| p.decided_by.clone()),
+            "reason": record.map(|p| p.reason.clone()),
+            "fallback": record.and_then(|p| p.fallback.clone()),
+        }),
+    )
 }
 
 fn take(event: &mut Map<String, Value>, key: &str) -> Option<String> {
