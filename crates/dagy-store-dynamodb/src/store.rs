@@ -103,8 +103,25 @@ fn update_condition_item(
     }
 }
 
-fn status_value(status: impl AsRef<str>) -> AttributeValue {
-    s(status.as_ref())
+/// `#st`: the `status` attribute (a reserved word in DynamoDB expressions).
+const STATUS: (&str, &str) = ("#st", "status");
+/// `#err`: the `error` attribute (a reserved word too).
+const ERROR: (&str, &str) = ("#err", "error");
+
+/// What a conditional update of a run item did.
+enum Updated {
+    /// It was applied: the item as it is now.
+    Applied(Item),
+    /// Its condition failed: the item as it was (`None`: there is no run item).
+    Refused(Option<Item>),
+}
+
+fn run_status(status: RunStatus) -> AttributeValue {
+    s(status.as_str())
+}
+
+fn task_status(status: TaskStatus) -> AttributeValue {
+    s(status.as_str())
 }
 
 impl DynamoStore {
@@ -127,10 +144,10 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(run_key(&lease.run_id).into_iter().collect()))
             .condition_expression(condition)
-            .expression_attribute_names("#st", "status")
+            .expression_attribute_names(STATUS.0, STATUS.1)
             .expression_attribute_values(":token", n(lease.token))
             .expression_attribute_values(":me", s(&lease.owner))
-            .expression_attribute_values(":running", status_value(RunStatus::Running.as_str()))
+            .expression_attribute_values(":running", run_status(RunStatus::Running))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if not_cancelled {
             check = check.expression_attribute_values(":false", b(false));
@@ -334,17 +351,20 @@ impl DynamoStore {
         Update::builder()
             .table_name(&self.table)
             .set_key(Some(task_key(&lease.run_id, task_id).into_iter().collect()))
-            .expression_attribute_names("#st", "status")
+            .expression_attribute_names(STATUS.0, STATUS.1)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
     }
 
+    /// One conditional update of a run item. `names` are the attribute names the expressions
+    /// use by placeholder (`#st`...), `values` their values.
     async fn update_run(
         &self,
         run_id: &str,
         update: &str,
         condition: &str,
+        names: &[(&str, &str)],
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<Result<Item, Option<Item>>, StoreError> {
+    ) -> Result<Updated, StoreError> {
         let mut request = self
             .client
             .update_item()
@@ -354,19 +374,18 @@ impl DynamoStore {
             .condition_expression(condition)
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if update.contains("#st") || condition.contains("#st") {
-            request = request.expression_attribute_names("#st", "status");
-        }
-        if update.contains("#err") {
-            request = request.expression_attribute_names("#err", "error");
+        for (placeholder, name) in names {
+            request = request.expression_attribute_names(*placeholder, *name);
         }
         for (k, v) in values {
             request = request.expression_attribute_values(k, v);
         }
         match request.send().await {
-            Ok(out) => Ok(Ok(out.attributes().cloned().unwrap_or_default())),
+            Ok(out) => Ok(Updated::Applied(
+                out.attributes().cloned().unwrap_or_default(),
+            )),
             Err(e) => match update_condition_item(&e) {
-                Some(old) => Ok(Err(old.cloned())),
+                Some(old) => Ok(Updated::Refused(old.cloned())),
                 None => Err(unavailable("UpdateItem", &e)),
             },
         }
@@ -380,14 +399,14 @@ impl DynamoStore {
         now_ms: u64,
     ) -> HashMap<String, AttributeValue> {
         [
-            (":st", status_value(status.as_str())),
+            (":st", task_status(*status)),
             (":et", s(&error.error_type)),
             (":em", s(&error.message)),
             (":now", n(now_ms)),
             (":exp", n(self.expires_after_finish(now_ms))),
-            (":pending", status_value("pending")),
-            (":running", status_value("running")),
-            (":retrying", status_value("retrying")),
+            (":pending", task_status(TaskStatus::Pending)),
+            (":running", task_status(TaskStatus::Running)),
+            (":retrying", task_status(TaskStatus::Retrying)),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -410,7 +429,7 @@ impl DynamoStore {
                 .set_key(Some(task_key(run_id, id).into_iter().collect()))
                 .update_expression(SETTLE_UPDATE)
                 .condition_expression(SETTLE_CONDITION)
-                .expression_attribute_names("#st", "status")
+                .expression_attribute_names(STATUS.0, STATUS.1)
                 .set_expression_attribute_values(Some(self.settle_values(&status, error, now_ms)))
                 .send()
                 .await;
@@ -590,28 +609,29 @@ impl RunStore for DynamoStore {
                  active_sk = :exp ADD lease_token :one",
                 "attribute_exists(pk) AND #st IN (:pending, :running) AND \
                  (attribute_not_exists(lease_owner) OR lease_owner = :me OR lease_expires_at_ms <= :now)",
+                &[STATUS],
                 vec![
                     (":me", s(owner)),
                     (":exp", n(expires)),
                     (":now", n(now_ms)),
                     (":one", n(1)),
-                    (":pending", status_value("pending")),
-                    (":running", status_value("running")),
+                    (":pending", run_status(RunStatus::Pending)),
+                    (":running", run_status(RunStatus::Running)),
                 ],
             )
             .await?;
         match result {
-            Ok(new) => Ok(Lease {
+            Updated::Applied(new) => Ok(Lease {
                 run_id: run_id.to_string(),
                 owner: owner.to_string(),
                 token: item::get_n(&new, "lease_token")?,
                 expires_at_ms: expires,
                 worker: None,
             }),
-            Err(None) => Err(StoreError::NotFound {
+            Updated::Refused(None) => Err(StoreError::NotFound {
                 run_id: run_id.to_string(),
             }),
-            Err(Some(old)) => {
+            Updated::Refused(Some(old)) => {
                 let run = item::run_record(&old)?;
                 if run.status.is_final() {
                     return Err(StoreError::RunFinished {
@@ -659,21 +679,24 @@ impl RunStore for DynamoStore {
                     run_id,
                     "SET lease_expires_at_ms = :exp, wake_at_ms = :exp, active_sk = :exp",
                     "lease_owner = :me AND #st = :running AND lease_expires_at_ms < :exp",
+                    &[STATUS],
                     vec![
                         (":me", s(owner)),
                         (":exp", n(wanted)),
-                        (":running", status_value("running")),
+                        (":running", run_status(RunStatus::Running)),
                     ],
                 )
                 .await?;
             let old = match extended {
-                Ok(new) => return Ok(joined(item::get_n(&new, "lease_token")?, wanted)),
-                Err(None) => {
+                Updated::Applied(new) => {
+                    return Ok(joined(item::get_n(&new, "lease_token")?, wanted));
+                }
+                Updated::Refused(None) => {
                     return Err(StoreError::NotFound {
                         run_id: run_id.to_string(),
                     });
                 }
-                Err(Some(old)) => item::run_record(&old)?,
+                Updated::Refused(Some(old)) => item::run_record(&old)?,
             };
             if old.status.is_final() {
                 return Err(StoreError::RunFinished {
@@ -696,24 +719,27 @@ impl RunStore for DynamoStore {
                      active_sk = :exp ADD lease_token :one",
                     "attribute_exists(pk) AND #st IN (:pending, :running) AND \
                      (attribute_not_exists(lease_owner) OR lease_expires_at_ms <= :now)",
+                    &[STATUS],
                     vec![
                         (":me", s(owner)),
                         (":exp", n(wanted)),
                         (":now", n(now_ms)),
                         (":one", n(1)),
-                        (":pending", status_value("pending")),
-                        (":running", status_value("running")),
+                        (":pending", run_status(RunStatus::Pending)),
+                        (":running", run_status(RunStatus::Running)),
                     ],
                 )
                 .await?;
             match taken {
-                Ok(new) => return Ok(joined(item::get_n(&new, "lease_token")?, wanted)),
-                Err(None) => {
+                Updated::Applied(new) => {
+                    return Ok(joined(item::get_n(&new, "lease_token")?, wanted));
+                }
+                Updated::Refused(None) => {
                     return Err(StoreError::NotFound {
                         run_id: run_id.to_string(),
                     });
                 }
-                Err(Some(old)) => {
+                Updated::Refused(Some(old)) => {
                     let run = item::run_record(&old)?;
                     if run.status.is_final() {
                         return Err(StoreError::RunFinished {
@@ -751,20 +777,21 @@ impl RunStore for DynamoStore {
                 &lease.run_id,
                 "SET lease_expires_at_ms = :exp, wake_at_ms = :exp, active_sk = :exp",
                 "lease_token = :token AND lease_owner = :me AND #st = :running",
+                &[STATUS],
                 vec![
                     (":exp", n(expires)),
                     (":token", n(lease.token)),
                     (":me", s(&lease.owner)),
-                    (":running", status_value("running")),
+                    (":running", run_status(RunStatus::Running)),
                 ],
             )
             .await?;
         match result {
-            Ok(_) => Ok(Lease {
+            Updated::Applied(_) => Ok(Lease {
                 expires_at_ms: expires,
                 ..lease.clone()
             }),
-            Err(old) => Err(self.run_refusal(lease, old.as_ref()).await),
+            Updated::Refused(old) => Err(self.run_refusal(lease, old.as_ref()).await),
         }
     }
 
@@ -775,12 +802,13 @@ impl RunStore for DynamoStore {
             &lease.run_id,
             "REMOVE lease_owner SET lease_expires_at_ms = :zero, wake_at_ms = :wake, active_sk = :wake",
             "lease_token = :token AND lease_owner = :me AND #st = :running",
+            &[STATUS],
             vec![
                 (":zero", n(0)),
                 (":wake", n(wake)),
                 (":token", n(lease.token)),
                 (":me", s(&lease.owner)),
-                (":running", status_value("running")),
+                (":running", run_status(RunStatus::Running)),
             ],
         )
         .await
@@ -814,7 +842,7 @@ impl RunStore for DynamoStore {
                 .task_update(lease, task_id)
                 .update_expression(set)
                 .condition_expression(condition)
-                .expression_attribute_values(":running", status_value("running"))
+                .expression_attribute_values(":running", task_status(TaskStatus::Running))
                 .expression_attribute_values(":attempt", n(u64::from(attempt)))
                 .expression_attribute_values(":token", n(lease.token))
                 .expression_attribute_values(":me", s(lease.attempt_owner()))
@@ -823,8 +851,8 @@ impl RunStore for DynamoStore {
             u = if interrupted {
                 u.expression_attribute_values(":one", n(1))
             } else {
-                u.expression_attribute_values(":pending", status_value("pending"))
-                    .expression_attribute_values(":retrying", status_value("retrying"))
+                u.expression_attribute_values(":pending", task_status(TaskStatus::Pending))
+                    .expression_attribute_values(":retrying", task_status(TaskStatus::Retrying))
             };
             built(u.build())
         };
@@ -875,7 +903,7 @@ impl RunStore for DynamoStore {
             .condition_expression(
                 "#st = :running AND attempts = :attempt AND lease_token = :token AND attempt_owner = :me",
             )
-            .expression_attribute_values(":running", status_value("running"))
+            .expression_attribute_values(":running", task_status(TaskStatus::Running))
             .expression_attribute_values(":attempt", n(u64::from(attempt)))
             .expression_attribute_values(":token", n(lease.token))
             .expression_attribute_values(":me", s(lease.attempt_owner()));
@@ -915,7 +943,7 @@ impl RunStore for DynamoStore {
             }
         }
         let u = built(
-            u.expression_attribute_values(":st", status_value(final_status.as_str()))
+            u.expression_attribute_values(":st", task_status(final_status))
                 .build(),
         )?;
         let landed = |t: &TaskRecord| {
@@ -986,12 +1014,12 @@ impl RunStore for DynamoStore {
         dagy_store::check_finish(status)?;
         let expires = self.expires_after_finish(now_ms);
         let mut values = vec![
-            (":st", status_value(status.as_str())),
+            (":st", run_status(status)),
             (":now", n(now_ms)),
             (":exp", n(expires)),
             (":token", n(lease.token)),
             (":me", s(&lease.owner)),
-            (":running", status_value("running")),
+            (":running", run_status(RunStatus::Running)),
         ];
         let set_error = match &error {
             Some(message) => {
@@ -1011,7 +1039,7 @@ impl RunStore for DynamoStore {
             .set_key(Some(run_key(&lease.run_id).into_iter().collect()))
             .update_expression(update)
             .condition_expression("lease_token = :token AND lease_owner = :me AND #st = :running")
-            .expression_attribute_names("#st", "status")
+            .expression_attribute_names(STATUS.0, STATUS.1)
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if error.is_some() {
@@ -1205,21 +1233,22 @@ impl RunStore for DynamoStore {
                 run_id,
                 "SET cancel_requested = :true",
                 "attribute_exists(pk) AND #st IN (:pending, :running)",
+                &[STATUS],
                 vec![
                     (":true", b(true)),
-                    (":pending", status_value("pending")),
-                    (":running", status_value("running")),
+                    (":pending", run_status(RunStatus::Pending)),
+                    (":running", run_status(RunStatus::Running)),
                 ],
             )
             .await?;
         let run = match flagged {
-            Ok(new) => item::run_record(&new)?,
-            Err(None) => {
+            Updated::Applied(new) => item::run_record(&new)?,
+            Updated::Refused(None) => {
                 return Err(StoreError::NotFound {
                     run_id: run_id.to_string(),
                 });
             }
-            Err(Some(old)) => return item::run_record(&old),
+            Updated::Refused(Some(old)) => return item::run_record(&old),
         };
         if run.status != RunStatus::Pending {
             return Ok(run);
@@ -1232,17 +1261,18 @@ impl RunStore for DynamoStore {
                 "SET #st = :cancelled, finished_at_ms = :now, expires_at = :exp, #err = :err \
                  REMOVE active_pk, active_sk",
                 "#st = :pending",
+                &[STATUS, ERROR],
                 vec![
-                    (":cancelled", status_value("cancelled")),
+                    (":cancelled", run_status(RunStatus::Cancelled)),
                     (":now", n(now_ms)),
                     (":exp", n(self.expires_after_finish(now_ms))),
                     (":err", s("cancelled before it started")),
-                    (":pending", status_value("pending")),
+                    (":pending", run_status(RunStatus::Pending)),
                 ],
             )
             .await?;
         match cancelled {
-            Ok(new) => {
+            Updated::Applied(new) => {
                 let snapshot = self.load_run(run_id).await?;
                 let ids: Vec<String> = snapshot.tasks.iter().map(|t| t.task_id.clone()).collect();
                 let error = TaskErrorRecord {
@@ -1253,7 +1283,7 @@ impl RunStore for DynamoStore {
                     .await?;
                 item::run_record(&new)
             }
-            Err(_) => self.get_run(run_id).await,
+            Updated::Refused(_) => self.get_run(run_id).await,
         }
     }
 }
