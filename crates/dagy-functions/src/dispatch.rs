@@ -170,29 +170,33 @@ impl EcsDispatcher {
 
     /// The dispatcher of the environment's ECS settings and AWS settings; the worker reads
     /// runs from `table`.
-    pub async fn from_settings(
+    pub fn from_settings(
         settings: &dagy_core::EcsSettings,
         table: &str,
         store: Arc<dyn RunStore>,
+        config: &aws_config::SdkConfig,
     ) -> Result<Self, FunctionError> {
-        let config = dagy_store_dynamodb::sdk_config().await;
-        let region =
-            config
-                .region()
-                .map(ToString::to_string)
-                .ok_or_else(|| FunctionError::Config {
-                    variable: "AWS_REGION",
-                    message: "set it to the region of the ECS cluster".into(),
-                })?;
+        let region = region_of(config, "the ECS cluster")?;
         let backend = EcsBackend::new(
-            aws_sdk_ecs::Client::new(&config),
-            aws_sdk_cloudwatchlogs::Client::new(&config),
+            aws_sdk_ecs::Client::new(config),
+            aws_sdk_cloudwatchlogs::Client::new(config),
             settings.clone(),
             &region,
             table,
         );
         Ok(EcsDispatcher::new(backend, store))
     }
+}
+
+/// The region of `config`, which `what` lives in (an error naming `AWS_REGION` when unset).
+fn region_of(config: &aws_config::SdkConfig, what: &str) -> Result<String, FunctionError> {
+    config.region().map(ToString::to_string).ok_or_else(|| {
+        dagy_core::Error::Config {
+            variable: "AWS_REGION".into(),
+            message: format!("set it to the region of {what}"),
+        }
+        .into()
+    })
 }
 
 fn ecs_error(e: dagy_backend_ecs::EcsError) -> FunctionError {
@@ -278,27 +282,20 @@ impl StepFunctionsDispatcher {
     /// The dispatcher of the environment's Step Functions settings (`DAGY_SFN_ROLE_ARN`,
     /// `DAGY_SFN_TASK_EXECUTOR_ARN`) and AWS settings (`AWS_ENDPOINT_URL_SFN` or
     /// `AWS_ENDPOINT_URL` point it at a local server).
-    pub async fn from_settings(
+    pub fn from_settings(
         settings: &dagy_core::StepFunctionsSettings,
         store: Arc<dyn RunStore>,
+        config: &aws_config::SdkConfig,
     ) -> Result<Self, FunctionError> {
-        let config = dagy_store_dynamodb::sdk_config().await;
-        let region =
-            config
-                .region()
-                .map(ToString::to_string)
-                .ok_or_else(|| FunctionError::Config {
-                    variable: "AWS_REGION",
-                    message: "set it to the region of the state machines".into(),
-                })?;
+        let region = region_of(config, "the state machines")?;
         let backend = StepFunctionsBackend::new(
-            aws_sdk_sfn::Client::new(&config),
+            aws_sdk_sfn::Client::new(config),
             &region,
             &settings.role_arn,
             &settings.task_executor_arn,
         )
-        .map_err(|e| FunctionError::Config {
-            variable: "DAGY_SFN_ROLE_ARN",
+        .map_err(|e| dagy_core::Error::Config {
+            variable: dagy_core::backend::vars::SFN_ROLE_ARN.into(),
             message: e.to_string(),
         })?;
         Ok(StepFunctionsDispatcher::new(backend, store))
@@ -395,17 +392,16 @@ impl LambdaDispatcher {
 
     /// The dispatcher of the environment: `DAGY_EXECUTOR_FUNCTION` and the AWS settings
     /// (`AWS_ENDPOINT_URL_LAMBDA` points it at a local emulator).
-    pub async fn from_env() -> Result<Self, FunctionError> {
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, FunctionError> {
         let function = std::env::var(EXECUTOR_FUNCTION_VAR)
             .ok()
             .filter(|v| !v.trim().is_empty())
-            .ok_or_else(|| FunctionError::Config {
-                variable: EXECUTOR_FUNCTION_VAR,
+            .ok_or_else(|| dagy_core::Error::Config {
+                variable: EXECUTOR_FUNCTION_VAR.into(),
                 message: "set it to the executor Lambda's name or ARN".into(),
             })?;
-        let config = dagy_store_dynamodb::sdk_config().await;
         Ok(LambdaDispatcher::new(
-            aws_sdk_lambda::Client::new(&config),
+            aws_sdk_lambda::Client::new(config),
             function,
         ))
     }

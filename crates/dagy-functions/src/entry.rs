@@ -1,8 +1,8 @@
 //! The functions' entry points: a project's Lambda binary is one call to one of these.
 //!
 //! Each reads its configuration from the environment (`DAGY_TABLE_NAME`, the backend variables,
-//! the AWS SDK's standard variables), builds its clients once, and serves invocations until the
-//! Lambda runtime stops it.
+//! the AWS SDK's standard variables), makes the AWS SDK configuration once and every client from
+//! it, and serves invocations until the Lambda runtime stops it.
 //!
 //! ```no_run
 //! fn main() -> Result<(), lambda_runtime::Error> {
@@ -39,9 +39,11 @@ fn serve<F: std::future::Future<Output = Result<(), Error>>>(serve: F) -> Result
 }
 
 /// `registry` with `lambda:<function>` tasks invoked through the Lambda API.
-async fn with_lambda_invoker(mut registry: HandlerRegistry) -> Arc<HandlerRegistry> {
-    let config = dagy_store_dynamodb::sdk_config().await;
-    registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::from_sdk_config(&config)));
+fn with_lambda_invoker(
+    mut registry: HandlerRegistry,
+    config: &aws_config::SdkConfig,
+) -> Arc<HandlerRegistry> {
+    registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::from_sdk_config(config)));
     Arc::new(registry)
 }
 
@@ -53,19 +55,28 @@ async fn with_lambda_invoker(mut registry: HandlerRegistry) -> Arc<HandlerRegist
 /// `DAGY_ECS_CLUSTER_ARN` with the other `DAGY_ECS_*` variables registers ECS Fargate).
 pub fn run_router(catalog: impl HandlerCatalog + Send + Sync + 'static) -> Result<(), Error> {
     serve(async move {
-        let store = dagy_store_dynamodb::DynamoStore::from_env().await?;
+        let config = dagy_store_dynamodb::sdk_config().await;
+        let store = dagy_store_dynamodb::DynamoStore::from_env(&config)?;
         let table = store.table().to_string();
         let store: Arc<dyn RunStore> = Arc::new(store);
         let settings = dagy_core::Settings::from_env()?;
         let step_functions = match &settings.step_functions {
-            Some(sfn) => Some(StepFunctionsDispatcher::from_settings(sfn, store.clone()).await?),
+            Some(sfn) => Some(StepFunctionsDispatcher::from_settings(
+                sfn,
+                store.clone(),
+                &config,
+            )?),
             None => None,
         };
         let mut dispatchers =
-            Dispatchers::new(Some(LambdaDispatcher::from_env().await?), step_functions);
+            Dispatchers::new(Some(LambdaDispatcher::from_env(&config)?), step_functions);
         if let Some(ecs) = &settings.ecs {
-            dispatchers = dispatchers
-                .with_ecs(EcsDispatcher::from_settings(ecs, &table, store.clone()).await?);
+            dispatchers = dispatchers.with_ecs(EcsDispatcher::from_settings(
+                ecs,
+                &table,
+                store.clone(),
+                &config,
+            )?);
         }
         let router = Router::new(store, settings, Arc::new(dispatchers), Arc::new(catalog));
         let router = &router;
@@ -83,9 +94,10 @@ pub fn run_router(catalog: impl HandlerCatalog + Send + Sync + 'static) -> Resul
 /// `lambda:<function>` tasks are invoked synchronously through the Lambda API.
 pub fn run_executor(registry: HandlerRegistry) -> Result<(), Error> {
     serve(async move {
-        let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env().await?);
-        let dispatcher: Arc<dyn Dispatcher> = Arc::new(LambdaDispatcher::from_env().await?);
-        let registry = with_lambda_invoker(registry).await;
+        let config = dagy_store_dynamodb::sdk_config().await;
+        let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env(&config)?);
+        let dispatcher: Arc<dyn Dispatcher> = Arc::new(LambdaDispatcher::from_env(&config)?);
+        let registry = with_lambda_invoker(registry, &config);
         let (store, dispatcher, registry) = (&store, &dispatcher, &registry);
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
             let owner = format!("lambda:{}", event.context.request_id);
@@ -115,8 +127,9 @@ pub fn run_executor(registry: HandlerRegistry) -> Result<(), Error> {
 /// Configuration: `DAGY_TABLE_NAME`. `lambda:<function>` tasks are invoked through the Lambda API.
 pub fn run_task_executor(registry: HandlerRegistry) -> Result<(), Error> {
     serve(async move {
-        let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env().await?);
-        let registry = with_lambda_invoker(registry).await;
+        let config = dagy_store_dynamodb::sdk_config().await;
+        let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env(&config)?);
+        let registry = with_lambda_invoker(registry, &config);
         let executor = Executor::new(store, registry)
             .with_owner(STATE_MACHINE_OWNER)
             .with_observer(Arc::new(TracingObserver));

@@ -27,14 +27,9 @@ use dagy_core::BackendKind;
 /// What a function invocation can fail with (a client's bad input is an HTTP answer, not this).
 #[derive(Debug, thiserror::Error)]
 pub enum FunctionError {
-    /// A variable is missing or unusable.
-    #[error("{variable}: {message}")]
-    Config {
-        /// The variable.
-        variable: &'static str,
-        /// What to do.
-        message: String,
-    },
+    /// A variable is missing or unusable (`dagy_core::Error::Config` names it and what to set).
+    #[error(transparent)]
+    Settings(#[from] dagy_core::Error),
     /// The backend cannot be reached by this deployment.
     #[error("backend {0} cannot start runs from this function")]
     BackendUnavailable(BackendKind),

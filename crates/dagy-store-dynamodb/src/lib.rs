@@ -33,14 +33,9 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// What can go wrong setting the store up (operations report [`dagy_store::StoreError`]).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A variable is missing or unusable.
-    #[error("{variable}: {message}")]
-    Config {
-        /// The variable.
-        variable: &'static str,
-        /// What to do.
-        message: String,
-    },
+    /// A variable is missing or unusable (`dagy_core::Error::Config` names it and what to set).
+    #[error(transparent)]
+    Settings(#[from] dagy_core::Error),
     /// DynamoDB refused or failed a table operation.
     #[error("DynamoDB {operation} failed: {message}")]
     Aws {
@@ -96,14 +91,14 @@ impl DynamoStore {
         }
     }
 
-    /// The store named by `DAGY_TABLE_NAME`, retention from `DAGY_RUN_RETENTION_DAYS`, and
-    /// the AWS settings of the environment.
-    pub async fn from_env() -> Result<Self, Error> {
+    /// The store named by `DAGY_TABLE_NAME`, retention from `DAGY_RUN_RETENTION_DAYS`, on a
+    /// client made from `config` (the binary's one [`sdk_config`]).
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, Error> {
         let table = std::env::var(TABLE_NAME_VAR)
             .ok()
             .filter(|t| !t.trim().is_empty())
-            .ok_or(Error::Config {
-                variable: TABLE_NAME_VAR,
+            .ok_or_else(|| dagy_core::Error::Config {
+                variable: TABLE_NAME_VAR.into(),
                 message: "set it to the DynamoDB table that holds Dagy's runs \
                           (`dagy table create` makes one for local work)"
                     .into(),
@@ -116,13 +111,12 @@ impl DynamoStore {
                 .parse::<u64>()
                 .ok()
                 .filter(|d| *d > 0)
-                .ok_or(Error::Config {
-                    variable: RETENTION_DAYS_VAR,
+                .ok_or_else(|| dagy_core::Error::Config {
+                    variable: RETENTION_DAYS_VAR.into(),
                     message: format!("must be a whole number of days > 0, got \"{v}\""),
                 })?,
         };
-        let client = Client::new(&sdk_config().await);
-        Ok(DynamoStore::new(client, table).with_retention_days(days))
+        Ok(DynamoStore::new(Client::new(config), table).with_retention_days(days))
     }
 
     /// Keeps finished runs this many days.

@@ -66,8 +66,8 @@ async fn work(mut registry: HandlerRegistry) -> anyhow::Result<RunStatus> {
         .ok()
         .filter(|v| !v.trim().is_empty())
         .with_context(|| format!("{RUN_ID_VAR} is not set: the router sets it on the task"))?;
-    let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env().await?);
     let config = dagy_store_dynamodb::sdk_config().await;
+    let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env(&config)?);
     registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::from_sdk_config(&config)));
     let owner = format!("ecs-worker:{}:{}", hostname(), std::process::id());
     let executor = Executor::new(store, Arc::new(registry))

@@ -77,7 +77,7 @@ async fn follow(args: LogsArgs) -> anyhow::Result<ExitCode> {
         &table,
     );
     let store = if args.follow && !table.is_empty() {
-        Some(dagy_store_dynamodb::DynamoStore::from_env().await?)
+        Some(dagy_store_dynamodb::DynamoStore::from_env(&config)?)
     } else {
         None
     };

@@ -87,7 +87,9 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
     let store: Arc<dyn RunStore> = match args.store {
         StoreKind::Memory => Arc::new(MemoryStore::new()),
         #[cfg(feature = "aws")]
-        StoreKind::Dynamodb => Arc::new(dagy_store_dynamodb::DynamoStore::from_env().await?),
+        StoreKind::Dynamodb => Arc::new(dagy_store_dynamodb::DynamoStore::from_env(
+            &dagy_store_dynamodb::sdk_config().await,
+        )?),
         #[cfg(not(feature = "aws"))]
         StoreKind::Dynamodb => bail!(
             "--store dynamodb needs DynamoDB support, which this build left out: turn on the \

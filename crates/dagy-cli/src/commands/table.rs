@@ -23,7 +23,7 @@ pub fn run(command: TableCommand) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         match command {
             TableCommand::Create => {
-                let store = DynamoStore::from_env().await?;
+                let store = DynamoStore::from_env(&dagy_store_dynamodb::sdk_config().await)?;
                 let created = store.create_table().await?;
                 if created {
                     println!("created table {}", store.table());
