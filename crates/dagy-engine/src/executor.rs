@@ -656,11 +656,7 @@ impl<'a> Session<'a> {
                     .await?;
                 return Ok(Ok(TaskEnd::BudgetExhausted));
             }
-            AttemptEnd::TimedOut => TaskError::new(format!(
-                "attempt {attempt} ran past timeout_seconds {}",
-                self.flow.task(index).timeout_seconds.unwrap_or_default()
-            ))
-            .with_type("TaskTimedOut"),
+            AttemptEnd::TimedOut => self.timed_out(index, attempt),
             AttemptEnd::Returned(Err(error)) => error,
         };
         if self.options.cancel.is_cancelled() {
@@ -676,6 +672,30 @@ impl<'a> Session<'a> {
         Ok(Err(error))
     }
 
+    /// The error of an attempt that ran past the task's `timeout_seconds`.
+    pub(crate) fn timed_out(&self, index: usize, attempt: u32) -> TaskError {
+        TaskError::new(format!(
+            "attempt {attempt} ran past timeout_seconds {}",
+            self.flow.task(index).timeout_seconds.unwrap_or_default()
+        ))
+        .with_type("TaskTimedOut")
+    }
+
+    /// The status a task ends with after an attempt failed with `error`, when that ends it: a
+    /// permanent error, or no retries left (timed out for a timeout, failed otherwise). `None`:
+    /// it is retried.
+    pub(crate) fn final_after(&self, index: usize, error: &TaskError) -> Option<TaskStatus> {
+        let failures = self.tasks[index].failures + 1;
+        if error.retryable && failures <= self.flow.task(index).retries {
+            return None;
+        }
+        Some(if error.error_type == "TaskTimedOut" {
+            TaskStatus::TimedOut
+        } else {
+            TaskStatus::Failed
+        })
+    }
+
     /// After a failed attempt: fails the task for good (a permanent error, no retries left), or
     /// records it retrying and waits out its delay. `None`: start the next attempt.
     async fn retry_or_fail(
@@ -688,12 +708,7 @@ impl<'a> Session<'a> {
     ) -> Result<Option<TaskEnd>, EngineError> {
         let spec = self.flow.task(index).clone();
         let failures = self.tasks[index].failures + 1;
-        if !error.retryable || failures > spec.retries {
-            let status = if error.error_type == "TaskTimedOut" {
-                TaskStatus::TimedOut
-            } else {
-                TaskStatus::Failed
-            };
+        if let Some(status) = self.final_after(index, &error) {
             return self
                 .record_final(index, attempt, status, error, task_started)
                 .await

@@ -260,20 +260,10 @@ impl Session<'_> {
                     .final_failure(index, attempt, TaskStatus::TimedOut, error, started_at)
                     .await;
             }
-            AttemptEnd::TimedOut => TaskError::new(format!(
-                "attempt {attempt} ran past timeout_seconds {}",
-                spec.timeout_seconds.unwrap_or_default()
-            ))
-            .with_type("TaskTimedOut"),
+            AttemptEnd::TimedOut => self.timed_out(index, attempt),
             AttemptEnd::Returned(Err(error)) => error,
         };
-        let failures = self.tasks[index].failures + 1;
-        if !error.retryable || failures > spec.retries {
-            let status = if error.error_type == "TaskTimedOut" {
-                TaskStatus::TimedOut
-            } else {
-                TaskStatus::Failed
-            };
+        if let Some(status) = self.final_after(index, &error) {
             return self
                 .final_failure(index, attempt, status, error, started_at)
                 .await;
