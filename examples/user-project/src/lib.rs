@@ -207,6 +207,77 @@ pub fn primes_flow() -> FlowSpec {
 mod tests {
     use super::*;
 
+    /// The report through the DynamoDB sink, on the server `AWS_ENDPOINT_URL` names (the test
+    /// suite's moto; `scripts/moto.sh` starts one): the task calls another AWS service through
+    /// the client the registry shares.
+    #[cfg(feature = "aws")]
+    #[tokio::test]
+    async fn the_report_goes_to_dynamodb_through_the_shared_client() {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+            ScalarAttributeType,
+        };
+        assert!(
+            std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+            "set AWS_ENDPOINT_URL to a DynamoDB-compatible server (scripts/moto.sh starts one)"
+        );
+        let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let client = aws_sdk_dynamodb::Client::new(&config);
+        let table = format!("my-flows-reports-{}", std::process::id());
+        let key = |name: &str, kind| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .expect("key")
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute")
+        };
+        client
+            .create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .attribute_definitions(attribute("pk"))
+            .attribute_definitions(attribute("sk"))
+            .send()
+            .await
+            .expect("create the report table");
+        let mut registry = registry();
+        registry.state(ReportSink::Table {
+            client: client.clone(),
+            table: table.clone(),
+        });
+        let snap = dagy::run_locally(&primes_flow(), registry)
+            .await
+            .expect("runs");
+        let run_id = snap.run.run_id.clone();
+        assert_eq!(
+            snap.tasks[6].output,
+            Some(json!({"saved_to": format!("dynamodb://{table}/REPORT#{run_id}")}))
+        );
+        let item = client
+            .get_item()
+            .table_name(&table)
+            .key("pk", AttributeValue::S(format!("REPORT#{run_id}")))
+            .key("sk", AttributeValue::S("REPORT".into()))
+            .send()
+            .await
+            .expect("get the report")
+            .item
+            .expect("the report item");
+        let report: serde_json::Value =
+            serde_json::from_str(item["report"].as_s().expect("text")).expect("JSON");
+        assert_eq!(report["summary"]["total"], 17_984);
+        let _ = client.delete_table().table_name(&table).send().await;
+    }
+
     #[test]
     fn the_json_flow_is_the_rust_flow() {
         let text = include_str!("../flows/primes.json");
