@@ -3,8 +3,7 @@
 //! run's task, the task definition is registered once per change, a stop sends StopTask and
 //! the stopped task is reported with its reason, logs come back in order and follow new events.
 
-#[path = "../../dagy-store-dynamodb/tests/support/moto.rs"]
-mod moto;
+use dagy_testkit::moto;
 
 use std::time::Duration;
 

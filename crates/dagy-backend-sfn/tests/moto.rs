@@ -2,8 +2,7 @@
 //! updated with the flow, executions are named by run id (a repeated start is the same
 //! execution), stopped, and read back.
 
-#[path = "../../dagy-store-dynamodb/tests/support/moto.rs"]
-mod moto;
+use dagy_testkit::moto;
 
 use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
 use dagy_backend_sfn::{ExecutionState, StepFunctionsBackend};

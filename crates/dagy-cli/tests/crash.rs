@@ -3,8 +3,7 @@
 //! once the dead executor's lease lapses. The tasks append their id to a file, so the file is
 //! the witness: every task exactly once, the killed task at most twice, and the run completes.
 
-#[path = "../../dagy-store-dynamodb/tests/support/mod.rs"]
-mod support;
+use dagy_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

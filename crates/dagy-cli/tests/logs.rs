@@ -1,8 +1,7 @@
 //! `dagy logs` against moto (ECS, CloudWatch Logs, DynamoDB) over loopback: it prints an ECS
 //! run's log; with `--follow` it prints new lines as they come and exits once the run is final.
 
-#[path = "../../dagy-store-dynamodb/tests/support/mod.rs"]
-mod support;
+use dagy_testkit as support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

@@ -3,8 +3,7 @@
 //! DynamoDB behind it: a flow is deployed, a nano run triggered and read back completed, a
 //! finished run's cancel is refused with the router's own error, mistakes exit 1.
 
-#[path = "../../dagy-store-dynamodb/tests/support/mod.rs"]
-mod support;
+use dagy_testkit as support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};

@@ -3,8 +3,7 @@
 //! cancel sends StopTask; a run whose worker task stopped without recording it ends when read,
 //! with the task's reason; a run's log comes back in pages, following new events.
 
-#[path = "../../dagy-store-dynamodb/tests/support/moto.rs"]
-mod moto;
+use dagy_testkit::moto;
 
 use std::sync::Arc;
 

@@ -9,8 +9,7 @@
 //! once and runs it later; [`async_invoke_proxy`] does the same in front of the emulator, and the
 //! functions reach it through `AWS_ENDPOINT_URL_LAMBDA`.
 
-#[path = "../../dagy-store-dynamodb/tests/support/mod.rs"]
-mod support;
+use dagy_testkit as support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};

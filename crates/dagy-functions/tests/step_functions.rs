@@ -4,8 +4,7 @@
 //! stopped outside Dagy ends when it is read; the sweep ends such runs, leaves running ones
 //! alone and starts executions that are missing.
 
-#[path = "../../dagy-store-dynamodb/tests/support/moto.rs"]
-mod moto;
+use dagy_testkit::moto;
 
 use std::sync::Arc;
 

@@ -4,8 +4,7 @@
 //! Every HTTP request the SDK sends is counted by an interceptor, retries included, so the
 //! figure is what DynamoDB would bill.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use dagy_testkit as support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! The DynamoDB store passes the same conformance suite as the memory store, against moto's
 //! DynamoDB-compatible server over loopback.
 
-mod support;
+use dagy_testkit as support;
 
 #[tokio::test]
 async fn dynamodb_store_conforms() {

@@ -2,7 +2,7 @@
 //! five executors started at once run each task once, and transient faults (rejected
 //! connections, lost answers, cut connections) are retried with nothing lost or doubled.
 
-mod support;
+use dagy_testkit as support;
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

@@ -2,8 +2,7 @@
 //! a SIGTERM in the middle (what ECS sends on StopTask) stops it at the task boundary with the
 //! run recorded as cancelled, completed tasks kept, no task left open, inside ECS's 30 s grace.
 
-#[path = "../../dagy-store-dynamodb/tests/support/mod.rs"]
-mod support;
+use dagy_testkit as support;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -1,6 +1,6 @@
-//! Test support: a DynamoDB-compatible server (see `moto.rs`) and a fresh table per test.
-
-#![allow(dead_code)]
+//! Test support for Dagy's integration tests and benchmarks, one crate instead of a file each
+//! test includes: a DynamoDB-compatible server ([`moto`]), clients with production's settings,
+//! a fresh table per test, and a proxy that injects faults.
 
 use dagy_store_dynamodb::DynamoStore;
 

@@ -1,9 +1,7 @@
 //! A moto server for the tests: the suite's script (`scripts/test.sh`) starts one and exports
 //! `AWS_ENDPOINT_URL`; run alone (`cargo test`), the tests start `moto_server` themselves, found
 //! in `$DAGY_VENV/bin`, `~/.cache/dagy/venv/bin` or on `PATH`, on a free loopback port.
-//! Shared by every crate's integration tests (`#[path]`); it needs nothing but std.
-
-#![allow(dead_code)]
+//! It needs nothing but std.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
