@@ -231,20 +231,9 @@ impl Session<'_> {
             .await?;
         let error = match end {
             AttemptEnd::Returned(Ok(output)) => {
-                return Ok(
-                    match self
-                        .record_output(index, attempt, output, started_at)
-                        .await?
-                    {
-                        TaskEnd::Final(TaskStatus::Completed) => TaskInvocation::Completed,
-                        _ => TaskInvocation::Failed(self.tasks[index].error.clone().unwrap_or(
-                            TaskErrorRecord {
-                                error_type: "TaskFailed".into(),
-                                message: "the output could not be recorded".into(),
-                            },
-                        )),
-                    },
-                );
+                return self
+                    .output_invocation(index, attempt, output, started_at)
+                    .await;
             }
             AttemptEnd::LeaseLost => {
                 return Err(StoreError::LeaseLost { run_id }.into());
@@ -280,6 +269,29 @@ impl Session<'_> {
             )
             .await?;
         Ok(TaskInvocation::Retryable(record))
+    }
+
+    /// Records an attempt's output: completed, or failed when the output cannot be stored
+    /// (too large, too deep).
+    async fn output_invocation(
+        &mut self,
+        index: usize,
+        attempt: u32,
+        output: serde_json::Value,
+        started_at: Instant,
+    ) -> Result<TaskInvocation, EngineError> {
+        let end = self
+            .record_output(index, attempt, output, started_at)
+            .await?;
+        Ok(match end {
+            TaskEnd::Final(TaskStatus::Completed) => TaskInvocation::Completed,
+            _ => {
+                TaskInvocation::Failed(self.tasks[index].error.clone().unwrap_or(TaskErrorRecord {
+                    error_type: "TaskFailed".into(),
+                    message: "the output could not be recorded".into(),
+                }))
+            }
+        })
     }
 
     async fn final_failure(

@@ -49,79 +49,77 @@ impl Options {
         }
         self.seen.push(key.clone());
         let value: Expr = meta.value()?.parse()?;
-        match key.as_str() {
-            "name" => self.name = Some(string(&value, "name")?),
-            "runtime_tier" => {
-                let tier = string(&value, "runtime_tier")?;
-                let tier_name = tier.value();
-                if !TIERS.contains(&tier_name.as_str()) {
-                    return Err(syn::Error::new(
-                        tier.span(),
-                        format!(
-                            "runtime_tier \"{tier_name}\" is not a tier; use one of: {}",
-                            TIERS.join(", ")
-                        ),
-                    ));
-                }
-                let index = TIERS.iter().position(|t| *t == tier_name).unwrap_or(0);
-                self.fields.push(quote! {
-                    runtime_tier: ::core::option::Option::Some(::dagy::RuntimeTier::ALL[#index]),
-                });
+        let tokens = match key.as_str() {
+            "name" => {
+                self.name = Some(string(&value, "name")?);
+                return Ok(());
             }
+            "runtime_tier" => tier_tokens(&value)?,
             "retries" => {
-                let retries = integer(&value, "retries", u64::from(u32::MAX))?;
-                let retries = retries as u32;
-                self.fields
-                    .push(quote! { retries: ::core::option::Option::Some(#retries), });
+                let retries = integer(&value, "retries", u64::from(u32::MAX))? as u32;
+                quote! { #retries }
             }
             "memory_mb" => {
                 let mb = integer(&value, "memory_mb", u64::MAX)?;
                 if mb == 0 {
                     return Err(syn::Error::new(value.span(), "memory_mb must be > 0"));
                 }
-                self.fields
-                    .push(quote! { memory_mb: ::core::option::Option::Some(#mb), });
+                quote! { #mb }
             }
-            "retry_delay_seconds" => {
-                let delay = match &value {
-                    Expr::Array(ExprArray { elems, .. }) => {
-                        if elems.is_empty() {
-                            return Err(syn::Error::new(
-                                value.span(),
-                                "retry_delay_seconds is an empty list; give at least one delay or a number",
-                            ));
-                        }
-                        let mut list = Vec::new();
-                        for e in elems {
-                            list.push(number(e, "retry_delay_seconds", MAX_SECONDS)?);
-                        }
-                        quote! { ::dagy::RetryDelay::PerAttempt(::std::vec![#(#list),*]) }
-                    }
-                    _ => {
-                        let s = number(&value, "retry_delay_seconds", MAX_SECONDS)?;
-                        quote! { ::dagy::RetryDelay::Fixed(#s) }
-                    }
-                };
-                self.fields
-                    .push(quote! { retry_delay_seconds: ::core::option::Option::Some(#delay), });
-            }
+            "retry_delay_seconds" => delay_tokens(&value)?,
             "retry_jitter_factor" => {
                 let f = number(&value, "retry_jitter_factor", 1.0)?;
-                self.fields
-                    .push(quote! { retry_jitter_factor: ::core::option::Option::Some(#f), });
+                quote! { #f }
             }
             "timeout_seconds" => {
                 let t = number(&value, "timeout_seconds", MAX_SECONDS)?;
                 if t == 0.0 {
                     return Err(syn::Error::new(value.span(), "timeout_seconds must be > 0"));
                 }
-                self.fields
-                    .push(quote! { timeout_seconds: ::core::option::Option::Some(#t), });
+                quote! { #t }
             }
             _ => return Err(meta.error(unknown_option(&key))),
-        }
+        };
+        let field = format_ident!("{key}");
+        self.fields
+            .push(quote! { #field: ::core::option::Option::Some(#tokens), });
         Ok(())
     }
+}
+
+/// `runtime_tier = "large"` as a `RuntimeTier`, checked against the six tier names.
+fn tier_tokens(value: &Expr) -> syn::Result<Tokens> {
+    let tier = string(value, "runtime_tier")?;
+    let tier_name = tier.value();
+    let Some(index) = TIERS.iter().position(|t| *t == tier_name) else {
+        return Err(syn::Error::new(
+            tier.span(),
+            format!(
+                "runtime_tier \"{tier_name}\" is not a tier; use one of: {}",
+                TIERS.join(", ")
+            ),
+        ));
+    };
+    Ok(quote! { ::dagy::RuntimeTier::ALL[#index] })
+}
+
+/// `retry_delay_seconds = 1.5` or `= [1, 5]` as a `RetryDelay`.
+fn delay_tokens(value: &Expr) -> syn::Result<Tokens> {
+    let Expr::Array(ExprArray { elems, .. }) = value else {
+        let s = number(value, "retry_delay_seconds", MAX_SECONDS)?;
+        return Ok(quote! { ::dagy::RetryDelay::Fixed(#s) });
+    };
+    if elems.is_empty() {
+        return Err(syn::Error::new(
+            value.span(),
+            "retry_delay_seconds is an empty list; give at least one delay or a number",
+        ));
+    }
+    let list = elems
+        .iter()
+        .map(|e| number(e, "retry_delay_seconds", MAX_SECONDS))
+        .collect::<syn::Result<Vec<f64>>>()?;
+    Ok(quote! { ::dagy::RetryDelay::PerAttempt(::std::vec![#(#list),*]) })
 }
 
 fn unknown_option(key: &str) -> String {
