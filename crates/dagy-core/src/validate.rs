@@ -155,6 +155,24 @@ fn check(
     tasks_without_id: &BTreeSet<usize>,
     problems: &mut Vec<Problem>,
 ) -> (HashMap<String, usize>, Vec<Vec<usize>>) {
+    check_flow_fields(spec, problems);
+    let index = index_ids(spec, tasks_without_id, problems);
+    let mut dependencies = Vec::with_capacity(spec.tasks.len());
+    for (i, task) in spec.tasks.iter().enumerate() {
+        let tid = if tasks_without_id.contains(&i) {
+            ""
+        } else {
+            task.id.as_str()
+        };
+        check_handler(problems, i, tid, &task.handler, catalog);
+        check_numbers(problems, i, tid, task);
+        dependencies.push(resolve_dependencies(problems, i, tid, task, &index));
+    }
+    (index, dependencies)
+}
+
+/// The flow's own fields: a name, parameters it can store, at least one task.
+fn check_flow_fields(spec: &FlowSpec, problems: &mut Vec<Problem>) {
     if spec.name.trim().is_empty() && !problems.iter().any(|p| p.path == "name") {
         push(
             problems,
@@ -194,7 +212,14 @@ fn check(
             "the flow has no tasks; add at least one".into(),
         );
     }
+}
 
+/// Each task's position by id; bad and duplicate ids are problems (the first use keeps the id).
+fn index_ids(
+    spec: &FlowSpec,
+    tasks_without_id: &BTreeSet<usize>,
+    problems: &mut Vec<Problem>,
+) -> HashMap<String, usize> {
     let mut index: HashMap<String, usize> = HashMap::with_capacity(spec.tasks.len());
     for (i, task) in spec.tasks.iter().enumerate() {
         if tasks_without_id.contains(&i) {
@@ -224,43 +249,43 @@ fn check(
             index.insert(task.id.clone(), i);
         }
     }
+    index
+}
 
-    let mut dependencies = Vec::with_capacity(spec.tasks.len());
-    for (i, task) in spec.tasks.iter().enumerate() {
-        let tid = if tasks_without_id.contains(&i) {
-            ""
+/// Task `i`'s dependencies as positions; a dependency listed twice or naming no task is a
+/// problem (a set finds repeats, so one task may list 100,000 dependencies).
+fn resolve_dependencies(
+    problems: &mut Vec<Problem>,
+    i: usize,
+    tid: &str,
+    task: &crate::TaskSpec,
+    index: &HashMap<String, usize>,
+) -> Vec<usize> {
+    let mut resolved = Vec::with_capacity(task.depends_on.len());
+    let mut listed: HashSet<&str> = HashSet::with_capacity(task.depends_on.len());
+    for (j, dep) in task.depends_on.iter().enumerate() {
+        let path = || format!("tasks[{i}].depends_on[{j}]");
+        if !listed.insert(dep.as_str()) {
+            push(
+                problems,
+                ProblemKind::InvalidDependency,
+                path(),
+                tid,
+                format!("\"{dep}\" is listed twice; list each dependency once"),
+            );
+        } else if let Some(&d) = index.get(dep.as_str()) {
+            resolved.push(d);
         } else {
-            task.id.as_str()
-        };
-        check_handler(problems, i, tid, &task.handler, catalog);
-        check_numbers(problems, i, tid, task);
-        let mut resolved = Vec::with_capacity(task.depends_on.len());
-        let mut listed: HashSet<&str> = HashSet::with_capacity(task.depends_on.len());
-        for (j, dep) in task.depends_on.iter().enumerate() {
-            let path = || format!("tasks[{i}].depends_on[{j}]");
-            if !listed.insert(dep.as_str()) {
-                push(
-                    problems,
-                    ProblemKind::InvalidDependency,
-                    path(),
-                    tid,
-                    format!("\"{dep}\" is listed twice; list each dependency once"),
-                );
-            } else if let Some(&d) = index.get(dep.as_str()) {
-                resolved.push(d);
-            } else {
-                push(
-                    problems,
-                    ProblemKind::InvalidDependency,
-                    path(),
-                    tid,
-                    format!("depends on \"{dep}\", which is not a task of this flow"),
-                );
-            }
+            push(
+                problems,
+                ProblemKind::InvalidDependency,
+                path(),
+                tid,
+                format!("depends on \"{dep}\", which is not a task of this flow"),
+            );
         }
-        dependencies.push(resolved);
     }
-    (index, dependencies)
+    resolved
 }
 
 /// Why a run's parameters cannot be stored, if they cannot: their JSON text is over
