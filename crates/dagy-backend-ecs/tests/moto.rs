@@ -142,13 +142,18 @@ async fn each_tier_starts_one_task_with_its_size_and_the_run_in_its_environment(
             "{tags:?}"
         );
     }
-    let listed = ecs_client()
-        .list_tasks()
-        .cluster(&settings.cluster_arn)
-        .send()
-        .await
-        .expect("listed");
-    assert_eq!(listed.task_arns().len(), 4, "one task per run");
+    // One task per run, each counted by its own `startedBy` (the tests share one moto, whose
+    // cluster-wide listing has shown another test's task).
+    for n in 0..4 {
+        let listed = ecs_client()
+            .list_tasks()
+            .cluster(&settings.cluster_arn)
+            .started_by(run_id(n))
+            .send()
+            .await
+            .expect("listed");
+        assert_eq!(listed.task_arns().len(), 1, "one task for run {n}");
+    }
 }
 
 #[tokio::test]
