@@ -39,6 +39,18 @@ fn moto_binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("moto_server"))
 }
 
+/// Waits (up to 30 s) until moto accepts connections on `port`.
+fn wait_until_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto_server did not listen within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -79,14 +91,7 @@ pub fn endpoint() -> String {
                 });
             let guard = ChildGuard(child);
             let url = format!("http://127.0.0.1:{port}");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-                assert!(
-                    Instant::now() < deadline,
-                    "moto_server did not listen within 30 s"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
+            wait_until_listening(port);
             Server {
                 url,
                 _child: Some(guard),
@@ -140,14 +145,7 @@ pub fn spawn_own(env: &[(&str, String)]) -> OwnServer {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "moto_server did not listen within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until_listening(port);
     OwnServer {
         url: format!("http://127.0.0.1:{port}"),
         port,
