@@ -20,7 +20,7 @@ use dagy_store::{
 
 use crate::FunctionError;
 use crate::dispatch::{Dispatcher, Execution, backend_of};
-use crate::http::{Request, Response};
+use crate::http::{self, Request, Response, ScheduledEvent};
 
 /// Runs the sweep looks at per invocation.
 pub const SWEEP_BATCH: usize = 100;
@@ -170,14 +170,16 @@ impl Router {
 
     /// Handles any event the router function receives and returns what the function answers.
     pub async fn handle(&self, event: Value) -> Value {
-        if Request::matches(&event) {
+        if http::is_http_event(&event) {
             let response = match serde_json::from_value::<Request>(event) {
                 Ok(request) => self.http(&request).await,
                 Err(e) => {
                     Response::error(400, "bad_event", format!("not an HTTP API 2.0 event: {e}"))
                 }
             };
-            return response.to_event();
+            return serde_json::to_value(response.to_event()).unwrap_or_else(
+                |e| json!({"statusCode": 500, "body": format!("cannot encode the response: {e}")}),
+            );
         }
         let response = if event.get("action").is_some() {
             self.action(event).await
@@ -193,39 +195,37 @@ impl Router {
 
     /// An HTTP API request.
     pub async fn http(&self, request: &Request) -> Response {
-        let method = request.request_context.http.method.to_ascii_uppercase();
-        let segments = request.segments();
+        let method = request
+            .request_context
+            .http
+            .method
+            .as_str()
+            .to_ascii_uppercase();
+        let segments = http::segments(request);
         let answer = match (method.as_str(), segments.as_slice()) {
-            ("POST", ["deployments", name, "runs"]) => match request.json_body() {
+            ("POST", ["deployments", name, "runs"]) => match http::json_body(request) {
                 Ok(body) => self.trigger(name, body).await,
                 Err(r) => Err(r),
             },
             ("GET", ["deployments", name, "runs"]) => {
-                let q = &request.query_string_parameters;
-                self.list_runs(
-                    name,
-                    q.get("limit").map(String::as_str),
-                    q.get("next").cloned(),
-                )
-                .await
-            }
-            ("GET", ["runs", id]) => self.get_run(id).await,
-            ("GET", ["runs", id, "logs"]) => {
-                self.logs(id, request.query_string_parameters.get("next").cloned())
+                let limit = http::query(request, "limit");
+                self.list_runs(name, limit.as_deref(), http::query(request, "next"))
                     .await
             }
+            ("GET", ["runs", id]) => self.get_run(id).await,
+            ("GET", ["runs", id, "logs"]) => self.logs(id, http::query(request, "next")).await,
             ("POST", ["runs", id, "cancel"]) => self.cancel(id).await,
-            ("PUT", ["deployments", name]) => match request.json_body() {
+            ("PUT", ["deployments", name]) => match http::json_body(request) {
                 Ok(body) => self.put_deployment(name, body).await,
                 Err(r) => Err(r),
             },
             ("GET", ["deployments", name]) => self.get_deployment(name).await,
-            ("PUT", ["environments", name]) => match request.json_body() {
+            ("PUT", ["environments", name]) => match http::json_body(request) {
                 Ok(body) => self.put_environment(name, body).await,
                 Err(r) => Err(r),
             },
             ("GET", ["environments", name]) => self.get_environment(name).await,
-            ("POST", ["plan"]) => match request.json_body() {
+            ("POST", ["plan"]) => match http::json_body(request) {
                 Ok(body) => self.plan(body),
                 Err(r) => Err(r),
             },
@@ -233,7 +233,10 @@ impl Router {
             _ => Err(Response::error(
                 404,
                 "no_route",
-                format!("no route for {method} {}", request.raw_path),
+                format!(
+                    "no route for {method} {}",
+                    request.raw_path.as_deref().unwrap_or_default()
+                ),
             )),
         };
         answer.unwrap_or_else(|r| r)
@@ -316,13 +319,26 @@ impl Router {
     /// scheduled-event envelope whose `detail` says the same. The event's `id` (or `time`)
     /// makes the trigger idempotent, so a schedule delivered twice starts one run.
     pub async fn schedule(&self, event: Value) -> Response {
-        let (input, envelope_key) = if event.get("detail-type").is_some() {
-            let key = event
-                .get("id")
-                .or_else(|| event.get("time"))
-                .and_then(Value::as_str)
+        let (input, envelope_key) = if http::is_eventbridge_event(&event) {
+            let envelope: ScheduledEvent = match serde_json::from_value(event) {
+                Ok(envelope) => envelope,
+                Err(e) => {
+                    return Response::error(
+                        400,
+                        "bad_event",
+                        format!("not an EventBridge event: {e}"),
+                    );
+                }
+            };
+            let key = envelope
+                .id
+                .or_else(|| envelope.time.map(|t| t.to_rfc3339()))
                 .map(|id| format!("schedule:{id}"));
-            (event.get("detail").cloned().unwrap_or(json!({})), key)
+            let input = match envelope.detail {
+                Value::Null => json!({}),
+                detail => detail,
+            };
+            (input, key)
         } else {
             (event, None)
         };

@@ -146,54 +146,38 @@ pub fn cancel(args: RunArgs) -> anyhow::Result<ExitCode> {
     )
 }
 
-/// The event the HTTP API would send the router for `method path` with `body`.
-pub fn http_event(method: &str, path: &str, body: Option<&Value>) -> Value {
-    let (path, query) = path.split_once('?').unwrap_or((path, ""));
-    let parameters: Map<String, Value> = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (decode(k), json!(decode(v))))
-        .collect();
-    json!({
-        "version": "2.0",
-        "routeKey": format!("{method} {path}"),
-        "rawPath": path,
-        "rawQueryString": query,
-        "queryStringParameters": parameters,
-        "headers": {"content-type": "application/json", "user-agent": "dagy-cli"},
-        "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1",
-                                     "sourceIp": "127.0.0.1", "userAgent": "dagy-cli"}},
-        "body": body.map(Value::to_string),
-        "isBase64Encoded": false
-    })
-}
+/// The event the HTTP API would send the router for `method path` with `body`: the path's query
+/// string is decoded into `queryStringParameters`, as API Gateway does.
+pub fn http_event(method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+    use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+    use aws_lambda_events::http::{HeaderValue, Method, header};
+    use aws_lambda_events::query_map::QueryMap;
 
-/// Undoes percent-encoding, as API Gateway does for query parameters.
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b'+', _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let method: Method = method
+        .parse()
+        .with_context(|| format!("{method} is not an HTTP method"))?;
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".into());
+    event.route_key = Some(format!("{method} {path}"));
+    event.raw_path = Some(path.into());
+    event.raw_query_string = Some(query.into());
+    event.query_string_parameters = query.parse::<QueryMap>().unwrap_or_default();
+    event.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    event
+        .headers
+        .insert(header::USER_AGENT, HeaderValue::from_static("dagy-cli"));
+    let http = &mut event.request_context.http;
+    http.method = method;
+    http.path = Some(path.into());
+    http.protocol = Some("HTTP/1.1".into());
+    http.source_ip = Some("127.0.0.1".into());
+    http.user_agent = Some("dagy-cli".into());
+    event.body = body.map(Value::to_string);
+    serde_json::to_value(event).context("cannot encode the HTTP API event")
 }
 
 /// Sends one request; prints the answer's JSON body; exit 0 for 2xx, 1 otherwise.
@@ -250,7 +234,7 @@ async fn invoke_router(
     body: Option<&Value>,
 ) -> anyhow::Result<(u64, Value)> {
     let client = aws_sdk_lambda::Client::new(config);
-    let event = http_event(method, path, body);
+    let event = http_event(method, path, body)?;
     let out = client
         .invoke()
         .function_name(&target.router)
@@ -369,19 +353,27 @@ mod tests {
 
     #[test]
     fn the_event_carries_the_decoded_query() {
-        let event = http_event("GET", "/runs/r1/logs?next=f%2F37%2Bx%3D%3D&limit=5", None);
+        let event = http_event("GET", "/runs/r1/logs?next=f%2F37%2Bx%3D%3D&limit=5", None)
+            .expect("an event");
         assert_eq!(event["rawPath"], "/runs/r1/logs");
         assert_eq!(event["rawQueryString"], "next=f%2F37%2Bx%3D%3D&limit=5");
         assert_eq!(event["queryStringParameters"]["next"], "f/37+x==");
         assert_eq!(event["queryStringParameters"]["limit"], "5");
         assert_eq!(event["requestContext"]["http"]["method"], "GET");
-        assert_eq!(event["body"], Value::Null);
+        assert_eq!(event.get("body"), None);
     }
 
     #[test]
-    fn percent_decoding_leaves_bad_escapes_alone() {
-        assert_eq!(decode("a%2Fb+c"), "a/b c");
-        assert_eq!(decode("100%"), "100%");
-        assert_eq!(decode("%zz"), "%zz");
+    fn query_decoding_leaves_bad_escapes_alone() {
+        let event = http_event("GET", "/x?a=a%2Fb+c&b=100%&c=%zz", None).expect("an event");
+        let query = &event["queryStringParameters"];
+        assert_eq!(query["a"], "a/b c");
+        assert_eq!(query["b"], "100%");
+        assert_eq!(query["c"], "%zz");
+    }
+
+    #[test]
+    fn a_bad_method_is_an_error() {
+        assert!(http_event("GE T", "/x", None).is_err());
     }
 }
