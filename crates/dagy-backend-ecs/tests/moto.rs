@@ -3,7 +3,7 @@
 //! run's task, the task definition is registered once per change, a stop sends StopTask and
 //! the stopped task is reported with its reason, logs come back in order and follow new events.
 
-use dagy_testkit::moto;
+use dagy_testkit::{client, moto, unique};
 
 use std::time::Duration;
 
@@ -11,37 +11,11 @@ use dagy_backend_ecs::{EcsBackend, EcsError, StartRetry, TaskState, WORKER};
 use dagy_core::{EcsSettings, RuntimeTier};
 
 fn ecs_client() -> aws_sdk_ecs::Client {
-    use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_ecs::Client::from_conf(
-        aws_sdk_ecs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
-            .endpoint_url(moto::endpoint())
-            .build(),
-    )
+    client!(aws_sdk_ecs)
 }
 
 fn logs_client() -> aws_sdk_cloudwatchlogs::Client {
-    use aws_sdk_cloudwatchlogs::config::{BehaviorVersion, Credentials, Region};
-    aws_sdk_cloudwatchlogs::Client::from_conf(
-        aws_sdk_cloudwatchlogs::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
-            .endpoint_url(moto::endpoint())
-            .build(),
-    )
-}
-
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    )
+    client!(aws_sdk_cloudwatchlogs)
 }
 
 async fn backend(image: &str) -> (EcsBackend, EcsSettings) {

@@ -2,9 +2,8 @@
 //! updated with the flow, executions are named by run id (a repeated start is the same
 //! execution), stopped, and read back.
 
-use dagy_testkit::moto;
+use dagy_testkit::{client, unique};
 
-use aws_sdk_sfn::config::{BehaviorVersion, Credentials, Region};
 use dagy_backend_sfn::{ExecutionState, StepFunctionsBackend};
 use dagy_core::Flow;
 
@@ -12,13 +11,7 @@ const ROLE: &str = "arn:aws:iam::123456789012:role/dagy-sfn";
 const TASK_EXECUTOR: &str = "arn:aws:lambda:us-east-1:123456789012:function:dagy-task-executor";
 
 fn client() -> aws_sdk_sfn::Client {
-    let config = aws_sdk_sfn::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
-        .endpoint_url(moto::endpoint())
-        .build();
-    aws_sdk_sfn::Client::from_conf(config)
+    client!(aws_sdk_sfn)
 }
 
 fn backend() -> StepFunctionsBackend {
@@ -31,16 +24,6 @@ fn flow(tasks: &str) -> Flow {
         None,
     )
     .expect("flow")
-}
-
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    )
 }
 
 async fn definition_of(name: &str) -> serde_json::Value {

@@ -249,12 +249,35 @@ impl Decoder {
         if let Some(handler) = self.required_string(object, "handler", &field("handler"), tid) {
             task.handler = handler;
         }
+        task.depends_on = self.dependencies(object, &at, tid);
+        if let Some(args) = object.get("args") {
+            task.args = args.clone();
+        }
+        if let Some(retries) = self.retries(object, &at, tid) {
+            task.retries = retries;
+        }
+        task.retry_delay_seconds = self.retry_delay(object, &at, tid);
+        task.retry_jitter_factor = self.optional_f64(object, "retry_jitter_factor", &at, tid);
+        task.timeout_seconds = self.optional_f64(object, "timeout_seconds", &at, tid);
+        task.runtime_tier = self.runtime_tier(object, &at, tid);
+        task.memory_mb = self.memory_mb(object, &at, tid);
+        (task, has_id)
+    }
+
+    /// A task's `depends_on`: the ids it names (an entry that is not a string is a problem).
+    fn dependencies(
+        &mut self,
+        object: &Map<String, Value>,
+        at: &str,
+        tid: Option<&str>,
+    ) -> Vec<String> {
+        let mut depends_on = Vec::new();
         match object.get("depends_on") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
                 for (i, item) in items.iter().enumerate() {
                     match item {
-                        Value::String(s) => task.depends_on.push(s.clone()),
+                        Value::String(s) => depends_on.push(s.clone()),
                         other => self.push(
                             ProblemKind::WrongType,
                             &format!("{at}.depends_on[{i}]"),
@@ -269,7 +292,7 @@ impl Decoder {
             }
             Some(other) => self.push(
                 ProblemKind::WrongType,
-                &field("depends_on"),
+                &format!("{at}.depends_on"),
                 tid,
                 format!(
                     "depends_on must be a list of task ids, got {}",
@@ -277,28 +300,37 @@ impl Decoder {
                 ),
             ),
         }
-        if let Some(args) = object.get("args") {
-            task.args = args.clone();
-        }
-        if let Some(v) = object.get("retries") {
-            match v.as_u64().and_then(|n| u32::try_from(n).ok()) {
-                Some(n) => task.retries = n,
-                None => self.push(
-                    number_kind(v),
-                    &field("retries"),
-                    tid,
-                    format!(
-                        "retries must be a whole number from 0 to {}, got {v}",
-                        u32::MAX
-                    ),
+        depends_on
+    }
+
+    /// A task's `retries`, when present and valid.
+    fn retries(&mut self, object: &Map<String, Value>, at: &str, tid: Option<&str>) -> Option<u32> {
+        let v = object.get("retries")?;
+        let retries = v.as_u64().and_then(|n| u32::try_from(n).ok());
+        if retries.is_none() {
+            self.push(
+                number_kind(v),
+                &format!("{at}.retries"),
+                tid,
+                format!(
+                    "retries must be a whole number from 0 to {}, got {v}",
+                    u32::MAX
                 ),
-            }
+            );
         }
+        retries
+    }
+
+    /// A task's `retry_delay_seconds`: one delay, or one per attempt.
+    fn retry_delay(
+        &mut self,
+        object: &Map<String, Value>,
+        at: &str,
+        tid: Option<&str>,
+    ) -> Option<RetryDelay> {
         match object.get("retry_delay_seconds") {
-            None | Some(Value::Null) => {}
-            Some(Value::Number(n)) => {
-                task.retry_delay_seconds = n.as_f64().map(RetryDelay::Fixed);
-            }
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64().map(RetryDelay::Fixed),
             Some(Value::Array(items)) => {
                 let mut delays = Vec::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
@@ -315,53 +347,66 @@ impl Decoder {
                         ),
                     }
                 }
-                task.retry_delay_seconds = Some(RetryDelay::PerAttempt(delays));
+                Some(RetryDelay::PerAttempt(delays))
             }
-            Some(other) => self.push(
-                ProblemKind::WrongType,
-                &field("retry_delay_seconds"),
-                tid,
-                format!(
-                    "retry_delay_seconds must be a number or a list of numbers, got {}",
-                    type_name(other)
-                ),
-            ),
-        }
-        task.retry_jitter_factor = self.optional_f64(object, "retry_jitter_factor", &at, tid);
-        task.timeout_seconds = self.optional_f64(object, "timeout_seconds", &at, tid);
-        match object.get("runtime_tier") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => match s.parse::<RuntimeTier>() {
-                Ok(tier) => task.runtime_tier = Some(tier),
-                Err(e) => self.push(
-                    ProblemKind::UnknownTier,
-                    &field("runtime_tier"),
+            Some(other) => {
+                self.push(
+                    ProblemKind::WrongType,
+                    &format!("{at}.retry_delay_seconds"),
                     tid,
-                    e.to_string(),
-                ),
+                    format!(
+                        "retry_delay_seconds must be a number or a list of numbers, got {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A task's `runtime_tier`, when present and a known tier name.
+    fn runtime_tier(
+        &mut self,
+        object: &Map<String, Value>,
+        at: &str,
+        tid: Option<&str>,
+    ) -> Option<RuntimeTier> {
+        let problem = match object.get("runtime_tier") {
+            None | Some(Value::Null) => return None,
+            Some(Value::String(s)) => match s.parse::<RuntimeTier>() {
+                Ok(tier) => return Some(tier),
+                Err(e) => (ProblemKind::UnknownTier, e.to_string()),
             },
-            Some(other) => self.push(
+            Some(other) => (
                 ProblemKind::WrongType,
-                &field("runtime_tier"),
-                tid,
                 format!(
                     "runtime_tier must be a tier name string, got {}",
                     type_name(other)
                 ),
             ),
+        };
+        self.push(problem.0, &format!("{at}.runtime_tier"), tid, problem.1);
+        None
+    }
+
+    /// A task's `memory_mb`, when present and a whole number.
+    fn memory_mb(
+        &mut self,
+        object: &Map<String, Value>,
+        at: &str,
+        tid: Option<&str>,
+    ) -> Option<u64> {
+        let v = object.get("memory_mb").filter(|v| !v.is_null())?;
+        let mb = v.as_u64();
+        if mb.is_none() {
+            self.push(
+                number_kind(v),
+                &format!("{at}.memory_mb"),
+                tid,
+                format!("memory_mb must be a whole number of megabytes, got {v}"),
+            );
         }
-        if let Some(v) = object.get("memory_mb").filter(|v| !v.is_null()) {
-            match v.as_u64() {
-                Some(mb) => task.memory_mb = Some(mb),
-                None => self.push(
-                    number_kind(v),
-                    &field("memory_mb"),
-                    tid,
-                    format!("memory_mb must be a whole number of megabytes, got {v}"),
-                ),
-            }
-        }
-        (task, has_id)
+        mb
     }
 
     fn optional_f64(

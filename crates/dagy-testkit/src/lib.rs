@@ -1,11 +1,54 @@
 //! Test support for Dagy's integration tests and benchmarks, one crate instead of a file each
 //! test includes: a DynamoDB-compatible server ([`moto`]), clients with production's settings,
-//! a fresh table per test, and a proxy that injects faults.
+//! a fresh table per test, unique names, cargo-lambda's emulator ([`emulator`]), the workspace's
+//! binaries, and a proxy that injects faults.
 
 use dagy_store_dynamodb::DynamoStore;
 
+pub mod emulator;
 pub mod moto;
+pub use emulator::{Emulator, EmulatorOptions, workspace};
 pub use moto::endpoint;
+
+/// An SDK client of any AWS service crate for the test server ([`endpoint`]), with dummy
+/// credentials: `client!(aws_sdk_ecs)`.
+#[macro_export]
+macro_rules! client {
+    ($krate:ident) => {{
+        use $krate::config::{BehaviorVersion, Credentials, Region};
+        $krate::Client::from_conf(
+            $krate::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
+                .endpoint_url($crate::endpoint())
+                .build(),
+        )
+    }};
+}
+
+/// `name` made unique to this process and moment, for tables, clusters and functions that
+/// tests share a server with.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{}-{:08x}", std::process::id(), rand_u32())
+}
+
+/// A binary of the workspace's (`dagy`, `dagy-worker`, `my-flows`...), from the target directory
+/// the running test was built into: `cargo test --workspace` builds them all first.
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build it first (cargo build --workspace --features my-flows/aws)",
+        path.display()
+    );
+    path
+}
 
 /// An SDK client for the server at `url`: production's retry and timeout settings, dummy
 /// credentials, and the endpoint set as `AWS_ENDPOINT_URL` would set it.
@@ -36,12 +79,15 @@ pub async fn fresh_store(name: &str) -> DynamoStore {
     store
 }
 
+/// A number that differs between calls and processes.
 fn rand_u32() -> u32 {
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    nanos ^ std::process::id().rotate_left(16)
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    nanos ^ std::process::id().rotate_left(16) ^ call.rotate_left(24)
 }
 
 /// A TCP proxy in front of `upstream` that injects transient faults, connection by connection:

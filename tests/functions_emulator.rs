@@ -10,9 +10,11 @@
 //! functions reach it through `AWS_ENDPOINT_URL_LAMBDA`.
 
 use dagy_testkit as support;
+use dagy_testkit::{Emulator, EmulatorOptions, workspace};
+use support::emulator::path_with_venv;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
@@ -20,43 +22,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn venv_bin() -> PathBuf {
-    std::env::var("DAGY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/dagy/venv")
-        })
-        .join("bin")
-}
-
-fn path_with_venv() -> String {
-    format!(
-        "{}:{}",
-        venv_bin().display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
-struct Emulator {
-    port: u16,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Emulator {
-    /// Stops the functions the emulator started (its children), then the emulator.
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("pkill").args(["-TERM", "-P", &pid]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Reads one HTTP/1.1 request (headers and a Content-Length body).
 async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
@@ -144,71 +109,25 @@ async fn async_invoke_proxy(emulator_port: u16) -> u16 {
     port
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
+/// The emulator on a free port, its functions on `table` at the shared moto, with an
+/// asynchronous-invocation proxy in front for the executor's self-invocations.
 async fn start(table: &str) -> Emulator {
-    start_on(free_port(), table, &support::endpoint(), &[]).await
+    start_on(
+        EmulatorOptions::new(table, &support::endpoint()),
+        Vec::new(),
+    )
+    .await
 }
 
-/// The emulator on `port`, its functions using the table `table` on the moto at `moto`, with
-/// `extra` variables (`NAME=value`) besides the usual ones.
-async fn start_on(port: u16, table: &str, moto: &str, extra: &[String]) -> Emulator {
-    let store = dagy_store_dynamodb::DynamoStore::new(support::client_for(moto), table);
-    store.create_table().await.expect("table");
-    let proxy = async_invoke_proxy(port).await;
-    let mut env = vec![
-        format!("DAGY_TABLE_NAME={table}"),
-        "DAGY_EXECUTOR_FUNCTION=dagy-executor".into(),
-        format!("AWS_ENDPOINT_URL_DYNAMODB={moto}"),
-        format!("AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:{proxy}"),
-        "AWS_ACCESS_KEY_ID=test".into(),
-        "AWS_SECRET_ACCESS_KEY=test".into(),
-        "AWS_REGION=us-east-1".into(),
-        "AWS_EC2_METADATA_DISABLED=true".into(),
-        "AWS_LAMBDA_LOG_FORMAT=JSON".into(),
-        "AWS_LAMBDA_LOG_LEVEL=INFO".into(),
-    ];
-    env.extend(extra.iter().cloned());
-    let env = env.join(",");
-    let log_path = std::env::temp_dir().join(format!("dagy-emulator-{port}.log"));
-    let log = std::fs::File::create(&log_path).expect("log file");
+/// The emulator as `options` say, with `extra` variables (`NAME=value`) besides the usual ones,
+/// and the asynchronous-invocation proxy as its functions' Lambda endpoint.
+async fn start_on(mut options: EmulatorOptions, extra: Vec<String>) -> Emulator {
+    let proxy = async_invoke_proxy(options.port).await;
+    options.lambda = Some(format!("http://127.0.0.1:{proxy}"));
     // Several instances per function, as Lambda runs a Parallel state's branches side by side.
-    let child = Command::new("cargo")
-        .args([
-            "lambda",
-            "watch",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-            "--concurrency",
-            "4",
-        ])
-        .args(["--ignore-changes", "--env-var", &env])
-        .current_dir(workspace())
-        .env("PATH", path_with_venv())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start cargo lambda watch (installed by scripts/test.sh)");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the emulator did not listen within 120 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    Emulator {
-        port,
-        child,
-        log: log_path,
-    }
+    options.concurrency = 4;
+    options.extra = extra;
+    Emulator::start(options).await
 }
 
 /// `cargo lambda invoke FUNCTION --data-file FILE`, as a user would.
@@ -736,7 +655,7 @@ async fn run_when(emulator: &Emulator, run_id: &str, done: impl Fn(&Value) -> bo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn step_functions_runs_execute_on_motos_interpreter_through_the_task_executor() {
     // moto, its Lambda calls sent through the front to the emulator's task-executor.
-    let emulator_port = free_port();
+    let emulator_port = support::emulator::free_port();
     let moto_port = Arc::new(AtomicU16::new(0));
     let front = lambda_front(emulator_port, moto_port.clone()).await;
     let moto = support::moto::spawn_own(&[("MOTO_PORT", front.to_string())]);
@@ -746,11 +665,11 @@ async fn step_functions_runs_execute_on_motos_interpreter_through_the_task_execu
         &json!({"stepfunctions": {"execute_state_machine": true}}),
     );
     assert!(config.starts_with("HTTP/1.1 20"), "{config}");
+    let mut options = EmulatorOptions::new(&format!("dagy-sfn-{}", std::process::id()), &moto.url);
+    options.port = emulator_port;
     let emulator = start_on(
-        emulator_port,
-        &format!("dagy-sfn-{}", std::process::id()),
-        &moto.url,
-        &[
+        options,
+        vec![
             format!("AWS_ENDPOINT_URL_SFN={}", moto.url),
             "DAGY_SFN_ROLE_ARN=arn:aws:iam::123456789012:role/dagy-sfn".into(),
             "DAGY_SFN_TASK_EXECUTOR_ARN=arn:aws:lambda:us-east-1:123456789012:function:dagy-task-executor"

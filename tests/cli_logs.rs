@@ -2,6 +2,7 @@
 //! run's log; with `--follow` it prints new lines as they come and exits once the run is final.
 
 use dagy_testkit as support;
+use dagy_testkit::client;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -15,20 +16,6 @@ use dagy_backend_ecs::EcsBackend;
 use dagy_core::EcsSettings;
 use dagy_engine::{Executor, NewRunRequest};
 use dagy_store::{RunStatus, RunStore};
-
-macro_rules! client {
-    ($krate:ident) => {{
-        use $krate::config::{BehaviorVersion, Credentials, Region};
-        $krate::Client::from_conf(
-            $krate::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
-                .endpoint_url(support::endpoint())
-                .build(),
-        )
-    }};
-}
 
 fn put(group: &str, stream: &str, lines: &[(i64, &str)]) {
     let logs: aws_sdk_cloudwatchlogs::Client = client!(aws_sdk_cloudwatchlogs);
@@ -138,7 +125,7 @@ async fn logs_prints_an_ecs_runs_log_and_follows_it_until_the_run_ends() {
     );
 
     let dagy = |follow: bool| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_dagy"));
+        let mut command = Command::new(support::binary("dagy"));
         command.arg("logs").arg(&run_id);
         if follow {
             command.arg("--follow");

@@ -4,115 +4,22 @@
 //! finished run's cancel is refused with the router's own error, mistakes exit 1.
 
 use dagy_testkit as support;
+use dagy_testkit::{Emulator, EmulatorOptions, workspace};
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-struct Emulator {
-    port: u16,
-    child: Child,
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("pkill").args(["-TERM", "-P", &pid]).status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn path_with_venv() -> String {
-    let venv = std::env::var("DAGY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/dagy/venv")
-        });
-    format!(
-        "{}:{}",
-        venv.join("bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    )
-}
-
+/// The emulator serving the functions on `table` at the shared moto, the router warmed up.
 async fn start(table: &str) -> Emulator {
-    let moto = support::endpoint();
-    let store = dagy_store_dynamodb::DynamoStore::new(support::client_for(&moto), table);
-    store.create_table().await.expect("table");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port");
-    let env = [
-        format!("DAGY_TABLE_NAME={table}"),
-        "DAGY_EXECUTOR_FUNCTION=dagy-executor".into(),
-        format!("AWS_ENDPOINT_URL_DYNAMODB={moto}"),
-        format!("AWS_ENDPOINT_URL_LAMBDA=http://127.0.0.1:{port}"),
-        "AWS_ACCESS_KEY_ID=test".into(),
-        "AWS_SECRET_ACCESS_KEY=test".into(),
-        "AWS_REGION=us-east-1".into(),
-        "AWS_EC2_METADATA_DISABLED=true".into(),
-    ]
-    .join(",");
-    let log = std::fs::File::create(std::env::temp_dir().join(format!("dagy-remote-{port}.log")))
-        .expect("log");
-    let child = Command::new("cargo")
-        .args([
-            "lambda",
-            "watch",
-            "-A",
-            "127.0.0.1",
-            "-P",
-            &port.to_string(),
-        ])
-        .args(["--ignore-changes", "--concurrency", "2", "--env-var", &env])
-        .current_dir(workspace())
-        .env("PATH", path_with_venv())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("cargo lambda watch (installed by scripts/test.sh)");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the emulator did not listen");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    warm_up(port);
-    Emulator { port, child }
-}
-
-/// Waits for the router's first answer: the emulator builds a function on its first call,
-/// which can take longer than the SDK's 10 s per attempt.
-fn warm_up(port: u16) {
-    use std::io::{Read, Write};
-    let body = r#"{"action": "backends"}"#;
-    let request = format!(
-        "POST /2015-03-31/functions/dagy-router/invocations HTTP/1.1\r\nhost: 127.0.0.1\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("emulator");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(600)))
-        .expect("timeout");
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    assert!(
-        answer.starts_with("HTTP/1.1 200"),
-        "the router did not start: {answer}"
-    );
+    let emulator = Emulator::start(EmulatorOptions::new(table, &support::endpoint())).await;
+    emulator.warm_up("dagy-router", r#"{"action": "backends"}"#);
+    emulator
 }
 
 fn dagy(emulator: &Emulator, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dagy"))
+    Command::new(support::binary("dagy"))
         .args(args)
         .env("DAGY_ROUTER_FUNCTION", "dagy-router")
         .env(
@@ -285,7 +192,7 @@ async fn with_an_api_url_requests_go_over_http_signed_with_sigv4() {
     let api = format!("http://127.0.0.1:{api}");
     let hello = workspace().join("examples/flows/hello.json");
     let with_api = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_dagy"))
+        Command::new(support::binary("dagy"))
             .args(args)
             .env("DAGY_API_URL", &api)
             .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")

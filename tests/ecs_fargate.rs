@@ -3,7 +3,7 @@
 //! cancel sends StopTask; a run whose worker task stopped without recording it ends when read,
 //! with the task's reason; a run's log comes back in pages, following new events.
 
-use dagy_testkit::moto;
+use dagy_testkit::{client, moto, unique};
 
 use std::sync::Arc;
 
@@ -14,30 +14,6 @@ use dagy_core::{EcsSettings, Settings};
 use dagy_functions::dispatch::{Dispatchers, EcsDispatcher};
 use dagy_functions::router::Router;
 use dagy_store::{MemoryStore, RunStatus, RunStore};
-
-macro_rules! client {
-    ($krate:ident) => {{
-        use $krate::config::{BehaviorVersion, Credentials, Region};
-        $krate::Client::from_conf(
-            $krate::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
-                .endpoint_url(moto::endpoint())
-                .build(),
-        )
-    }};
-}
-
-fn unique(name: &str) -> String {
-    format!(
-        "{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos())
-    )
-}
 
 struct Env {
     store: Arc<MemoryStore>,

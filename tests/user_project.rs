@@ -1,0 +1,99 @@
+//! The example user project (`examples/user-project`, package `my-flows`) deployed as a user
+//! deploys it: its own `router` and `executor` functions under cargo-lambda's emulator, with
+//! moto's DynamoDB behind them, driven by its own CLI. Its flow is deployed and triggered, runs
+//! the project's handlers on Lambda (nano: the emulator runs an asynchronous invocation in line,
+//! so the micro path's self-invocations are tested with a proxy in `functions_emulator.rs`), and its last task writes a report into DynamoDB through the
+//! client the registry shares.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use dagy_testkit::{self as support, Emulator, EmulatorOptions, workspace};
+use serde_json::Value;
+
+fn project() -> std::path::PathBuf {
+    workspace().join("examples/user-project")
+}
+
+/// The project's CLI (`my-flows`, built with its `aws` feature) aimed at the emulator's router.
+fn my_flows(emulator: &Emulator, args: &[&str]) -> Output {
+    Command::new(support::binary("my-flows"))
+        .args(args)
+        .current_dir(project())
+        .env("DAGY_ROUTER_FUNCTION", "router")
+        .env("AWS_ENDPOINT_URL_LAMBDA", emulator.url())
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("DAGY_API_URL")
+        .output()
+        .expect("run my-flows")
+}
+
+fn json_of(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_projects_functions_run_its_flow_and_its_task_writes_to_dynamodb() {
+    let table = support::unique("dagy-user-project");
+    let mut options = EmulatorOptions::new(&table, &support::endpoint());
+    options.package_dir = project();
+    options.executor_function = "executor".into();
+    options.features = Some("aws".into());
+    options.extra = vec![format!("REPORT_TABLE={table}")];
+    let emulator = Emulator::start(options).await;
+    emulator.warm_up("router", r#"{"action": "backends"}"#);
+
+    let deployed = json_of(&my_flows(
+        &emulator,
+        &["deploy", "flows/primes.json", "--name", "primes", "--tier", "nano"],
+    ));
+    assert_eq!(deployed["name"], "primes", "{deployed}");
+    let accepted = json_of(&my_flows(&emulator, &["trigger", "primes"]));
+    let run_id = accepted["run_id"].as_str().expect("run id").to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let run = loop {
+        let run = json_of(&my_flows(&emulator, &["status", &run_id]));
+        if matches!(run["status"].as_str(), Some("completed" | "failed")) {
+            break run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not finish: {run}; see {}",
+            emulator.log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(run["status"], "completed", "{run}");
+    let summary = run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["id"] == "summary")
+        .expect("the summary task");
+    assert_eq!(summary["output"]["total"], 17984, "{summary}");
+
+    let report = support::client_for(&support::endpoint())
+        .get_item()
+        .table_name(&table)
+        .key("pk", AttributeValue::S(format!("REPORT#{run_id}")))
+        .key("sk", AttributeValue::S("REPORT".into()))
+        .send()
+        .await
+        .expect("get the report");
+    let text = report
+        .item()
+        .and_then(|item| item.get("report"))
+        .and_then(|v| v.as_s().ok())
+        .expect("the report task wrote its item");
+    assert!(text.contains("17984"), "{text}");
+}
