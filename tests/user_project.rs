@@ -54,7 +54,14 @@ async fn the_projects_functions_run_its_flow_and_its_task_writes_to_dynamodb() {
 
     let deployed = json_of(&my_flows(
         &emulator,
-        &["deploy", "flows/primes.json", "--name", "primes", "--tier", "nano"],
+        &[
+            "deploy",
+            "flows/primes.json",
+            "--name",
+            "primes",
+            "--tier",
+            "nano",
+        ],
     ));
     assert_eq!(deployed["name"], "primes", "{deployed}");
     let accepted = json_of(&my_flows(&emulator, &["trigger", "primes"]));

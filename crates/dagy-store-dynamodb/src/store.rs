@@ -116,6 +116,42 @@ enum Updated {
     Refused(Option<Item>),
 }
 
+/// What a lease take-over did.
+enum Taken {
+    /// `owner` holds the lease now, with this fencing token.
+    Token(u64),
+    /// The run is final or another owner's lease is live: the run as it is.
+    Refused(Box<RunRecord>),
+}
+
+/// The run a refused update found, or `NotFound` when there is no run item.
+fn existing_run(run_id: &str, old: Option<Item>) -> Result<RunRecord, StoreError> {
+    match old {
+        Some(old) => item::run_record(&old),
+        None => Err(StoreError::NotFound {
+            run_id: run_id.to_string(),
+        }),
+    }
+}
+
+/// Why a lease could not be had on `run`: it is final, or someone else holds it.
+fn lease_refusal(run: RunRecord) -> StoreError {
+    if run.status.is_final() {
+        return StoreError::RunFinished {
+            run_id: run.run_id,
+            status: run.status,
+        };
+    }
+    let (owner, expires_at_ms) = run
+        .lease
+        .map_or((String::new(), 0), |held| (held.owner, held.expires_at_ms));
+    StoreError::LeaseHeld {
+        run_id: run.run_id,
+        owner,
+        expires_at_ms,
+    }
+}
+
 fn run_status(status: RunStatus) -> AttributeValue {
     s(status.as_str())
 }
@@ -353,6 +389,46 @@ impl DynamoStore {
             .set_key(Some(task_key(&lease.run_id, task_id).into_iter().collect()))
             .expression_attribute_names(STATUS.0, STATUS.1)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+
+    /// The lease take-over: makes `owner` the holder until `expires_at_ms` and bumps the fencing
+    /// token, when the run is pending or running and its lease has lapsed (or, with `or_mine`,
+    /// is `owner`'s already).
+    async fn take_lease(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now_ms: u64,
+        expires_at_ms: u64,
+        or_mine: bool,
+    ) -> Result<Taken, StoreError> {
+        let free = if or_mine {
+            "(attribute_not_exists(lease_owner) OR lease_owner = :me OR lease_expires_at_ms <= :now)"
+        } else {
+            "(attribute_not_exists(lease_owner) OR lease_expires_at_ms <= :now)"
+        };
+        let taken = self
+            .update_run(
+                run_id,
+                "SET lease_owner = :me, lease_expires_at_ms = :exp, #st = :running, \
+                 started_at_ms = if_not_exists(started_at_ms, :now), wake_at_ms = :exp, \
+                 active_sk = :exp ADD lease_token :one",
+                &format!("attribute_exists(pk) AND #st IN (:pending, :running) AND {free}"),
+                &[STATUS],
+                vec![
+                    (":me", s(owner)),
+                    (":exp", n(expires_at_ms)),
+                    (":now", n(now_ms)),
+                    (":one", n(1)),
+                    (":pending", run_status(RunStatus::Pending)),
+                    (":running", run_status(RunStatus::Running)),
+                ],
+            )
+            .await?;
+        match taken {
+            Updated::Applied(new) => Ok(Taken::Token(item::get_n(&new, "lease_token")?)),
+            Updated::Refused(old) => Ok(Taken::Refused(Box::new(existing_run(run_id, old)?))),
+        }
     }
 
     /// One conditional update of a run item. `names` are the attribute names the expressions
@@ -601,57 +677,18 @@ impl RunStore for DynamoStore {
         ttl_ms: u64,
     ) -> Result<Lease, StoreError> {
         let expires = now_ms.saturating_add(ttl_ms);
-        let result = self
-            .update_run(
-                run_id,
-                "SET lease_owner = :me, lease_expires_at_ms = :exp, #st = :running, \
-                 started_at_ms = if_not_exists(started_at_ms, :now), wake_at_ms = :exp, \
-                 active_sk = :exp ADD lease_token :one",
-                "attribute_exists(pk) AND #st IN (:pending, :running) AND \
-                 (attribute_not_exists(lease_owner) OR lease_owner = :me OR lease_expires_at_ms <= :now)",
-                &[STATUS],
-                vec![
-                    (":me", s(owner)),
-                    (":exp", n(expires)),
-                    (":now", n(now_ms)),
-                    (":one", n(1)),
-                    (":pending", run_status(RunStatus::Pending)),
-                    (":running", run_status(RunStatus::Running)),
-                ],
-            )
-            .await?;
-        match result {
-            Updated::Applied(new) => Ok(Lease {
+        match self
+            .take_lease(run_id, owner, now_ms, expires, true)
+            .await?
+        {
+            Taken::Token(token) => Ok(Lease {
                 run_id: run_id.to_string(),
                 owner: owner.to_string(),
-                token: item::get_n(&new, "lease_token")?,
+                token,
                 expires_at_ms: expires,
                 worker: None,
             }),
-            Updated::Refused(None) => Err(StoreError::NotFound {
-                run_id: run_id.to_string(),
-            }),
-            Updated::Refused(Some(old)) => {
-                let run = item::run_record(&old)?;
-                if run.status.is_final() {
-                    return Err(StoreError::RunFinished {
-                        run_id: run.run_id,
-                        status: run.status,
-                    });
-                }
-                let held = run.lease.unwrap_or(Lease {
-                    run_id: run_id.to_string(),
-                    owner: String::new(),
-                    token: 0,
-                    expires_at_ms: 0,
-                    worker: None,
-                });
-                Err(StoreError::LeaseHeld {
-                    run_id: run_id.to_string(),
-                    owner: held.owner,
-                    expires_at_ms: held.expires_at_ms,
-                })
-            }
+            Taken::Refused(run) => Err(lease_refusal(*run)),
         }
     }
 
@@ -691,18 +728,10 @@ impl RunStore for DynamoStore {
                 Updated::Applied(new) => {
                     return Ok(joined(item::get_n(&new, "lease_token")?, wanted));
                 }
-                Updated::Refused(None) => {
-                    return Err(StoreError::NotFound {
-                        run_id: run_id.to_string(),
-                    });
-                }
-                Updated::Refused(Some(old)) => item::run_record(&old)?,
+                Updated::Refused(old) => existing_run(run_id, old)?,
             };
             if old.status.is_final() {
-                return Err(StoreError::RunFinished {
-                    run_id: old.run_id,
-                    status: old.status,
-                });
+                return Err(lease_refusal(old));
             }
             if let Some(held) = &old.lease
                 && held.owner == owner
@@ -711,51 +740,15 @@ impl RunStore for DynamoStore {
                 // Ours already, and it lasts longer than this worker needs.
                 return Ok(joined(held.token, held.expires_at_ms));
             }
-            let taken = self
-                .update_run(
-                    run_id,
-                    "SET lease_owner = :me, lease_expires_at_ms = :exp, #st = :running, \
-                     started_at_ms = if_not_exists(started_at_ms, :now), wake_at_ms = :exp, \
-                     active_sk = :exp ADD lease_token :one",
-                    "attribute_exists(pk) AND #st IN (:pending, :running) AND \
-                     (attribute_not_exists(lease_owner) OR lease_expires_at_ms <= :now)",
-                    &[STATUS],
-                    vec![
-                        (":me", s(owner)),
-                        (":exp", n(wanted)),
-                        (":now", n(now_ms)),
-                        (":one", n(1)),
-                        (":pending", run_status(RunStatus::Pending)),
-                        (":running", run_status(RunStatus::Running)),
-                    ],
-                )
-                .await?;
-            match taken {
-                Updated::Applied(new) => {
-                    return Ok(joined(item::get_n(&new, "lease_token")?, wanted));
-                }
-                Updated::Refused(None) => {
-                    return Err(StoreError::NotFound {
-                        run_id: run_id.to_string(),
-                    });
-                }
-                Updated::Refused(Some(old)) => {
-                    let run = item::run_record(&old)?;
-                    if run.status.is_final() {
-                        return Err(StoreError::RunFinished {
-                            run_id: run.run_id,
-                            status: run.status,
-                        });
-                    }
-                    match run.lease {
-                        Some(held) if held.owner != owner => {
-                            return Err(StoreError::LeaseHeld {
-                                run_id: run_id.to_string(),
-                                owner: held.owner,
-                                expires_at_ms: held.expires_at_ms,
-                            });
-                        }
-                        _ => continue,
+            match self
+                .take_lease(run_id, owner, now_ms, wanted, false)
+                .await?
+            {
+                Taken::Token(token) => return Ok(joined(token, wanted)),
+                Taken::Refused(run) => {
+                    let ours = run.lease.as_ref().is_none_or(|held| held.owner == owner);
+                    if run.status.is_final() || !ours {
+                        return Err(lease_refusal(*run));
                     }
                 }
             }
@@ -1243,12 +1236,7 @@ impl RunStore for DynamoStore {
             .await?;
         let run = match flagged {
             Updated::Applied(new) => item::run_record(&new)?,
-            Updated::Refused(None) => {
-                return Err(StoreError::NotFound {
-                    run_id: run_id.to_string(),
-                });
-            }
-            Updated::Refused(Some(old)) => return item::run_record(&old),
+            Updated::Refused(old) => return existing_run(run_id, old),
         };
         if run.status != RunStatus::Pending {
             return Ok(run);
