@@ -231,16 +231,13 @@ impl EcsBackend {
             && table == Some(self.table.as_str())
     }
 
-    /// Starts run `run_id`'s worker task with `size`, or finds the one it already has.
-    /// Returns the task ARN.
-    pub async fn start(&self, run_id: &str, size: FargateSize) -> Result<String, EcsError> {
-        check_run_id(run_id)?;
-        if self.settings.subnets.is_empty() {
-            return Err(EcsError::NoSubnets);
-        }
-        if let Some(TaskState::Running { task_arn }) = self.task(run_id).await? {
-            return Ok(task_arn);
-        }
+    /// The RunTask request of `run_id`'s worker: the current task definition, the run's
+    /// size, its id as client token, `startedBy` and tag, and its environment.
+    async fn run_task_request(
+        &self,
+        run_id: &str,
+        size: FargateSize,
+    ) -> Result<aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder, EcsError> {
         let task_definition = self.ensure_task_definition().await?;
         let network = AwsVpcConfiguration::builder()
             .set_subnets(Some(self.settings.subnets.clone()))
@@ -259,31 +256,42 @@ impl EcsBackend {
                     .build(),
             )
             .build();
+        Ok(self
+            .ecs
+            .run_task()
+            .cluster(&self.settings.cluster_arn)
+            .task_definition(task_definition)
+            .launch_type(LaunchType::Fargate)
+            .count(1)
+            .client_token(run_id)
+            .started_by(run_id)
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(network)
+                    .build(),
+            )
+            .overrides(overrides)
+            .tags(tag("dagy:run-id", run_id))
+            .tags(tag("dagy:component", WORKER)))
+    }
+
+    /// Starts run `run_id`'s worker task with `size`, or finds the one it already has.
+    /// Returns the task ARN.
+    pub async fn start(&self, run_id: &str, size: FargateSize) -> Result<String, EcsError> {
+        check_run_id(run_id)?;
+        if self.settings.subnets.is_empty() {
+            return Err(EcsError::NoSubnets);
+        }
+        if let Some(TaskState::Running { task_arn }) = self.task(run_id).await? {
+            return Ok(task_arn);
+        }
+        let request = self.run_task_request(run_id, size).await?;
         let mut reason = String::new();
         for attempt in 1..=self.retry.attempts.max(1) {
             if attempt > 1 {
                 tokio::time::sleep(backoff(self.retry.base, attempt - 1)).await;
             }
-            let sent = self
-                .ecs
-                .run_task()
-                .cluster(&self.settings.cluster_arn)
-                .task_definition(&task_definition)
-                .launch_type(LaunchType::Fargate)
-                .count(1)
-                .client_token(run_id)
-                .started_by(run_id)
-                .network_configuration(
-                    NetworkConfiguration::builder()
-                        .awsvpc_configuration(network.clone())
-                        .build(),
-                )
-                .overrides(overrides.clone())
-                .tags(tag("dagy:run-id", run_id))
-                .tags(tag("dagy:component", WORKER))
-                .send()
-                .await;
-            match sent {
+            match request.clone().send().await {
                 Ok(out) => {
                     if let Some(task_arn) = out.tasks().first().and_then(|t| t.task_arn()) {
                         tracing::info!(
@@ -295,21 +303,7 @@ impl EcsBackend {
                         );
                         return Ok(task_arn.to_string());
                     }
-                    reason = out
-                        .failures()
-                        .iter()
-                        .map(|f| {
-                            format!(
-                                "{}{}",
-                                f.reason().unwrap_or("unknown failure"),
-                                f.detail().map(|d| format!(" ({d})")).unwrap_or_default()
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    if reason.is_empty() {
-                        reason = "RunTask started no task and gave no reason".into();
-                    }
+                    reason = failures_of(&out);
                 }
                 Err(e) if is_client_error(&e) && !is_retryable(&e) => {
                     return Err(api("RunTask", &e));
@@ -449,6 +443,27 @@ impl EcsBackend {
                 message: aws_sdk_cloudwatchlogs::error::DisplayErrorContext(&e).to_string(),
             }),
         }
+    }
+}
+
+/// Why a RunTask answer started no task: its failures, or a sentence saying it gave none.
+fn failures_of(out: &aws_sdk_ecs::operation::run_task::RunTaskOutput) -> String {
+    let reason = out
+        .failures()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}{}",
+                f.reason().unwrap_or("unknown failure"),
+                f.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    if reason.is_empty() {
+        "RunTask started no task and gave no reason".into()
+    } else {
+        reason
     }
 }
 

@@ -294,6 +294,18 @@ pub fn translate(flow: &Flow, task_executor_arn: &str) -> StateMachine {
         };
         states.0.push((names[n].clone(), state));
     }
+    push_run_end_states(&mut states, task_executor_arn);
+    StateMachine {
+        comment: format!("Dagy flow {}", flow.name()),
+        start_at: names
+            .first()
+            .map_or(RECORD_SUCCESS.to_string(), Clone::clone),
+        states,
+    }
+}
+
+/// The states that end a run: record the failure then fail, or record the success then succeed.
+fn push_run_end_states(states: &mut States, task_executor_arn: &str) {
     let recorder = |action, error| Payload {
         action: Some(action),
         run_id: RUN_ID_PATH,
@@ -324,13 +336,6 @@ pub fn translate(flow: &Flow, task_executor_arn: &str) -> StateMachine {
         )),
     ));
     states.0.push((SUCCEEDED.into(), State::Succeed {}));
-    StateMachine {
-        comment: format!("Dagy flow {}", flow.name()),
-        start_at: names
-            .first()
-            .map_or(RECORD_SUCCESS.to_string(), Clone::clone),
-        states,
-    }
 }
 
 /// One task's Task state, without its transition.

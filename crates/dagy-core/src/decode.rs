@@ -116,32 +116,7 @@ pub(crate) fn decode(value: &Value) -> Decoded {
             ),
         ),
     }
-    match root.get("tasks") {
-        None => d.push(
-            ProblemKind::MissingField,
-            "tasks",
-            None,
-            "add a \"tasks\" list with at least one task".into(),
-        ),
-        Some(Value::Array(items)) => {
-            for (index, item) in items.iter().enumerate() {
-                let (task, has_id) = d.task(index, item);
-                if !has_id {
-                    tasks_without_id.insert(index);
-                }
-                spec.tasks.push(task);
-            }
-        }
-        Some(other) => d.push(
-            ProblemKind::WrongType,
-            "tasks",
-            None,
-            format!(
-                "tasks must be a list of task objects, got {}",
-                type_name(other)
-            ),
-        ),
-    }
+    d.tasks(root, &mut spec, &mut tasks_without_id);
     d.finish(spec, tasks_without_id)
 }
 
@@ -219,6 +194,42 @@ impl Decoder {
                 );
                 None
             }
+        }
+    }
+
+    /// The flow's `tasks`, each decoded into `spec`; the indices of those without an id go to
+    /// `without_id`.
+    fn tasks(
+        &mut self,
+        root: &Map<String, Value>,
+        spec: &mut FlowSpec,
+        tasks_without_id: &mut BTreeSet<usize>,
+    ) {
+        match root.get("tasks") {
+            None => self.push(
+                ProblemKind::MissingField,
+                "tasks",
+                None,
+                "add a \"tasks\" list with at least one task".into(),
+            ),
+            Some(Value::Array(items)) => {
+                for (index, item) in items.iter().enumerate() {
+                    let (task, has_id) = self.task(index, item);
+                    if !has_id {
+                        tasks_without_id.insert(index);
+                    }
+                    spec.tasks.push(task);
+                }
+            }
+            Some(other) => self.push(
+                ProblemKind::WrongType,
+                "tasks",
+                None,
+                format!(
+                    "tasks must be a list of task objects, got {}",
+                    type_name(other)
+                ),
+            ),
         }
     }
 

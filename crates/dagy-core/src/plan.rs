@@ -95,74 +95,85 @@ pub fn plan(flow: &Flow, request: &PlanRequest, settings: &Settings) -> Result<P
     };
 
     match request.backend {
-        Some(backend) => {
-            if !settings.is_registered(backend) {
-                let variable = backend.enabling_variable().unwrap_or_default();
-                return refuse(
-                    format!("backend {backend} was asked for but is not registered"),
-                    format!(
-                        "set {variable} in the router's environment, or ask for another backend"
-                    ),
-                );
-            }
-            plan.backend = backend;
-            match backend {
-                BackendKind::Lambda => {
-                    if !plan.tier.is_lambda_tier() {
-                        plan.warnings.push(format!(
-                            "backend lambda was asked for: the run uses one invocation per task, \
-                             not tier {}'s dedicated {}",
-                            plan.tier,
-                            plan.tier
-                                .fargate_resources()
-                                .map(|s| s.to_string())
-                                .unwrap_or_default()
-                        ));
-                    }
-                    fit_lambda(flow, &mut plan)?;
-                }
-                BackendKind::StepFunctions => fit_step_functions(flow, &mut plan)?,
-                BackendKind::EcsFargate => {
-                    if plan.tier.is_lambda_tier() {
-                        plan.warnings.push(format!(
-                            "backend ecs_fargate needs a Fargate size; tier {} has none, so the run uses small",
-                            plan.tier
-                        ));
-                        plan.tier = RuntimeTier::Small;
-                    }
-                    fit_ecs(flow, &mut plan)?;
-                }
-            }
-        }
-        None if plan.tier.is_lambda_tier() => fit_lambda(flow, &mut plan)?,
-        None if settings.is_registered(BackendKind::EcsFargate) => {
-            plan.backend = BackendKind::EcsFargate;
-            fit_ecs(flow, &mut plan)?;
-        }
-        None => {
-            let reason = format!(
-                "tier {} runs on ecs_fargate, which is not registered ({} is not set)",
-                plan.tier,
-                crate::backend::vars::ECS_CLUSTER_ARN
-            );
-            if let Err(Error::Refused(r)) = fit_lambda(flow, &mut plan) {
-                return refuse(
-                    format!("{reason}, and the flow does not fit lambda: {}", r.reason),
-                    format!(
-                        "set {} to an ECS cluster ARN to run it on Fargate",
-                        crate::backend::vars::ECS_CLUSTER_ARN
-                    ),
-                );
-            }
-            plan.fallback = Some(Fallback {
-                from: BackendKind::EcsFargate,
-                reason: format!(
-                    "{reason}; the flow fits lambda, so it runs there one task per invocation"
-                ),
-            });
-        }
+        Some(backend) => fit_requested(flow, backend, settings, &mut plan)?,
+        None => fit_default(flow, settings, &mut plan)?,
     }
     Ok(plan)
+}
+
+/// Fits the plan to the backend the request asked for, which must be registered.
+fn fit_requested(
+    flow: &Flow,
+    backend: BackendKind,
+    settings: &Settings,
+    plan: &mut Plan,
+) -> Result<(), Error> {
+    if !settings.is_registered(backend) {
+        let variable = backend.enabling_variable().unwrap_or_default();
+        return refuse(
+            format!("backend {backend} was asked for but is not registered"),
+            format!("set {variable} in the router's environment, or ask for another backend"),
+        );
+    }
+    plan.backend = backend;
+    match backend {
+        BackendKind::Lambda => {
+            if !plan.tier.is_lambda_tier() {
+                plan.warnings.push(format!(
+                    "backend lambda was asked for: the run uses one invocation per task, \
+                     not tier {}'s dedicated {}",
+                    plan.tier,
+                    plan.tier
+                        .fargate_resources()
+                        .map(|s| s.to_string())
+                        .unwrap_or_default()
+                ));
+            }
+            fit_lambda(flow, plan)
+        }
+        BackendKind::StepFunctions => fit_step_functions(flow, plan),
+        BackendKind::EcsFargate => {
+            if plan.tier.is_lambda_tier() {
+                plan.warnings.push(format!(
+                    "backend ecs_fargate needs a Fargate size; tier {} has none, so the run uses small",
+                    plan.tier
+                ));
+                plan.tier = RuntimeTier::Small;
+            }
+            fit_ecs(flow, plan)
+        }
+    }
+}
+
+/// Fits the plan to the tier's own backend: lambda for lambda tiers, ecs_fargate for the
+/// others, or lambda one task per invocation when ECS is not registered and the flow fits.
+fn fit_default(flow: &Flow, settings: &Settings, plan: &mut Plan) -> Result<(), Error> {
+    if plan.tier.is_lambda_tier() {
+        return fit_lambda(flow, plan);
+    }
+    if settings.is_registered(BackendKind::EcsFargate) {
+        plan.backend = BackendKind::EcsFargate;
+        return fit_ecs(flow, plan);
+    }
+    let reason = format!(
+        "tier {} runs on ecs_fargate, which is not registered ({} is not set)",
+        plan.tier,
+        crate::backend::vars::ECS_CLUSTER_ARN
+    );
+    if let Err(Error::Refused(r)) = fit_lambda(flow, plan) {
+        return refuse(
+            format!("{reason}, and the flow does not fit lambda: {}", r.reason),
+            format!(
+                "set {} to an ECS cluster ARN to run it on Fargate",
+                crate::backend::vars::ECS_CLUSTER_ARN
+            ),
+        );
+    }
+    plan.fallback = Some(Fallback {
+        from: BackendKind::EcsFargate,
+        reason: format!("{reason}; the flow fits lambda, so it runs there one task per invocation"),
+    });
+    Ok(())
 }
 
 fn refuse<T>(reason: String, remedy: String) -> Result<T, Error> {

@@ -409,12 +409,13 @@ pub(crate) enum TaskEnd {
 }
 
 impl<'a> Session<'a> {
-    pub(crate) async fn open(
-        exec: &'a Executor,
+    /// Takes the run's lease as `claim` says, or the outcome that ends the step without it
+    /// (held by another owner, or the run is final).
+    async fn claim(
+        exec: &Executor,
         run_id: &str,
-        options: &'a RunOptions,
         claim: Claim<'_>,
-    ) -> Result<Opened<'a>, EngineError> {
+    ) -> Result<Result<Lease, StepOutcome>, EngineError> {
         let taken = match claim {
             Claim::Exclusive => {
                 exec.store
@@ -427,22 +428,30 @@ impl<'a> Session<'a> {
                     .await
             }
         };
-        let lease = match taken {
-            Ok(lease) => lease,
+        match taken {
+            Ok(lease) => Ok(Ok(lease)),
             Err(StoreError::LeaseHeld {
                 owner,
                 expires_at_ms,
                 ..
-            }) => {
-                return Ok(Opened::Done(StepOutcome::Busy {
-                    owner,
-                    until_ms: expires_at_ms,
-                }));
-            }
-            Err(StoreError::RunFinished { status, .. }) => {
-                return Ok(Opened::Done(StepOutcome::Finished(status)));
-            }
-            Err(e) => return Err(e.into()),
+            }) => Ok(Err(StepOutcome::Busy {
+                owner,
+                until_ms: expires_at_ms,
+            })),
+            Err(StoreError::RunFinished { status, .. }) => Ok(Err(StepOutcome::Finished(status))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) async fn open(
+        exec: &'a Executor,
+        run_id: &str,
+        options: &'a RunOptions,
+        claim: Claim<'_>,
+    ) -> Result<Opened<'a>, EngineError> {
+        let lease = match Self::claim(exec, run_id, claim).await? {
+            Ok(lease) => lease,
+            Err(outcome) => return Ok(Opened::Done(outcome)),
         };
         let snapshot = exec.store.load_run(run_id).await?;
         let flow = match snapshot.flow.validate(None) {

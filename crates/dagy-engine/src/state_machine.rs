@@ -313,35 +313,44 @@ impl Session<'_> {
     }
 
     async fn record_end(&mut self, end: &StateMachineEnd) -> Result<RunStatus, EngineError> {
-        let (error, cause) = match end {
-            StateMachineEnd::Succeeded => {
-                let open: Vec<String> = self
-                    .unfinished()
-                    .into_iter()
-                    .map(|i| self.flow.task(i).id.clone())
-                    .collect();
-                if open.is_empty() {
-                    return self.finish().await;
-                }
-                let message = format!(
-                    "the state machine succeeded but tasks {} never ran: its definition does not \
-                     match the run's flow; deploy the flow again",
-                    open.join(", ")
-                );
-                let rest = self.unfinished();
-                self.settle(
-                    &rest,
-                    TaskStatus::Skipped,
-                    TaskErrorRecord {
-                        error_type: "NotRun".into(),
-                        message: message.clone(),
-                    },
-                )
-                .await?;
-                return self.end(RunStatus::Failed, Some(message)).await;
-            }
-            StateMachineEnd::Failed { error, cause } => (error.as_str(), cause.as_str()),
-        };
+        match end {
+            StateMachineEnd::Succeeded => self.record_success().await,
+            StateMachineEnd::Failed { error, cause } => self.record_failure(error, cause).await,
+        }
+    }
+
+    /// The state machine succeeded: the run completes, or fails naming the tasks that never
+    /// ran when its definition did not match the flow.
+    async fn record_success(&mut self) -> Result<RunStatus, EngineError> {
+        let open: Vec<String> = self
+            .unfinished()
+            .into_iter()
+            .map(|i| self.flow.task(i).id.clone())
+            .collect();
+        if open.is_empty() {
+            return self.finish().await;
+        }
+        let message = format!(
+            "the state machine succeeded but tasks {} never ran: its definition does not \
+             match the run's flow; deploy the flow again",
+            open.join(", ")
+        );
+        let rest = self.unfinished();
+        self.settle(
+            &rest,
+            TaskStatus::Skipped,
+            TaskErrorRecord {
+                error_type: "NotRun".into(),
+                message: message.clone(),
+            },
+        )
+        .await?;
+        self.end(RunStatus::Failed, Some(message)).await
+    }
+
+    /// The state machine failed with `error` and `cause`: the run is cancelled if that was
+    /// asked for, else failed, each unfinished task settled by what it was doing.
+    async fn record_failure(&mut self, error: &str, cause: &str) -> Result<RunStatus, EngineError> {
         if self.run.cancel_requested {
             return self.cancel_rest().await;
         }

@@ -193,6 +193,13 @@ impl DynamoStore {
             }
             Err(e) => return Err(aws_error("CreateTable", &e)),
         }
+        self.wait_until_active().await?;
+        self.enable_ttl().await?;
+        Ok(true)
+    }
+
+    /// Waits (up to a minute) until the table is active.
+    async fn wait_until_active(&self) -> Result<(), Error> {
         for _ in 0..120 {
             let described = self
                 .client
@@ -210,6 +217,11 @@ impl DynamoStore {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+        Ok(())
+    }
+
+    /// Turns on expiry by the TTL attribute.
+    async fn enable_ttl(&self) -> Result<(), Error> {
         self.client
             .update_time_to_live()
             .table_name(&self.table)
@@ -223,7 +235,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| aws_error("UpdateTimeToLive", &e))?;
-        Ok(true)
+        Ok(())
     }
 }
 
