@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use dagy_backend_ecs::EcsBackend;
-use dagy_core::EcsSettings;
 use dagy_engine::{Executor, NewRunRequest};
 use dagy_store::{RunStatus, RunStore};
 
@@ -63,28 +62,7 @@ async fn logs_prints_an_ecs_runs_log_and_follows_it_until_the_run_ends() {
         .run_id;
 
     let ecs: aws_sdk_ecs::Client = client!(aws_sdk_ecs);
-    let cluster = ecs
-        .create_cluster()
-        .cluster_name(format!("dagy-logs-{}", std::process::id()))
-        .send()
-        .await
-        .expect("cluster");
-    let settings = EcsSettings {
-        cluster_arn: cluster
-            .cluster()
-            .and_then(|c| c.cluster_arn())
-            .expect("arn")
-            .into(),
-        execution_role_arn: None,
-        task_role_arn: None,
-        worker_image: "dagy-worker:latest".into(),
-        subnets: support::moto::ec2_values("DescribeSubnets", "subnetId")
-            .into_iter()
-            .take(1)
-            .collect(),
-        security_groups: Vec::new(),
-        log_group: format!("/ecs/dagy-logs-{}", std::process::id()),
-    };
+    let settings = dagy_testkit::ecs::cluster("dagy-worker:latest").await;
     let backend = EcsBackend::new(
         ecs,
         client!(aws_sdk_cloudwatchlogs),
@@ -103,18 +81,7 @@ async fn logs_prints_an_ecs_runs_log_and_follows_it_until_the_run_ends() {
         .await
         .expect("started");
     let stream = EcsBackend::log_stream(&task_arn);
-    let logs: aws_sdk_cloudwatchlogs::Client = client!(aws_sdk_cloudwatchlogs);
-    let _ = logs
-        .create_log_group()
-        .log_group_name(&settings.log_group)
-        .send()
-        .await;
-    logs.create_log_stream()
-        .log_group_name(&settings.log_group)
-        .log_stream_name(&stream)
-        .send()
-        .await
-        .expect("stream");
+    support::ecs::log_stream(&settings.log_group, &stream).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);

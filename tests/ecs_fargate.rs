@@ -3,7 +3,7 @@
 //! cancel sends StopTask; a run whose worker task stopped without recording it ends when read,
 //! with the task's reason; a run's log comes back in pages, following new events.
 
-use dagy_testkit::{client, moto, unique};
+use dagy_testkit::{client, unique};
 
 use std::sync::Arc;
 
@@ -23,31 +23,7 @@ struct Env {
 
 async fn env() -> Env {
     let ecs: aws_sdk_ecs::Client = client!(aws_sdk_ecs);
-    let cluster = ecs
-        .create_cluster()
-        .cluster_name(unique("dagy"))
-        .send()
-        .await
-        .expect("cluster");
-    let settings = EcsSettings {
-        cluster_arn: cluster
-            .cluster()
-            .and_then(|c| c.cluster_arn())
-            .expect("arn")
-            .into(),
-        execution_role_arn: Some("arn:aws:iam::123456789012:role/dagy-ecs-execution".into()),
-        task_role_arn: None,
-        worker_image: "dagy-worker:latest".into(),
-        subnets: moto::ec2_values("DescribeSubnets", "subnetId")
-            .into_iter()
-            .take(1)
-            .collect(),
-        security_groups: moto::ec2_values("DescribeSecurityGroups", "groupId")
-            .into_iter()
-            .take(1)
-            .collect(),
-        log_group: format!("/ecs/{}", unique("dagy-worker")),
-    };
+    let settings = dagy_testkit::ecs::cluster("dagy-worker:latest").await;
     let store = Arc::new(MemoryStore::new());
     let backend = EcsBackend::new(
         ecs,

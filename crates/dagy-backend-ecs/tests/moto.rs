@@ -3,7 +3,7 @@
 //! run's task, the task definition is registered once per change, a stop sends StopTask and
 //! the stopped task is reported with its reason, logs come back in order and follow new events.
 
-use dagy_testkit::{client, moto, unique};
+use dagy_testkit::client;
 
 use std::time::Duration;
 
@@ -19,32 +19,7 @@ fn logs_client() -> aws_sdk_cloudwatchlogs::Client {
 }
 
 async fn backend(image: &str) -> (EcsBackend, EcsSettings) {
-    let cluster = ecs_client()
-        .create_cluster()
-        .cluster_name(unique("dagy"))
-        .send()
-        .await
-        .expect("cluster");
-    let settings = EcsSettings {
-        cluster_arn: cluster
-            .cluster()
-            .and_then(|c| c.cluster_arn())
-            .expect("arn")
-            .to_string(),
-        execution_role_arn: Some("arn:aws:iam::123456789012:role/dagy-ecs-execution".into()),
-        task_role_arn: Some("arn:aws:iam::123456789012:role/dagy-ecs-task".into()),
-        worker_image: image.to_string(),
-        subnets: moto::ec2_values("DescribeSubnets", "subnetId")
-            .into_iter()
-            .take(2)
-            .collect(),
-        security_groups: moto::ec2_values("DescribeSecurityGroups", "groupId")
-            .into_iter()
-            .take(1)
-            .collect(),
-        log_group: format!("/ecs/{}", unique("dagy-worker")),
-    };
-    assert!(!settings.subnets.is_empty() && !settings.security_groups.is_empty());
+    let settings = dagy_testkit::ecs::cluster(image).await;
     let backend = EcsBackend::new(
         ecs_client(),
         logs_client(),
@@ -257,19 +232,8 @@ async fn logs_come_back_in_order_and_follow_new_events() {
         .start(&id, RuntimeTier::Small.fargate_resources().expect("size"))
         .await
         .expect("started");
-    let logs = logs_client();
     let stream = EcsBackend::log_stream(&arn);
-    let _ = logs
-        .create_log_group()
-        .log_group_name(&settings.log_group)
-        .send()
-        .await;
-    logs.create_log_stream()
-        .log_group_name(&settings.log_group)
-        .log_stream_name(&stream)
-        .send()
-        .await
-        .expect("stream");
+    let logs = dagy_testkit::ecs::log_stream(&settings.log_group, &stream).await;
     let put = |lines: Vec<(i64, &str)>| {
         let logs = logs.clone();
         let group = settings.log_group.clone();

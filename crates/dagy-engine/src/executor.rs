@@ -144,6 +144,18 @@ pub const SWEEP_OWNER: &str = "dagy-sweep";
 /// An attempt started again after this many interruptions fails the task instead.
 pub const MAX_INTERRUPTIONS: u32 = 3;
 
+/// The permanent error of a task whose `runner` (executor, invocation) stopped more than
+/// [`MAX_INTERRUPTIONS`] times while running it; `None` while it may start again.
+pub(crate) fn too_often_interrupted(interruptions: u32, runner: &str) -> Option<TaskError> {
+    (interruptions > MAX_INTERRUPTIONS).then(|| {
+        TaskError::permanent(format!(
+            "its {runner} stopped {interruptions} times while running it (timed out, killed, or \
+             out of memory); it is not started again"
+        ))
+        .with_type("TaskInterrupted")
+    })
+}
+
 /// Runs flows through a [`RunStore`] with the handlers of a [`HandlerRegistry`].
 #[derive(Clone)]
 pub struct Executor {
@@ -573,13 +585,8 @@ impl<'a> Session<'a> {
             let Some(attempt) = self.begin_attempt(index).await? else {
                 return Ok(TaskEnd::Cancelled);
             };
-            if self.tasks[index].interruptions > MAX_INTERRUPTIONS {
-                let error = TaskError::permanent(format!(
-                    "its executor stopped {} times while running it (killed, out of memory, or \
-                     past its deadline); it is not started again",
-                    self.tasks[index].interruptions
-                ))
-                .with_type("TaskInterrupted");
+            if let Some(error) = too_often_interrupted(self.tasks[index].interruptions, "executor")
+            {
                 return self
                     .record_final(index, attempt, TaskStatus::Failed, error, task_started)
                     .await;

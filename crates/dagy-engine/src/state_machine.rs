@@ -16,8 +16,8 @@ use dagy_store::{AttemptOutcome, RunStatus, StoreError, TaskErrorRecord, TaskSta
 
 use crate::error::EngineError;
 use crate::executor::{
-    AttemptEnd, Claim, Executor, MAX_INTERRUPTIONS, Opened, RunOptions, Session, StepOutcome,
-    TaskEnd,
+    AttemptEnd, Claim, Executor, Opened, RunOptions, Session, StepOutcome, TaskEnd,
+    too_often_interrupted,
 };
 use crate::registry::TaskError;
 use crate::retry;
@@ -210,13 +210,7 @@ impl Session<'_> {
         let Some(attempt) = self.begin_attempt(index).await? else {
             return Ok(TaskInvocation::Stopped("the run was cancelled".into()));
         };
-        if self.tasks[index].interruptions > MAX_INTERRUPTIONS {
-            let error = TaskError::permanent(format!(
-                "its invocation stopped {} times while running it (timed out, killed, or out of \
-                 memory); it is not started again",
-                self.tasks[index].interruptions
-            ))
-            .with_type("TaskInterrupted");
+        if let Some(error) = too_often_interrupted(self.tasks[index].interruptions, "invocation") {
             return self
                 .final_failure(index, attempt, TaskStatus::Failed, error, started_at)
                 .await;

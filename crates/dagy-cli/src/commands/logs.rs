@@ -145,14 +145,7 @@ async fn follow_remote(args: LogsArgs) -> anyhow::Result<ExitCode> {
             }
             429 | 503 if args.follow => false,
             _ => {
-                eprintln!(
-                    "error: {} ({status} {})",
-                    body["error"]["message"]
-                        .as_str()
-                        .or(body["message"].as_str())
-                        .unwrap_or("no message"),
-                    body["error"]["code"].as_str().unwrap_or("error")
-                );
+                super::remote::print_refusal(status, &body);
                 return Ok(ExitCode::from(1));
             }
         };

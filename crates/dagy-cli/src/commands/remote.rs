@@ -197,17 +197,23 @@ fn call(
             println!("{}", serde_json::to_string_pretty(&body)?);
             Ok(ExitCode::SUCCESS)
         } else {
-            eprintln!(
-                "error: {} ({status} {})",
-                body["error"]["message"]
-                    .as_str()
-                    .or(body["message"].as_str())
-                    .unwrap_or("no message"),
-                body["error"]["code"].as_str().unwrap_or("error")
-            );
+            print_refusal(status, &body);
             Ok(ExitCode::from(1))
         }
     })
+}
+
+/// Prints the API's error answer (`{"error": {"code", "message"}}`, or API Gateway's own
+/// `{"message"}`) on stderr.
+pub fn print_refusal(status: u64, body: &Value) {
+    eprintln!(
+        "error: {} ({status} {})",
+        body["error"]["message"]
+            .as_str()
+            .or(body["message"].as_str())
+            .unwrap_or("no message"),
+        body["error"]["code"].as_str().unwrap_or("error")
+    );
 }
 
 /// One HTTP API request to the stack: over the API (SigV4) when it has a URL, else through the
