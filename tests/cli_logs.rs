@@ -16,38 +16,6 @@ use dagy_backend_ecs::EcsBackend;
 use dagy_engine::{Executor, NewRunRequest};
 use dagy_store::{RunStatus, RunStore};
 
-fn put(group: &str, stream: &str, lines: &[(i64, &str)]) {
-    let logs: aws_sdk_cloudwatchlogs::Client = client!(aws_sdk_cloudwatchlogs);
-    let events: Vec<_> = lines
-        .iter()
-        .map(|(t, m)| {
-            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                .timestamp(*t)
-                .message(*m)
-                .build()
-                .expect("event")
-        })
-        .collect();
-    let (group, stream) = (group.to_string(), stream.to_string());
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async {
-                logs.put_log_events()
-                    .log_group_name(group)
-                    .log_stream_name(stream)
-                    .set_log_events(Some(events))
-                    .send()
-                    .await
-                    .expect("put")
-            })
-    })
-    .join()
-    .expect("joined");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_prints_an_ecs_runs_log_and_follows_it_until_the_run_ends() {
     let store = Arc::new(support::fresh_store("logs").await);
@@ -85,11 +53,12 @@ async fn logs_prints_an_ecs_runs_log_and_follows_it_until_the_run_ends() {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    put(
+    support::ecs::put_lines(
         &settings.log_group,
         &stream,
         &[(now, "line one"), (now + 1, "line two")],
-    );
+    )
+    .await;
 
     let dagy = |follow: bool| {
         let mut command = Command::new(support::binary("dagy"));
@@ -97,16 +66,12 @@ async fn logs_prints_an_ecs_runs_log_and_follows_it_until_the_run_ends() {
         if follow {
             command.arg("--follow");
         }
-        command
+        support::with_test_credentials(&mut command)
             .env("DAGY_ECS_CLUSTER_ARN", &settings.cluster_arn)
             .env("DAGY_ECS_LOG_GROUP", &settings.log_group)
             .env("DAGY_ECS_SUBNETS", settings.subnets.join(","))
             .env("DAGY_TABLE_NAME", store.table())
             .env("AWS_ENDPOINT_URL", support::endpoint())
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         command
@@ -142,7 +107,7 @@ async fn logs_prints_an_ecs_runs_log_and_follows_it_until_the_run_ends() {
         }
     };
     wait_for(&mut seen, "line two");
-    put(&settings.log_group, &stream, &[(now + 2, "line three")]);
+    support::ecs::put_lines(&settings.log_group, &stream, &[(now + 2, "line three")]).await;
     wait_for(&mut seen, "line three");
     assert_eq!(
         seen,

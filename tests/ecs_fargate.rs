@@ -156,42 +156,21 @@ async fn a_runs_log_comes_back_in_pages_that_follow_new_events() {
     let env = env().await;
     let run_id = trigger(&env, "small").await;
     let task = task_of(&env, &run_id).await;
-    let logs: aws_sdk_cloudwatchlogs::Client = client!(aws_sdk_cloudwatchlogs);
     let stream = EcsBackend::log_stream(task.task_arn().expect("arn"));
-    let _ = logs
-        .create_log_group()
-        .log_group_name(&env.settings.log_group)
-        .send()
-        .await;
-    logs.create_log_stream()
-        .log_group_name(&env.settings.log_group)
-        .log_stream_name(&stream)
-        .send()
-        .await
-        .expect("stream");
+    dagy_testkit::ecs::log_stream(&env.settings.log_group, &stream).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let put = |lines: &[(i64, &str)]| {
-        let request = logs
-            .put_log_events()
-            .log_group_name(&env.settings.log_group)
-            .log_stream_name(&stream)
-            .set_log_events(Some(
-                lines
-                    .iter()
-                    .map(|(t, m)| {
-                        aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                            .timestamp(*t)
-                            .message(*m)
-                            .build()
-                            .expect("event")
-                    })
-                    .collect(),
-            ));
-        async move { request.send().await.expect("put") }
+    let log_group = env.settings.log_group.clone();
+    let put = |lines: Vec<(i64, &'static str)>| {
+        let (group, stream) = (log_group.clone(), stream.clone());
+        async move { dagy_testkit::ecs::put_lines(&group, &stream, &lines).await }
     };
-    put(&[(now, "run started"), (now + 1, "task extract completed")]).await;
+    put(vec![
+        (now, "run started"),
+        (now + 1, "task extract completed"),
+    ])
+    .await;
     let first = action(&env, json!({"action": "logs", "run_id": run_id})).await;
     assert_eq!(first["status"], 200, "{first}");
     let messages = |page: &Value| -> Vec<String> {
@@ -205,7 +184,7 @@ async fn a_runs_log_comes_back_in_pages_that_follow_new_events() {
             .unwrap_or_default()
     };
     assert_eq!(messages(&first), ["run started", "task extract completed"]);
-    put(&[(now + 2, "task load completed")]).await;
+    put(vec![(now + 2, "task load completed")]).await;
     let next = first["next"].as_str().expect("a next token");
     let second = action(
         &env,
@@ -265,7 +244,6 @@ async fn a_custom_size_is_checked_and_sent() {
 /// ListTasks finds nothing, the task definition registers, RunTask returns `failures[]`.
 async fn ecs_without_capacity() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -276,68 +254,39 @@ async fn ecs_without_capacity() -> (String, Arc<std::sync::atomic::AtomicUsize>)
         while let Ok((mut socket, _)) = listener.accept().await {
             let counter = counter.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let mut read = 0;
-                loop {
-                    let Ok(n) = socket.read(&mut buf[read..]).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
+                let Some((head, _)) = dagy_testkit::http::read_request(&mut socket).await else {
+                    return;
+                };
+                let target = dagy_testkit::http::header(&head, "x-amz-target").unwrap_or_default();
+                let (status, body) = match target.rsplit('.').next().unwrap_or_default() {
+                    "ListTasks" => (200, json!({"taskArns": []})),
+                    "DescribeTaskDefinition" => (
+                        400,
+                        json!({"__type": "ClientException", "message": "Unable to describe task definition."}),
+                    ),
+                    "RegisterTaskDefinition" => (
+                        200,
+                        json!({"taskDefinition": {"taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/dagy-worker:1"}}),
+                    ),
+                    "RunTask" => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        (
+                            200,
+                            json!({"tasks": [], "failures": [{"arn": "arn:aws:ecs:us-east-1:123456789012:container-instance/x", "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone"}]}),
+                        )
                     }
-                    read += n;
-                    let text = String::from_utf8_lossy(&buf[..read]).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        if read >= end + 4 + length {
-                            let target = text[..end]
-                                .lines()
-                                .find_map(|l| {
-                                    let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("x-amz-target")
-                                        .then(|| v.trim().to_string())
-                                })
-                                .unwrap_or_default();
-                            let (status, body) = match target.rsplit('.').next().unwrap_or_default()
-                            {
-                                "ListTasks" => (200, json!({"taskArns": []})),
-                                "DescribeTaskDefinition" => (
-                                    400,
-                                    json!({"__type": "ClientException", "message": "Unable to describe task definition."}),
-                                ),
-                                "RegisterTaskDefinition" => (
-                                    200,
-                                    json!({"taskDefinition": {"taskDefinitionArn": "arn:aws:ecs:us-east-1:123456789012:task-definition/dagy-worker:1"}}),
-                                ),
-                                "RunTask" => {
-                                    counter.fetch_add(1, Ordering::SeqCst);
-                                    (
-                                        200,
-                                        json!({"tasks": [], "failures": [{"arn": "arn:aws:ecs:us-east-1:123456789012:container-instance/x", "reason": "Capacity is unavailable at this time. Please try again later or in a different availability zone"}]}),
-                                    )
-                                }
-                                other => (
-                                    400,
-                                    json!({"__type": "ClientException", "message": format!("not here: {other}")}),
-                                ),
-                            };
-                            let body = body.to_string();
-                            let answer = format!(
-                                "HTTP/1.1 {status} X\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                                body.len()
-                            );
-                            let _ = socket.write_all(answer.as_bytes()).await;
-                            return;
-                        }
-                    }
-                }
+                    other => (
+                        400,
+                        json!({"__type": "ClientException", "message": format!("not here: {other}")}),
+                    ),
+                };
+                dagy_testkit::http::reply(
+                    &mut socket,
+                    status,
+                    "application/x-amz-json-1.1",
+                    &body.to_string(),
+                )
+                .await;
             });
         }
     });

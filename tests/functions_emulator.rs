@@ -12,6 +12,7 @@
 use dagy_testkit as support;
 use dagy_testkit::{Emulator, EmulatorOptions, workspace};
 use support::emulator::path_with_venv;
+use support::http::read_request;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,39 +23,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// Reads one HTTP/1.1 request (headers and a Content-Length body).
-async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let header_end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..header_end]).to_string();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    while buf.len() < header_end + length {
-        let n = stream.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    Some((head, buf[header_end..header_end + length].to_vec()))
-}
 
 /// Sends a request to the emulator and returns its raw answer.
 async fn forward(port: u16, head: &str, body: &[u8]) -> Vec<u8> {

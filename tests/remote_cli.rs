@@ -19,28 +19,11 @@ async fn start(table: &str) -> Emulator {
 }
 
 fn dagy(emulator: &Emulator, args: &[&str]) -> Output {
-    Command::new(support::binary("dagy"))
+    emulator
+        .cli("dagy", "dagy-router")
         .args(args)
-        .env("DAGY_ROUTER_FUNCTION", "dagy-router")
-        .env(
-            "AWS_ENDPOINT_URL_LAMBDA",
-            format!("http://127.0.0.1:{}", emulator.port),
-        )
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("dagy")
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,13 +32,13 @@ async fn deploy_trigger_status_and_cancel_go_through_the_routers_routes() {
     let hello = workspace().join("examples/flows/hello.json");
     let hello = hello.to_str().expect("path");
 
-    let deployed = json_of(&dagy(
+    let deployed = support::json_stdout(&dagy(
         &emulator,
         &["deploy", hello, "--name", "hello", "--tier", "nano"],
     ));
     assert_eq!(deployed["name"], "hello", "{deployed}");
 
-    let accepted = json_of(&dagy(
+    let accepted = support::json_stdout(&dagy(
         &emulator,
         &["trigger", "hello", "--params", r#"{"greeting": "hi"}"#],
     ));
@@ -64,7 +47,7 @@ async fn deploy_trigger_status_and_cancel_go_through_the_routers_routes() {
 
     let deadline = Instant::now() + Duration::from_secs(90);
     let run = loop {
-        let run = json_of(&dagy(&emulator, &["status", &run_id]));
+        let run = support::json_stdout(&dagy(&emulator, &["status", &run_id]));
         if run["status"] == "completed" || run["status"] == "failed" {
             break run;
         }
@@ -96,7 +79,6 @@ async fn deploy_trigger_status_and_cancel_go_through_the_routers_routes() {
 /// payload 2.0 event API Gateway would send, invokes the router through the emulator's Invoke
 /// API, and answers with the router's status and body.
 async fn api_stand_in(emulator: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -107,44 +89,12 @@ async fn api_stand_in(emulator: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Ve
         while let Ok((mut client, _)) = listener.accept().await {
             let seen = seen.clone();
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                let (head_end, length) = loop {
-                    let Ok(n) = client.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..i]).to_string();
-                        let length = head
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        break (i + 4, length);
-                    }
+                let Some((head, body)) = support::http::read_request(&mut client).await else {
+                    return;
                 };
-                while buf.len() < head_end + length {
-                    let Ok(n) = client.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                }
-                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
                 seen.lock().expect("heads").push(head.clone());
-                let mut request_line = head.split_whitespace();
-                let method = request_line.next().unwrap_or_default().to_string();
-                let path = request_line.next().unwrap_or_default().to_string();
-                let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+                let (method, path) = support::http::method_and_path(&head);
+                let body = String::from_utf8_lossy(&body).to_string();
                 let event = serde_json::json!({
                     "version": "2.0", "routeKey": "$default", "rawPath": path,
                     "rawQueryString": "", "headers": {"content-type": "application/json"},
@@ -157,11 +107,7 @@ async fn api_stand_in(emulator: u16) -> (u16, std::sync::Arc<std::sync::Mutex<Ve
                     .expect("joined");
                 let status = answer["statusCode"].as_u64().unwrap_or(502);
                 let body = answer["body"].as_str().unwrap_or_default().to_string();
-                let reply = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = client.write_all(reply.as_bytes()).await;
+                support::http::reply(&mut client, status, "application/json", &body).await;
             });
         }
     });
@@ -202,7 +148,7 @@ async fn with_an_api_url_requests_go_over_http_signed_with_sigv4() {
             .output()
             .expect("dagy")
     };
-    let deployed = json_of(&with_api(&[
+    let deployed = support::json_stdout(&with_api(&[
         "deploy",
         hello.to_str().expect("path"),
         "--name",

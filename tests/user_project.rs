@@ -5,12 +5,11 @@
 //! so the micro path's self-invocations are tested with a proxy in `functions_emulator.rs`), and its last task writes a report into DynamoDB through the
 //! client the registry shares.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use dagy_testkit::{self as support, Emulator, EmulatorOptions, workspace};
-use serde_json::Value;
 
 fn project() -> std::path::PathBuf {
     workspace().join("examples/user-project")
@@ -18,27 +17,12 @@ fn project() -> std::path::PathBuf {
 
 /// The project's CLI (`my-flows`, built with its `aws` feature) aimed at the emulator's router.
 fn my_flows(emulator: &Emulator, args: &[&str]) -> Output {
-    Command::new(support::binary("my-flows"))
+    emulator
+        .cli("my-flows", "router")
         .args(args)
         .current_dir(project())
-        .env("DAGY_ROUTER_FUNCTION", "router")
-        .env("AWS_ENDPOINT_URL_LAMBDA", emulator.url())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("DAGY_API_URL")
         .output()
         .expect("run my-flows")
-}
-
-fn json_of(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +36,7 @@ async fn the_projects_functions_run_its_flow_and_its_task_writes_to_dynamodb() {
     let emulator = Emulator::start(options).await;
     emulator.warm_up("router", r#"{"action": "backends"}"#);
 
-    let deployed = json_of(&my_flows(
+    let deployed = support::json_stdout(&my_flows(
         &emulator,
         &[
             "deploy",
@@ -64,12 +48,12 @@ async fn the_projects_functions_run_its_flow_and_its_task_writes_to_dynamodb() {
         ],
     ));
     assert_eq!(deployed["name"], "primes", "{deployed}");
-    let accepted = json_of(&my_flows(&emulator, &["trigger", "primes"]));
+    let accepted = support::json_stdout(&my_flows(&emulator, &["trigger", "primes"]));
     let run_id = accepted["run_id"].as_str().expect("run id").to_string();
 
     let deadline = Instant::now() + Duration::from_secs(300);
     let run = loop {
-        let run = json_of(&my_flows(&emulator, &["status", &run_id]));
+        let run = support::json_stdout(&my_flows(&emulator, &["status", &run_id]));
         if matches!(run["status"].as_str(), Some("completed" | "failed")) {
             break run;
         }

@@ -233,30 +233,10 @@ async fn logs_come_back_in_order_and_follow_new_events() {
         .await
         .expect("started");
     let stream = EcsBackend::log_stream(&arn);
-    let logs = dagy_testkit::ecs::log_stream(&settings.log_group, &stream).await;
-    let put = |lines: Vec<(i64, &str)>| {
-        let logs = logs.clone();
-        let group = settings.log_group.clone();
-        let stream = stream.clone();
-        let lines: Vec<_> = lines
-            .into_iter()
-            .map(|(t, m)| {
-                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
-                    .timestamp(t)
-                    .message(m)
-                    .build()
-                    .expect("event")
-            })
-            .collect();
-        async move {
-            logs.put_log_events()
-                .log_group_name(group)
-                .log_stream_name(stream)
-                .set_log_events(Some(lines))
-                .send()
-                .await
-                .expect("put")
-        }
+    dagy_testkit::ecs::log_stream(&settings.log_group, &stream).await;
+    let put = |lines: Vec<(i64, &'static str)>| {
+        let (group, stream) = (settings.log_group.clone(), stream.clone());
+        async move { dagy_testkit::ecs::put_lines(&group, &stream, &lines).await }
     };
     let now = i64::try_from(dagy_core_now()).unwrap_or(0);
     put(vec![

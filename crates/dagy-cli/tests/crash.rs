@@ -13,11 +13,8 @@ use serde_json::{Value, json};
 
 fn dagy(table: &str) -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("dagy"));
-    cmd.env("AWS_ENDPOINT_URL", support::endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    support::with_test_credentials(&mut cmd)
+        .env("AWS_ENDPOINT_URL", support::endpoint())
         .env("DAGY_TABLE_NAME", table)
         .env_remove("DAGY_ECS_CLUSTER_ARN")
         .env_remove("DAGY_SFN_ROLE_ARN")

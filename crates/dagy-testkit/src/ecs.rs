@@ -54,3 +54,25 @@ pub async fn log_stream(group: &str, stream: &str) -> aws_sdk_cloudwatchlogs::Cl
         .expect("create the log stream");
     logs
 }
+
+/// Writes `lines` (milliseconds, message) to `stream` in `group`, as a worker's container would.
+pub async fn put_lines(group: &str, stream: &str, lines: &[(i64, &str)]) {
+    let logs: aws_sdk_cloudwatchlogs::Client = client!(aws_sdk_cloudwatchlogs);
+    let events = lines
+        .iter()
+        .map(|(t, m)| {
+            aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                .timestamp(*t)
+                .message(*m)
+                .build()
+                .expect("a log event")
+        })
+        .collect();
+    logs.put_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .set_log_events(Some(events))
+        .send()
+        .await
+        .expect("put the log events");
+}

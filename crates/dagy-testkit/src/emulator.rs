@@ -161,6 +161,17 @@ impl Emulator {
         emulator
     }
 
+    /// `binary` (a CLI over the workspace's or a project's handlers) aimed at this emulator's
+    /// `router` function through the Lambda Invoke API, with the test credentials.
+    pub fn cli(&self, binary: &str, router: &str) -> Command {
+        let mut command = Command::new(crate::binary(binary));
+        crate::with_test_credentials(&mut command)
+            .env("DAGY_ROUTER_FUNCTION", router)
+            .env("AWS_ENDPOINT_URL_LAMBDA", self.url())
+            .env_remove("DAGY_API_URL");
+        command
+    }
+
     /// The emulator's URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -7,6 +7,7 @@ use dagy_store_dynamodb::DynamoStore;
 
 pub mod ecs;
 pub mod emulator;
+pub mod http;
 pub mod moto;
 pub use emulator::{Emulator, EmulatorOptions, workspace};
 pub use moto::endpoint;
@@ -32,6 +33,26 @@ macro_rules! client {
 /// tests share a server with.
 pub fn unique(name: &str) -> String {
     format!("{name}-{}-{:08x}", std::process::id(), rand_u32())
+}
+
+/// Gives a process the test server's dummy credentials and region, and no instance metadata
+/// lookups, as every spawned binary of a test needs.
+pub fn with_test_credentials(command: &mut std::process::Command) -> &mut std::process::Command {
+    command
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+}
+
+/// The JSON a command printed on stdout, after checking that it succeeded.
+pub fn json_stdout(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
 /// A binary of the workspace's (`dagy`, `dagy-worker`, `my-flows`...), from the target directory

@@ -41,14 +41,10 @@ async fn new_run(setup: &Setup, tasks: usize, seconds: f64) -> String {
 
 fn worker(setup: &Setup, run_id: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dagy-worker"));
-    command
+    support::with_test_credentials(&mut command)
         .env("DAGY_RUN_ID", run_id)
         .env("DAGY_TABLE_NAME", &setup.table)
         .env("AWS_ENDPOINT_URL_DYNAMODB", support::endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     command
