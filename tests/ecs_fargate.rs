@@ -96,6 +96,17 @@ async fn task_of(env: &Env, run_id: &str) -> aws_sdk_ecs::types::Task {
         .clone()
 }
 
+/// Asserts that the run ended failed with an error that mentions `reason`.
+async fn assert_failed_with(store: &dyn RunStore, run_id: &str, reason: &str) {
+    let run = store.get_run(run_id).await.expect("run");
+    assert_eq!(run.status, RunStatus::Failed);
+    assert!(
+        run.error.as_deref().is_some_and(|e| e.contains(reason)),
+        "{:?}",
+        run.error
+    );
+}
+
 #[tokio::test]
 async fn a_fargate_tier_starts_one_task_of_its_size_and_a_cancel_stops_it() {
     let env = env().await;
@@ -135,15 +146,7 @@ async fn a_run_whose_worker_died_ends_failed_with_the_tasks_reason() {
         .expect("stopped");
     let answer = action(&env, json!({"action": "get_run", "run_id": run_id})).await;
     assert_eq!(answer["status"], 200, "{answer}");
-    let run = env.store.get_run(&run_id).await.expect("run");
-    assert_eq!(run.status, RunStatus::Failed);
-    assert!(
-        run.error
-            .as_deref()
-            .is_some_and(|e| e.contains("OutOfMemoryError")),
-        "{:?}",
-        run.error
-    );
+    assert_failed_with(env.store.as_ref(), &run_id, "OutOfMemoryError").await;
     let snapshot = env.store.load_run(&run_id).await.expect("load");
     assert!(
         snapshot.tasks.iter().all(|t| t.status.is_final()),
@@ -353,13 +356,5 @@ async fn a_start_that_keeps_failing_is_retried_then_fails_the_run_with_awss_reas
     };
     let run_id = trigger(&env, "small").await;
     assert_eq!(run_tasks.load(Ordering::SeqCst), 3, "three attempts");
-    let run = store.get_run(&run_id).await.expect("run");
-    assert_eq!(run.status, RunStatus::Failed);
-    assert!(
-        run.error
-            .as_deref()
-            .is_some_and(|e| e.contains("Capacity is unavailable")),
-        "{:?}",
-        run.error
-    );
+    assert_failed_with(store.as_ref(), &run_id, "Capacity is unavailable").await;
 }

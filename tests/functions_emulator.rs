@@ -305,18 +305,7 @@ async fn every_sample_event_runs_through_the_emulator_and_a_micro_run_completes(
     let flow = json!({"spec_version": 1, "name": "remote", "tasks": [
         {"id": "ask", "handler": "lambda:dagy-router", "args": {"note": "from a task"}}
     ]});
-    let answer = invoke(
-        &emulator,
-        "dagy-router",
-        &json!({"action": "put_deployment", "name": "remote", "flow": flow, "default_runtime_tier": "nano"}),
-    );
-    assert_eq!(answer["status"], 200, "{answer}");
-    let answer = invoke(
-        &emulator,
-        "dagy-router",
-        &json!({"action": "trigger", "deployment": "remote"}),
-    );
-    let remote_id = answer["run_id"].as_str().expect("run id").to_string();
+    let remote_id = deploy_and_trigger(&emulator, "remote", &flow, "nano");
     let remote = wait_for_run(&emulator, &remote_id, |r| {
         r["status"] == "completed" || r["status"] == "failed"
     })
@@ -330,6 +319,22 @@ async fn every_sample_event_runs_through_the_emulator_and_a_micro_run_completes(
     // The executor's own event on a finished run does nothing twice.
     let answer = invoke(&emulator, "dagy-executor", &event("executor.json", &run_id));
     assert_eq!(answer["outcome"], "finished", "{answer}");
+}
+
+/// Deploys `flow` as `name` with `tier` through the router, triggers it, returns the run id.
+fn deploy_and_trigger(emulator: &Emulator, name: &str, flow: &Value, tier: &str) -> String {
+    let answer = invoke(
+        emulator,
+        "dagy-router",
+        &json!({"action": "put_deployment", "name": name, "flow": flow, "default_runtime_tier": tier}),
+    );
+    assert_eq!(answer["status"], 200, "{answer}");
+    let answer = invoke(
+        emulator,
+        "dagy-router",
+        &json!({"action": "trigger", "deployment": name}),
+    );
+    answer["run_id"].as_str().expect("run id").to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,18 +351,7 @@ async fn a_cancel_stops_a_micro_run_at_its_next_task_boundary() {
         })
         .collect();
     let flow = json!({"spec_version": 1, "name": "slow", "tasks": tasks});
-    let answer = invoke(
-        &emulator,
-        "dagy-router",
-        &json!({"action": "put_deployment", "name": "slow", "flow": flow, "default_runtime_tier": "micro"}),
-    );
-    assert_eq!(answer["status"], 200, "{answer}");
-    let answer = invoke(
-        &emulator,
-        "dagy-router",
-        &json!({"action": "trigger", "deployment": "slow"}),
-    );
-    let run_id = answer["run_id"].as_str().expect("run id").to_string();
+    let run_id = deploy_and_trigger(&emulator, "slow", &flow, "micro");
     wait_for_run(&emulator, &run_id, |r| {
         r["tasks"][0]["status"] == "completed"
     })

@@ -472,6 +472,16 @@ mod tests {
         }
     }
 
+    /// The retry interval of task `a`'s third Retry (its own errors) in a flow of `a` alone.
+    fn first_interval(options: impl FnOnce(crate::TaskBuilder) -> crate::TaskBuilder) -> Value {
+        let flow = FlowBuilder::new("f")
+            .task("a", "echo", options)
+            .build()
+            .validate(None)
+            .expect("valid");
+        translate(&flow, ARN)["States"]["Task-a"]["Retry"][2]["IntervalSeconds"].clone()
+    }
+
     #[test]
     fn jitter_sets_backoff_rate_two() {
         let asl = translate(&diamond(), ARN);
@@ -485,43 +495,23 @@ mod tests {
 
     #[test]
     fn a_list_delay_uses_its_first_value() {
-        let flow = FlowBuilder::new("f")
-            .task("a", "echo", |t| t.retries(3).retry_delays([5.9, 10.0]))
-            .build()
-            .validate(None)
-            .expect("valid");
         assert_eq!(
-            translate(&flow, ARN)["States"]["Task-a"]["Retry"][2]["IntervalSeconds"],
+            first_interval(|t| t.retries(3).retry_delays([5.9, 10.0])),
             5
         );
     }
 
     #[test]
     fn a_closure_delay_uses_its_first_value() {
-        let flow = FlowBuilder::new("f")
-            .task("a", "echo", |t| {
-                t.retries(3).retry_delay_fn(|n| 3.0 * f64::from(n))
-            })
-            .build()
-            .validate(None)
-            .expect("valid");
         assert_eq!(
-            translate(&flow, ARN)["States"]["Task-a"]["Retry"][2]["IntervalSeconds"],
+            first_interval(|t| { t.retries(3).retry_delay_fn(|n| 3.0 * f64::from(n)) }),
             3
         );
     }
 
     #[test]
     fn a_sub_second_delay_becomes_the_minimum_interval() {
-        let flow = FlowBuilder::new("f")
-            .task("a", "echo", |t| t.retries(1).retry_delay(0.4))
-            .build()
-            .validate(None)
-            .expect("valid");
-        assert_eq!(
-            translate(&flow, ARN)["States"]["Task-a"]["Retry"][2]["IntervalSeconds"],
-            1
-        );
+        assert_eq!(first_interval(|t| t.retries(1).retry_delay(0.4)), 1);
     }
 
     #[test]

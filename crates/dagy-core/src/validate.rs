@@ -345,56 +345,51 @@ fn check_handler(
     handler: &str,
     catalog: Option<&dyn HandlerCatalog>,
 ) {
-    let path = || format!("tasks[{i}].handler");
+    if let Some(message) = handler_problem(handler, catalog) {
+        push(
+            problems,
+            ProblemKind::UnknownHandler,
+            format!("tasks[{i}].handler"),
+            tid,
+            message,
+        );
+    }
+}
+
+/// What is wrong with a task's handler name: a `lambda:` name that is not a function name or
+/// ARN, an empty name, or a name `catalog` does not register.
+fn handler_problem(handler: &str, catalog: Option<&dyn HandlerCatalog>) -> Option<String> {
     if let Some(function) = handler.strip_prefix(LAMBDA_HANDLER_PREFIX) {
         let valid = !function.is_empty()
             && function.len() <= 170
             && function.chars().all(|c| {
                 c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.' | '/' | '$')
             });
-        if !valid {
-            push(
-                problems,
-                ProblemKind::UnknownHandler,
-                path(),
-                tid,
-                format!(
-                    "\"{handler}\" must be lambda:<function name or ARN> (letters, digits, - _ : .)"
-                ),
-            );
-        }
-        return;
+        return (!valid).then(|| {
+            format!(
+                "\"{handler}\" must be lambda:<function name or ARN> (letters, digits, - _ : .)"
+            )
+        });
     }
     if handler.is_empty() {
-        push(
-            problems,
-            ProblemKind::UnknownHandler,
-            path(),
-            tid,
+        return Some(
             "the handler cannot be empty; name a registered handler or lambda:<function>".into(),
         );
-        return;
     }
-    if let Some(catalog) = catalog
-        && !catalog.has_handler(handler)
-    {
-        let mut names = catalog.handler_names();
-        names.sort();
-        push(
-            problems,
-            ProblemKind::UnknownHandler,
-            path(),
-            tid,
-            format!(
-                "handler \"{handler}\" is not registered; registered handlers: {} (or use lambda:<function>)",
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
-            ),
-        );
+    let catalog = catalog?;
+    if catalog.has_handler(handler) {
+        return None;
     }
+    let mut names = catalog.handler_names();
+    names.sort();
+    Some(format!(
+        "handler \"{handler}\" is not registered; registered handlers: {} (or use lambda:<function>)",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        }
+    ))
 }
 
 fn check_numbers(problems: &mut Vec<Problem>, i: usize, tid: &str, task: &crate::TaskSpec) {

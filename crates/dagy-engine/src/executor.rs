@@ -591,9 +591,7 @@ impl<'a> Session<'a> {
                     .record_final(index, attempt, TaskStatus::Failed, error, task_started)
                     .await;
             }
-            let task_deadline = spec
-                .timeout_seconds
-                .map(|s| Instant::now() + retry::seconds(s));
+            let task_deadline = retry::attempt_deadline(spec.timeout_seconds);
             let end = self
                 .wait_for_attempt(index, &spec, attempt, task_deadline, budget_deadline)
                 .await?;

@@ -36,6 +36,11 @@ pub fn seconds(s: f64) -> Duration {
     Duration::from_secs_f64(s.min(dagy_core::validate::MAX_SECONDS))
 }
 
+/// When an attempt of a task with `timeout_seconds` starting now must end.
+pub fn attempt_deadline(timeout_seconds: Option<f64>) -> Option<tokio::time::Instant> {
+    timeout_seconds.map(|s| tokio::time::Instant::now() + seconds(s))
+}
+
 /// A uniform draw in `[-1, 1]`.
 pub fn random_unit() -> f64 {
     rand::random_range(-1.0..=1.0)

@@ -216,9 +216,7 @@ impl Session<'_> {
                 .await;
         }
 
-        let task_deadline = spec
-            .timeout_seconds
-            .map(|s| Instant::now() + retry::seconds(s));
+        let task_deadline = retry::attempt_deadline(spec.timeout_seconds);
         let budget_deadline = self.options.deadline;
         let end = self
             .wait_for_attempt(index, &spec, attempt, task_deadline, budget_deadline)

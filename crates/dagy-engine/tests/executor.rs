@@ -1,13 +1,15 @@
 //! The executor's behaviours: retries, delays, jitter, timeouts, budgets, cancellation, skips,
 //! the one-task step of the micro tier, and resuming without repeating completed tasks.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use dagy_core::{Flow, FlowBuilder, FlowSpec};
+use dagy_core::{FlowBuilder, FlowSpec};
 use dagy_engine::{
     Budget, Event, Executor, HandlerRegistry, NewRunRequest, Observer, RunOptions, StepOutcome,
     TaskError,
@@ -61,13 +63,7 @@ fn harness_with(store: MemoryStore) -> Harness {
 
 impl Harness {
     async fn start(&self, spec: FlowSpec) -> String {
-        let flow: Flow = spec.validate(None).expect("a valid flow");
-        self.executor
-            .create_run(&flow, NewRunRequest::default())
-            .await
-            .expect("create")
-            .run
-            .run_id
+        common::start_run(&self.executor, spec).await
     }
 
     async fn run(&self, spec: FlowSpec, options: &RunOptions) -> (StepOutcome, RunSnapshot) {

@@ -1,16 +1,17 @@
 //! The task-executor's engine calls, as a Step Functions execution makes them: one attempt per
 //! invocation, invocations side by side under one shared lease, and the execution's end.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use dagy_core::{Flow, FlowBuilder, FlowSpec};
+use dagy_core::{FlowBuilder, FlowSpec};
 use dagy_engine::{
-    Executor, NewRunRequest, RunOptions, STATE_MACHINE_OWNER, StateMachineEnd, TaskError,
-    TaskInvocation,
+    Executor, RunOptions, STATE_MACHINE_OWNER, StateMachineEnd, TaskError, TaskInvocation,
 };
 use dagy_store::{MemoryStore, RunSnapshot, RunStatus, RunStore, TaskStatus, now_ms};
 
@@ -45,13 +46,7 @@ fn harness() -> Harness {
 
 impl Harness {
     async fn start(&self, spec: FlowSpec) -> String {
-        let flow: Flow = spec.validate(None).expect("a valid flow");
-        self.executor
-            .create_run(&flow, NewRunRequest::default())
-            .await
-            .expect("create")
-            .run
-            .run_id
+        common::start_run(&self.executor, spec).await
     }
 
     async fn invoke(&self, run_id: &str, task_id: &str, worker: &str) -> TaskInvocation {
