@@ -2,7 +2,6 @@
 //! run's log; with `--follow` it prints new lines as they come and exits once the run is final.
 
 use dagy_testkit as support;
-use dagy_testkit::client;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -29,15 +28,8 @@ async fn logs_prints_an_ecs_runs_log_and_follows_it_until_the_run_ends() {
         .run
         .run_id;
 
-    let ecs: aws_sdk_ecs::Client = client!(aws_sdk_ecs);
     let settings = dagy_testkit::ecs::cluster("dagy-worker:latest").await;
-    let backend = EcsBackend::new(
-        ecs,
-        client!(aws_sdk_cloudwatchlogs),
-        settings.clone(),
-        "us-east-1",
-        store.table(),
-    );
+    let backend = dagy_testkit::ecs::backend(&settings, store.table());
     let task_arn = backend
         .start(
             &run_id,

@@ -22,16 +22,9 @@ struct Env {
 }
 
 async fn env() -> Env {
-    let ecs: aws_sdk_ecs::Client = client!(aws_sdk_ecs);
     let settings = dagy_testkit::ecs::cluster("dagy-worker:latest").await;
     let store = Arc::new(MemoryStore::new());
-    let backend = EcsBackend::new(
-        ecs,
-        client!(aws_sdk_cloudwatchlogs),
-        settings.clone(),
-        "us-east-1",
-        "dagy-runs",
-    );
+    let backend = dagy_testkit::ecs::backend(&settings, "dagy-runs");
     let dispatchers =
         Dispatchers::new(None, None).with_ecs(EcsDispatcher::new(backend, store.clone()));
     let router = Router::new(
@@ -300,17 +293,6 @@ async fn ecs_without_capacity() -> (String, Arc<std::sync::atomic::AtomicUsize>)
 async fn a_start_that_keeps_failing_is_retried_then_fails_the_run_with_awss_reason() {
     use std::sync::atomic::Ordering;
     let (url, run_tasks) = ecs_without_capacity().await;
-    let ecs = {
-        use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
-        aws_sdk_ecs::Client::from_conf(
-            aws_sdk_ecs::Config::builder()
-                .behavior_version(BehaviorVersion::latest())
-                .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
-                .endpoint_url(&url)
-                .build(),
-        )
-    };
     let settings = EcsSettings {
         cluster_arn: "arn:aws:ecs:us-east-1:123456789012:cluster/dagy".into(),
         execution_role_arn: None,
@@ -322,7 +304,7 @@ async fn a_start_that_keeps_failing_is_retried_then_fails_the_run_with_awss_reas
     };
     let store = Arc::new(MemoryStore::new());
     let backend = EcsBackend::new(
-        ecs,
+        client!(aws_sdk_ecs, &url),
         client!(aws_sdk_cloudwatchlogs),
         settings.clone(),
         "us-east-1",

@@ -1,6 +1,7 @@
 //! ECS and CloudWatch Logs on moto: a cluster of its own for a test, in moto's default VPC,
 //! and a worker's log stream.
 
+use dagy_backend_ecs::EcsBackend;
 use dagy_core::EcsSettings;
 
 use crate::{client, moto, unique};
@@ -39,6 +40,18 @@ pub async fn cluster(image: &str) -> EcsSettings {
         "moto has no default VPC: {settings:?}"
     );
     settings
+}
+
+/// The ECS backend on moto's ECS and CloudWatch Logs for `settings`, its workers told to use
+/// the runs table `table`.
+pub fn backend(settings: &EcsSettings, table: &str) -> EcsBackend {
+    EcsBackend::new(
+        client!(aws_sdk_ecs),
+        client!(aws_sdk_cloudwatchlogs),
+        settings.clone(),
+        "us-east-1",
+        table,
+    )
 }
 
 /// Creates the log group (if need be) and `stream` in it, as the awslogs driver would for a

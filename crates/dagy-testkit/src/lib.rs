@@ -12,18 +12,22 @@ pub mod moto;
 pub use emulator::{Emulator, EmulatorOptions, workspace};
 pub use moto::endpoint;
 
-/// An SDK client of any AWS service crate for the test server ([`endpoint`]), with dummy
-/// credentials: `client!(aws_sdk_ecs)`.
+/// An SDK client of any AWS service crate for the test server ([`endpoint`]), or for the
+/// endpoint given second, with dummy credentials: `client!(aws_sdk_ecs)`,
+/// `client!(aws_sdk_ecs, &url)`.
 #[macro_export]
 macro_rules! client {
-    ($krate:ident) => {{
+    ($krate:ident) => {
+        $crate::client!($krate, $crate::endpoint())
+    };
+    ($krate:ident, $endpoint:expr) => {{
         use $krate::config::{BehaviorVersion, Credentials, Region};
         $krate::Client::from_conf(
             $krate::Config::builder()
                 .behavior_version(BehaviorVersion::latest())
                 .region(Region::new("us-east-1"))
                 .credentials_provider(Credentials::new("test", "test", None, None, "dagy-tests"))
-                .endpoint_url($crate::endpoint())
+                .endpoint_url($endpoint)
                 .build(),
         )
     }};
