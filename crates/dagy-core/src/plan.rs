@@ -16,7 +16,8 @@ use crate::tier::{
 pub struct PlanRequest {
     /// Tier levels 1-3 and the automatic switch.
     pub tiers: TierInputs,
-    /// A backend asked for by name (Step Functions is only ever reached this way).
+    /// A backend asked for by name (otherwise Step Functions is reached only as the fallback of
+    /// a dedicated tier when ECS is not registered and the flow does not fit Lambda).
     pub backend: Option<BackendKind>,
 }
 
@@ -160,20 +161,45 @@ fn fit_default(flow: &Flow, settings: &Settings, plan: &mut Plan) -> Result<(), 
         plan.tier,
         crate::backend::vars::ECS_CLUSTER_ARN
     );
-    if let Err(Error::Refused(r)) = fit_lambda(flow, plan) {
-        return refuse(
-            format!("{reason}, and the flow does not fit lambda: {}", r.reason),
-            format!(
-                "set {} to an ECS cluster ARN to run it on Fargate",
-                crate::backend::vars::ECS_CLUSTER_ARN
-            ),
-        );
+    let lambda_refusal = match fit_lambda(flow, plan) {
+        Ok(()) => {
+            plan.fallback = Some(Fallback {
+                from: BackendKind::EcsFargate,
+                reason: format!(
+                    "{reason}; the flow fits lambda, so it runs there one task per invocation"
+                ),
+            });
+            return Ok(());
+        }
+        Err(Error::Refused(r)) => r,
+        Err(other) => return Err(other),
+    };
+    if settings.is_registered(BackendKind::StepFunctions) {
+        let mut on_sfn = plan.clone();
+        on_sfn.backend = BackendKind::StepFunctions;
+        if fit_step_functions(flow, &mut on_sfn).is_ok() {
+            *plan = on_sfn;
+            plan.fallback = Some(Fallback {
+                from: BackendKind::EcsFargate,
+                reason: format!(
+                    "{reason}, and the flow does not fit lambda ({}); step_functions is registered \
+                     and runs it",
+                    lambda_refusal.reason
+                ),
+            });
+            return Ok(());
+        }
     }
-    plan.fallback = Some(Fallback {
-        from: BackendKind::EcsFargate,
-        reason: format!("{reason}; the flow fits lambda, so it runs there one task per invocation"),
-    });
-    Ok(())
+    refuse(
+        format!(
+            "{reason}, and the flow does not fit lambda: {}",
+            lambda_refusal.reason
+        ),
+        format!(
+            "set {} to an ECS cluster ARN to run it on Fargate",
+            crate::backend::vars::ECS_CLUSTER_ARN
+        ),
+    )
 }
 
 fn refuse<T>(reason: String, remedy: String) -> Result<T, Error> {
@@ -266,7 +292,20 @@ fn fit_step_functions(flow: &Flow, plan: &mut Plan) -> Result<(), Error> {
         );
     }
     let lambda_max = 900.0;
+    let lambda_memory = BackendKind::Lambda.capabilities().max_memory_mb;
     for task in flow.tasks() {
+        if let Some(mb) = task.memory_mb
+            && !lambda_memory.allows(mb)
+        {
+            return refuse(
+                format!(
+                    "task \"{}\" needs memory_mb {mb}; on step_functions each task runs in the \
+                     task-executor Lambda, which has at most {lambda_memory} MB",
+                    task.id
+                ),
+                "lower memory_mb, or run the flow on a tier from small to xlarge".into(),
+            );
+        }
         if let Some(t) = task.timeout_seconds
             && t > lambda_max
         {

@@ -191,7 +191,7 @@ pub enum RuleName {
 pub const RESOURCE_RULE_MEMORY_MB: u64 = 3 * 1024;
 /// A max task timeout above this selects large: 1 hour.
 pub const LONG_TIMEOUT_SECONDS: f64 = 3600.0;
-/// A max task timeout above this (and up to an hour) selects medium: 15 minutes.
+/// A max task timeout from this up to an hour (both inclusive) selects medium: 15 minutes.
 pub const MEDIUM_TIMEOUT_SECONDS: f64 = 900.0;
 /// A task count at or above this selects large.
 pub const COMPLEX_FLOW_TASKS: usize = 50;
@@ -295,8 +295,31 @@ pub fn resolve_tier(profile: &FlowProfile, inputs: &TierInputs) -> TierDecision 
     apply_rules(profile)
 }
 
-/// Level 5: the automatic rules in priority order.
+/// Level 5: the automatic rules in priority order, then, if the chosen dedicated tier has
+/// less memory than a task asks for, the smallest dedicated tier that has enough.
 pub fn apply_rules(profile: &FlowProfile) -> TierDecision {
+    let mut decision = first_rule(profile);
+    if let Some((mb, task)) = &profile.max_memory
+        && decision
+            .tier
+            .fargate_resources()
+            .is_some_and(|s| u64::from(s.memory_mb) < *mb)
+        && let Some(bigger) = RuntimeTier::ALL.into_iter().find(|t| {
+            t.fargate_resources()
+                .is_some_and(|s| u64::from(s.memory_mb) >= *mb)
+        })
+    {
+        decision.reason = format!(
+            "{}; task \"{task}\" needs memory_mb {mb}, more than {} has, so {bigger}, the smallest tier with enough",
+            decision.reason, decision.tier
+        );
+        decision.tier = bigger;
+    }
+    decision
+}
+
+/// The first automatic rule that matches.
+fn first_rule(profile: &FlowProfile) -> TierDecision {
     let rule = |tier, name, reason: String| TierDecision {
         tier,
         decided_by: DecidedBy::Rule(name),
@@ -323,12 +346,22 @@ pub fn apply_rules(profile: &FlowProfile) -> TierDecision {
                 ),
             );
         }
-        if *t > MEDIUM_TIMEOUT_SECONDS {
+        if *t >= MEDIUM_TIMEOUT_SECONDS {
             return rule(
                 RuntimeTier::Medium,
                 RuleName::Duration,
                 format!(
-                    "rule duration (priority 80): max task timeout {t} s (task \"{task}\") is over {MEDIUM_TIMEOUT_SECONDS} s and at most {LONG_TIMEOUT_SECONDS} s"
+                    "rule duration (priority 80): max task timeout {t} s (task \"{task}\") is from {MEDIUM_TIMEOUT_SECONDS} s to {LONG_TIMEOUT_SECONDS} s"
+                ),
+            );
+        }
+        let lambda_limit = LAMBDA_TIER_BUDGET_SECONDS as f64;
+        if *t > lambda_limit {
+            return rule(
+                RuntimeTier::Small,
+                RuleName::Duration,
+                format!(
+                    "rule duration (priority 80): max task timeout {t} s (task \"{task}\") is over the {lambda_limit} s a lambda tier gives a task and under {MEDIUM_TIMEOUT_SECONDS} s: small, the smallest dedicated tier"
                 ),
             );
         }
@@ -493,19 +526,43 @@ mod tests {
     }
 
     #[test]
-    fn rule_80_timeout_between_15_minutes_and_an_hour_selects_medium() {
+    fn rule_80_timeout_from_15_minutes_to_an_hour_inclusive_selects_medium() {
+        for t in [900.0, 900.5, 3600.0] {
+            assert_eq!(
+                resolve_tier(&with_timeout(t), &auto()).tier,
+                RuntimeTier::Medium,
+                "{t}"
+            );
+        }
         assert_eq!(
-            resolve_tier(&with_timeout(3600.0), &auto()).tier,
-            RuntimeTier::Medium
+            resolve_tier(&with_timeout(3600.5), &auto()).tier,
+            RuntimeTier::Large
         );
+    }
+
+    #[test]
+    fn a_timeout_past_what_lambda_tiers_give_selects_small_and_says_why() {
+        for t in [600.5, 700.0, 899.9] {
+            let d = resolve_tier(&with_timeout(t), &auto());
+            assert_eq!(d.tier, RuntimeTier::Small, "{t}");
+            assert!(d.reason.contains("smallest dedicated tier"), "{}", d.reason);
+        }
         assert_eq!(
-            resolve_tier(&with_timeout(900.5), &auto()).tier,
-            RuntimeTier::Medium
-        );
-        assert_eq!(
-            resolve_tier(&with_timeout(900.0), &auto()).tier,
+            resolve_tier(&with_timeout(600.0), &auto()).tier,
             RuntimeTier::Micro
         );
+    }
+
+    #[test]
+    fn a_rules_tier_without_the_memory_a_task_needs_becomes_the_smallest_that_has_it() {
+        let p = FlowProfile {
+            max_memory: Some((2500, "big".into())),
+            max_timeout: Some((1000.0, "long".into())),
+            ..profile()
+        };
+        let d = resolve_tier(&p, &auto());
+        assert_eq!(d.tier, RuntimeTier::Large);
+        assert!(d.reason.contains("needs memory_mb 2500"), "{}", d.reason);
     }
 
     #[test]

@@ -1148,3 +1148,113 @@ fn any_float_survives_a_round_trip() {
     let back: FlowSpec = serde_json::from_str(&text).expect("valid");
     assert_eq!(back, spec, "{text}");
 }
+
+// ------------------------------------------------------------------------------------------
+// Automatic selection gives a runnable plan whenever some registered tier can run the flow.
+// ------------------------------------------------------------------------------------------
+
+/// Settings registering ECS and Step Functions as asked.
+fn registered(ecs: bool, sfn: bool) -> Settings {
+    Settings::from_lookup(|name| match name {
+        vars::ECS_CLUSTER_ARN if ecs => Some("arn:aws:ecs:us-east-1:123456789012:cluster/c".into()),
+        vars::SFN_ROLE_ARN | vars::SFN_TASK_EXECUTOR_ARN if sfn => {
+            Some("arn:aws:iam::123456789012:role/x".into())
+        }
+        _ => None,
+    })
+    .expect("complete settings")
+}
+
+/// Whether any tier, on any registered backend (or its own), can run the flow.
+fn some_tier_runs(flow: &Flow, settings: &Settings) -> bool {
+    RuntimeTier::ALL.into_iter().any(|tier| {
+        std::iter::once(None)
+            .chain(BackendKind::ALL.map(Some))
+            .any(|backend| {
+                let request = PlanRequest {
+                    tiers: TierInputs {
+                        request: Some(tier),
+                        ..TierInputs::default()
+                    },
+                    backend,
+                };
+                plan(flow, &request, settings).is_ok()
+            })
+    })
+}
+
+/// Timeouts and memory around every boundary the rules and the backends draw.
+fn arb_sized_flow() -> impl Strategy<Value = Flow> {
+    let timeouts = prop::sample::select(vec![
+        None,
+        Some(30.0),
+        Some(600.0),
+        Some(600.5),
+        Some(700.0),
+        Some(899.0),
+        Some(900.0),
+        Some(901.0),
+        Some(3600.0),
+        Some(3601.0),
+    ]);
+    let memory = prop::sample::select(vec![
+        None,
+        Some(512),
+        Some(1024),
+        Some(1500),
+        Some(2500),
+        Some(3072),
+        Some(5000),
+        Some(10_240),
+        Some(11_000),
+        Some(12_288),
+        Some(20_000),
+    ]);
+    (1usize..=60).prop_flat_map(move |n| {
+        prop::collection::vec((timeouts.clone(), memory.clone()), n).prop_map(|sizes| {
+            let mut builder = dagy_core::FlowBuilder::new("sized");
+            for (i, (timeout, memory)) in sizes.into_iter().enumerate() {
+                builder = builder.task(format!("t{i}"), "echo", |t| {
+                    let t = if i > 0 {
+                        t.depends_on([format!("t{}", i - 1)])
+                    } else {
+                        t
+                    };
+                    let t = match timeout {
+                        Some(s) => t.timeout(s),
+                        None => t,
+                    };
+                    match memory {
+                        Some(mb) => t.memory_mb(mb),
+                        None => t,
+                    }
+                });
+            }
+            builder.build().validate(None).expect("a valid flow")
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// No automatic plan is refused while a registered tier could run the flow; and whatever
+    /// it picks, its reason says why.
+    #[test]
+    fn automatic_selection_never_refuses_a_flow_some_registered_tier_runs(
+        flow in arb_sized_flow(),
+        ecs in any::<bool>(),
+        sfn in any::<bool>(),
+    ) {
+        let settings = registered(ecs, sfn);
+        let automatic = plan(&flow, &PlanRequest::default(), &settings);
+        if some_tier_runs(&flow, &settings) {
+            prop_assert!(automatic.is_ok(), "refused: {:?}", automatic.err().map(|e| e.to_string()));
+        }
+        if let Err(e) = &automatic
+            && !ecs
+        {
+            prop_assert!(e.to_string().contains(vars::ECS_CLUSTER_ARN), "{e}");
+        }
+    }
+}
