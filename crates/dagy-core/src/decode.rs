@@ -54,6 +54,17 @@ pub fn decode_flow_spec(value: &Value) -> Result<FlowSpec, Error> {
     }
 }
 
+/// Decodes one task of a flow, with the checks and messages of [`decode_flow_spec`].
+pub fn decode_task_spec(value: &Value) -> Result<TaskSpec, Error> {
+    let mut d = Decoder::default();
+    let (task, _) = d.task(0, value);
+    if d.problems.is_empty() {
+        Ok(task)
+    } else {
+        Err(Error::InvalidFlow(d.problems))
+    }
+}
+
 /// A spec decoded as far as possible, with what was wrong in it.
 pub(crate) struct Decoded {
     pub spec: FlowSpec,

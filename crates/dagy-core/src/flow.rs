@@ -162,6 +162,14 @@ impl<'de> Deserialize<'de> for FlowSpec {
     }
 }
 
+impl<'de> Deserialize<'de> for TaskSpec {
+    /// Decodes through [`crate::decode::decode_task_spec`], as a flow's task is decoded.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        crate::decode::decode_task_spec(&value).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Builds a [`FlowSpec`] in Rust: the same contract as the JSON, plus closure delays.
 ///
 /// ```

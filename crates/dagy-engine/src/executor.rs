@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use dagy_core::{ExecutionMode, Flow, Plan, TaskSpec};
 use dagy_store::{
-    AttemptOutcome, Created, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore, StoreError,
-    TaskErrorRecord, TaskRecord, TaskStatus, now_ms,
+    AttemptOutcome, Created, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore, StepTask,
+    StepView, StoreError, TaskErrorRecord, TaskRecord, TaskStatus, Verdict, now_ms,
 };
 
 use crate::error::EngineError;
@@ -310,23 +310,104 @@ impl Executor {
         run_id: &str,
         options: &RunOptions,
     ) -> Result<StepOutcome, EngineError> {
-        let mut session = match Session::open(self, run_id, options, Claim::Exclusive).await? {
-            Opened::Session(s) => s,
-            Opened::Done(outcome) => return Ok(outcome),
+        let lease = match Session::claim(self, run_id, Claim::Exclusive).await? {
+            Ok(lease) => lease,
+            Err(outcome) => return Ok(outcome),
         };
-        let Some(index) = session.next_ready().await? else {
-            return Ok(StepOutcome::Finished(session.finish().await?));
-        };
-        let ran = session.flow.task(index).id.clone();
-        if let Some(status) = session.run_task(index).await? {
+        match self.store.load_step(run_id).await? {
+            Some(view) => self.step_at_cursor(lease, view, options).await,
+            // A run from before step state: one task, read whole.
+            None => {
+                let mut session = Session::load(self, lease, options).await?;
+                let Some(index) = session.next_ready().await? else {
+                    return Ok(StepOutcome::Finished(session.finish().await?));
+                };
+                let ran = session.flow.task(index).id.clone();
+                if let Some(status) = session.run_task(index).await? {
+                    return Ok(StepOutcome::Finished(status));
+                }
+                if session.next_ready().await?.is_none() {
+                    return Ok(StepOutcome::Finished(session.finish().await?));
+                }
+                let status = session.tasks[index].status;
+                self.store.release_lease(&session.lease, now_ms()).await?;
+                Ok(StepOutcome::Continue { ran, status })
+            }
+        }
+    }
+
+    /// One micro step in constant work: the task at the run's cursor, read with its upstream
+    /// records only, is run (or skipped when an upstream did not complete), then the cursor
+    /// moves on and the lease is released in one write. A run that ends with work left
+    /// (cancelled, out of budget) is read whole once to settle the rest.
+    async fn step_at_cursor(
+        &self,
+        lease: Lease,
+        view: StepView,
+        options: &RunOptions,
+    ) -> Result<StepOutcome, EngineError> {
+        let StepView { run, state, task } = view;
+        let Some(step) = task else {
+            let (status, why) = state.final_status();
+            self.store.finish_run(&lease, status, why, now_ms()).await?;
+            self.emit(Event::RunFinished { status });
             return Ok(StepOutcome::Finished(status));
+        };
+        if run.cancel_requested || options.stopping() {
+            let mut whole = Session::load(self, lease, options).await?;
+            return Ok(StepOutcome::Finished(whole.cancel_rest().await?));
         }
-        if session.next_ready().await?.is_none() {
-            return Ok(StepOutcome::Finished(session.finish().await?));
+        let ran = step.record.task_id.clone();
+        let mut session = Session::for_step(self, options, lease, run, &step)?;
+        let index = session.tasks.len() - 1;
+        let blocked = session.tasks[..index]
+            .iter()
+            .position(|t| t.status != TaskStatus::Completed);
+        let status = if session.tasks[index].status.is_final() {
+            session.tasks[index].status
+        } else if let Some(upstream) = blocked {
+            session.skip_downstream_of(upstream, &[index]).await?;
+            TaskStatus::Skipped
+        } else {
+            match session.attempts(index).await? {
+                TaskEnd::Final(status) => status,
+                TaskEnd::Cancelled => {
+                    let mut whole = Session::load(self, session.lease, options).await?;
+                    return Ok(StepOutcome::Finished(whole.cancel_rest().await?));
+                }
+                TaskEnd::BudgetExhausted => {
+                    let mut whole = Session::load(self, session.lease, options).await?;
+                    return Ok(StepOutcome::Finished(whole.time_out_rest().await?));
+                }
+            }
+        };
+        if options.stopping() {
+            let mut whole = Session::load(self, session.lease, options).await?;
+            return Ok(StepOutcome::Finished(whole.cancel_rest().await?));
         }
-        let status = session.tasks[index].status;
-        self.store.release_lease(&session.lease, now_ms()).await?;
-        Ok(StepOutcome::Continue { ran, status })
+        let verdict = Verdict::of(&session.tasks[index]);
+        match &step.next {
+            Some(next) => {
+                self.store
+                    .advance_cursor(&session.lease, &ran, Some(next), verdict.as_ref(), now_ms())
+                    .await?;
+                Ok(StepOutcome::Continue { ran, status })
+            }
+            None => {
+                let mut state = state;
+                match verdict {
+                    Some(Verdict::Cancelled(why)) => {
+                        state.first_cancelled.get_or_insert(why);
+                    }
+                    Some(Verdict::Failed(why)) => {
+                        state.first_failed.get_or_insert(why);
+                    }
+                    None => {}
+                }
+                let (status, why) = state.final_status();
+                Ok(StepOutcome::Finished(session.end(status, why).await?))
+            }
+        }
     }
 
     /// Ends a run its own executor can no longer end, as this executor's owner (name it with
@@ -461,11 +542,22 @@ impl<'a> Session<'a> {
         options: &'a RunOptions,
         claim: Claim<'_>,
     ) -> Result<Opened<'a>, EngineError> {
-        let lease = match Self::claim(exec, run_id, claim).await? {
-            Ok(lease) => lease,
-            Err(outcome) => return Ok(Opened::Done(outcome)),
-        };
-        let snapshot = exec.store.load_run(run_id).await?;
+        match Self::claim(exec, run_id, claim).await? {
+            Ok(lease) => Ok(Opened::Session(Box::new(
+                Self::load(exec, lease, options).await?,
+            ))),
+            Err(outcome) => Ok(Opened::Done(outcome)),
+        }
+    }
+
+    /// The whole run under `lease`: its flow and every task's record.
+    async fn load(
+        exec: &'a Executor,
+        lease: Lease,
+        options: &'a RunOptions,
+    ) -> Result<Session<'a>, EngineError> {
+        let run_id = lease.run_id.clone();
+        let snapshot = exec.store.load_run(&run_id).await?;
         let flow = match snapshot.flow.validate(None) {
             Ok(flow) => flow,
             Err(e) => {
@@ -473,10 +565,7 @@ impl<'a> Session<'a> {
                 exec.store
                     .finish_run(&lease, RunStatus::Failed, Some(message.clone()), now_ms())
                     .await?;
-                return Err(EngineError::InvalidStoredFlow {
-                    run_id: run_id.to_string(),
-                    message,
-                });
+                return Err(EngineError::InvalidStoredFlow { run_id, message });
             }
         };
         let mut by_id: std::collections::HashMap<String, TaskRecord> = snapshot
@@ -489,27 +578,69 @@ impl<'a> Session<'a> {
             let record = by_id
                 .remove(&spec.id)
                 .ok_or_else(|| EngineError::CorruptRun {
-                    run_id: run_id.to_string(),
+                    run_id: run_id.clone(),
                     message: format!("no record for task {}", spec.id),
                 })?;
             tasks.push(record);
         }
+        Ok(Self::with(exec, options, lease, flow, snapshot.run, tasks))
+    }
+
+    /// A session over `flow` (the whole run's, or one step's part of it) and its tasks'
+    /// records, in the flow's declaration order.
+    fn with(
+        exec: &'a Executor,
+        options: &'a RunOptions,
+        lease: Lease,
+        flow: Flow,
+        run: RunRecord,
+        tasks: Vec<TaskRecord>,
+    ) -> Session<'a> {
         let budget_deadline = match options.budget {
             Budget::Flow(d) => Some(Instant::now() + d),
             _ => None,
         };
-        Ok(Opened::Session(Box::new(Session {
+        Session {
             exec,
             options,
             shared: lease.worker.is_some(),
             lease,
             renewed_at: Instant::now(),
             flow,
-            run: snapshot.run,
+            run,
             tasks,
             budget_deadline,
             cursor: 0,
-        })))
+        }
+    }
+
+    /// The session of one micro step: a flow of the task at the cursor and its upstream
+    /// tasks (those first, as roots), with their records.
+    fn for_step(
+        exec: &'a Executor,
+        options: &'a RunOptions,
+        lease: Lease,
+        run: RunRecord,
+        step: &StepTask,
+    ) -> Result<Session<'a>, EngineError> {
+        let mut spec = dagy_core::FlowSpec {
+            spec_version: dagy_core::flow::SPEC_VERSION,
+            name: run.flow_name.clone(),
+            parameters: serde_json::Map::new(),
+            tasks: Vec::with_capacity(step.upstream.len() + 1),
+        };
+        for upstream in &step.upstream {
+            spec.tasks
+                .push(TaskSpec::new(upstream.task_id.clone(), "upstream"));
+        }
+        spec.tasks.push(step.spec.clone());
+        let flow = spec.validate(None).map_err(|e| EngineError::CorruptRun {
+            run_id: run.run_id.clone(),
+            message: format!("task {}'s stored spec is not valid: {e}", step.spec.id),
+        })?;
+        let mut tasks = step.upstream.clone();
+        tasks.push(step.record.clone());
+        Ok(Self::with(exec, options, lease, flow, run, tasks))
     }
 
     /// Runs the next ready task, or finishes the run when none is left.

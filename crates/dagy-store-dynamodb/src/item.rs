@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use dagy_store::{
-    DeploymentRecord, EnvironmentRecord, Lease, RunRecord, RunStatus, StoreError, TaskErrorRecord,
-    TaskRecord, TaskStatus,
+    Cursor, DeploymentRecord, EnvironmentRecord, Lease, RunRecord, RunStatus, StepState,
+    StoreError, TaskErrorRecord, TaskRecord, TaskStatus,
 };
 
 /// A DynamoDB item.
@@ -126,7 +126,7 @@ pub fn opt_n(item: &Item, name: &str) -> Option<u64> {
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
 }
-fn opt_json<T: DeserializeOwned>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+pub fn opt_json<T: DeserializeOwned>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
     match opt_s(item, name) {
         None => Ok(None),
         Some(text) => dagy_core::json::from_str(&text)
@@ -225,6 +225,18 @@ pub fn task_item(run_id: &str, task_id: &str, expires_at: u64) -> Item {
     item.insert("interruptions".into(), n(0));
     item.insert("expires_at".into(), n(expires_at));
     item
+}
+
+/// The step state on a run item; `None` for a run created before step state existed.
+pub fn step_state(item: &Item) -> Result<Option<StepState>, StoreError> {
+    if !item.contains_key("cursor") {
+        return Ok(None);
+    }
+    Ok(Some(StepState {
+        cursor: opt_json::<Option<Cursor>>(item, "cursor")?.flatten(),
+        first_cancelled: opt_s(item, "first_cancelled"),
+        first_failed: opt_s(item, "first_failed"),
+    }))
 }
 
 /// A task record from its item.

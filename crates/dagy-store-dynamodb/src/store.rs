@@ -8,14 +8,15 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkErro
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, CancellationReason, ConditionCheck, DeleteRequest, Put, PutRequest,
-    ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
+    AttributeValue, CancellationReason, ConditionCheck, DeleteRequest, KeysAndAttributes, Put,
+    PutRequest, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    WriteRequest,
 };
 
 use dagy_store::{
-    AttemptOutcome, AttemptStart, Created, DISPATCH_GRACE_MS, DeploymentRecord, EnvironmentRecord,
-    Lease, NewRun, RunPage, RunRecord, RunSnapshot, RunStatus, RunStore, StoreError, StoreLimits,
-    TaskErrorRecord, TaskRecord, TaskStatus,
+    AttemptOutcome, AttemptStart, Created, Cursor, DISPATCH_GRACE_MS, DeploymentRecord,
+    EnvironmentRecord, Lease, NewRun, RunPage, RunRecord, RunSnapshot, RunStatus, RunStore,
+    StepTask, StepView, StoreError, StoreLimits, TaskErrorRecord, TaskRecord, TaskStatus, Verdict,
 };
 
 use crate::DynamoStore;
@@ -27,6 +28,8 @@ const FLOW_CHUNK_BYTES: usize = 300 * 1024;
 const TRANSACTION_TASKS: usize = 99;
 /// BatchWriteItem takes at most 25 requests.
 const BATCH_ITEMS: usize = 25;
+/// Keys per BatchGetItem request (DynamoDB's limit).
+const BATCH_GET_ITEMS: usize = 100;
 /// How many times `join_lease` tries again when the lease changes hands under it.
 const JOIN_ROUNDS: u32 = 4;
 /// Gives a task that will not run its final status and the reason.
@@ -107,6 +110,8 @@ fn update_condition_item(
 const STATUS: (&str, &str) = ("#st", "status");
 /// `#err`: the `error` attribute (a reserved word too).
 const ERROR: (&str, &str) = ("#err", "error");
+/// `cursor` is one of DynamoDB's reserved words.
+const CURSOR: (&str, &str) = ("#cur", "cursor");
 
 /// What a conditional update of a run item did.
 enum Updated {
@@ -323,6 +328,59 @@ impl DynamoStore {
                 .build(),
         )?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// The items of a run's tasks `ids`, by task id, read with BatchGetItem (strongly
+    /// consistent; unprocessed keys are asked for again).
+    async fn get_tasks(
+        &self,
+        run_id: &str,
+        ids: &[String],
+    ) -> Result<HashMap<String, Item>, StoreError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut unique: Vec<&String> = ids.iter().collect();
+        unique.sort();
+        unique.dedup();
+        for chunk in unique.chunks(BATCH_GET_ITEMS) {
+            let keys: Vec<Item> = chunk
+                .iter()
+                .map(|id| {
+                    Item::from([
+                        ("pk".to_string(), s(item::run_pk(run_id))),
+                        ("sk".to_string(), s(item::task_sk(id))),
+                    ])
+                })
+                .collect();
+            let mut pending = Some(built(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build(),
+            )?);
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(|e| unavailable("BatchGetItem", &e))?;
+                for got in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    found.insert(item::get_s(got, "task_id")?, got.clone());
+                }
+                pending = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+            }
+        }
+        Ok(found)
     }
 
     async fn get_item(&self, pk: String, sk: &str) -> Result<Option<Item>, StoreError> {
@@ -806,6 +864,107 @@ impl RunStore for DynamoStore {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn load_step(&self, run_id: &str) -> Result<Option<StepView>, StoreError> {
+        let Some(found) = self.get_item(item::run_pk(run_id), RUN_SK).await? else {
+            return Err(StoreError::NotFound {
+                run_id: run_id.to_string(),
+            });
+        };
+        let run = item::run_record(&found)?;
+        let Some(state) = item::step_state(&found)? else {
+            return Ok(None);
+        };
+        let Some(cursor) = &state.cursor else {
+            return Ok(Some(StepView {
+                run,
+                state,
+                task: None,
+            }));
+        };
+        let mut wanted = vec![cursor.task_id.clone()];
+        wanted.extend(cursor.depends_on.iter().cloned());
+        let mut found = self.get_tasks(run_id, &wanted).await?;
+        let missing =
+            |id: &str| StoreError::Corrupt(format!("run {run_id} misses the item of task {id}"));
+        let task_item = found
+            .remove(&cursor.task_id)
+            .ok_or_else(|| missing(&cursor.task_id))?;
+        let spec = item::opt_json(&task_item, "spec")?.ok_or_else(|| missing(&cursor.task_id))?;
+        let next = item::opt_json::<Option<Cursor>>(&task_item, "next")?.flatten();
+        let record = item::task_record(&task_item)?;
+        let mut upstream = Vec::with_capacity(cursor.depends_on.len());
+        for id in &cursor.depends_on {
+            let upstream_item = found.get(id).ok_or_else(|| missing(id))?;
+            upstream.push(item::task_record(upstream_item)?);
+        }
+        Ok(Some(StepView {
+            run,
+            state,
+            task: Some(StepTask {
+                spec,
+                record,
+                next,
+                upstream,
+            }),
+        }))
+    }
+
+    async fn advance_cursor(
+        &self,
+        lease: &Lease,
+        from: &str,
+        to: Option<&Cursor>,
+        verdict: Option<&Verdict>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let wake = now_ms.saturating_add(DISPATCH_GRACE_MS);
+        let mut update = String::from(
+            "REMOVE lease_owner SET #cur = :to, lease_expires_at_ms = :zero, \
+             wake_at_ms = :wake, active_sk = :wake",
+        );
+        let mut values = vec![
+            (":to", item::json(&to)?),
+            (":zero", n(0)),
+            (":wake", n(wake)),
+            (":token", n(lease.token)),
+            (":me", s(&lease.owner)),
+            (":running", run_status(RunStatus::Running)),
+        ];
+        match verdict {
+            Some(Verdict::Cancelled(why)) => {
+                update.push_str(", first_cancelled = if_not_exists(first_cancelled, :why)");
+                values.push((":why", s(why)));
+            }
+            Some(Verdict::Failed(why)) => {
+                update.push_str(", first_failed = if_not_exists(first_failed, :why)");
+                values.push((":why", s(why)));
+            }
+            None => {}
+        }
+        let result = self
+            .update_run(
+                &lease.run_id,
+                &update,
+                "lease_token = :token AND lease_owner = :me AND #st = :running",
+                &[STATUS, CURSOR],
+                values,
+            )
+            .await?;
+        match result {
+            Updated::Applied(_) => Ok(()),
+            Updated::Refused(_) => {
+                tracing::warn!(
+                    run_id = lease.run_id,
+                    from,
+                    "the cursor did not move: the lease was lost"
+                );
+                Err(StoreError::LeaseLost {
+                    run_id: lease.run_id.clone(),
+                })
+            }
+        }
     }
 
     async fn start_attempt(
@@ -1298,11 +1457,15 @@ fn new_run_items(
 ) -> Result<(Vec<Item>, Item), StoreError> {
     let flow_json = serde_json::to_string(flow)
         .map_err(|e| StoreError::Invalid(format!("the flow cannot be stored: {e}")))?;
-    let mut items: Vec<Item> = flow
-        .tasks
-        .iter()
-        .map(|t| item::task_item(&run.run_id, &t.id, abandoned))
-        .collect();
+    let (first, mut links) = dagy_store::step_links(flow)?;
+    let mut items: Vec<Item> = Vec::with_capacity(flow.tasks.len() + 1);
+    for task in &flow.tasks {
+        let mut task_item = item::task_item(&run.run_id, &task.id, abandoned);
+        task_item.insert("spec".into(), item::json(task)?);
+        let next = links.remove(&task.id).flatten();
+        task_item.insert("next".into(), item::json(&next)?);
+        items.push(task_item);
+    }
     let chunks = chunk_text(&flow_json, FLOW_CHUNK_BYTES);
     for (i, chunk) in chunks.iter().enumerate() {
         let mut flow_item = Item::new();
@@ -1315,6 +1478,7 @@ fn new_run_items(
     }
     let mut run_item = item::run_item(run, abandoned)?;
     run_item.insert("flow_chunks".into(), n(chunks.len() as u64));
+    run_item.insert("cursor".into(), item::json(&first)?);
     Ok((items, run_item))
 }
 

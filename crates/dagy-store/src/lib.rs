@@ -22,6 +22,7 @@ pub mod conformance;
 mod error;
 mod memory;
 mod record;
+mod step;
 
 pub use error::StoreError;
 pub use memory::{MemoryStore, list_key};
@@ -29,6 +30,7 @@ pub use record::{
     AttemptOutcome, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun, PlanRecord,
     RunPage, RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus,
 };
+pub use step::{Cursor, StepState, StepTask, StepView, Verdict, step_links};
 
 /// The largest task output a store accepts by default: DynamoDB's item limit is 400 KB and the
 /// task item carries its other attributes beside the output.
@@ -244,6 +246,23 @@ pub trait RunStore: Send + Sync {
     /// Frees the run for the next executor at once (the run stays running); the sweep looks
     /// at it again after [`DISPATCH_GRACE_MS`] if nobody takes it.
     async fn release_lease(&self, lease: &Lease, now_ms: u64) -> Result<(), StoreError>;
+
+    /// What one micro step needs, in constant work: the run, its step state, and the task at
+    /// its cursor with its spec, its record, the cursor after it and its upstream records.
+    /// `None` for a run without step state (created before it existed): read it whole.
+    async fn load_step(&self, run_id: &str) -> Result<Option<StepView>, StoreError>;
+
+    /// Moves the run's cursor from `from` (the task just settled) to `to`, records `verdict`
+    /// when the run has none of its kind yet, and releases the lease, in one write. Fails with
+    /// `LeaseLost` when the lease is no longer `lease`.
+    async fn advance_cursor(
+        &self,
+        lease: &Lease,
+        from: &str,
+        to: Option<&Cursor>,
+        verdict: Option<&Verdict>,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
 
     /// Starts attempt number `attempt` of a task (one more than its recorded attempts), under
     /// the lease and only if no cancel was requested. A task still `running` under an older

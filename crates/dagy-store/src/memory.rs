@@ -11,7 +11,10 @@ use crate::record::{
     AttemptOutcome, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun, RunPage,
     RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus,
 };
-use crate::{Created, DISPATCH_GRACE_MS, RunStore, StoreLimits};
+use crate::{
+    Created, Cursor, DISPATCH_GRACE_MS, RunStore, StepState, StepTask, StepView, StoreLimits,
+    Verdict,
+};
 
 /// Runs kept in memory: the default store of `dagy run` and of unit tests. It enforces the same
 /// conditions and size limits as the DynamoDB store, and counts the writes made to it.
@@ -35,6 +38,9 @@ struct Entry {
     snapshot: RunSnapshot,
     task_index: HashMap<String, usize>,
     next_token: u64,
+    /// The step state, and the cursor after each task (by task index).
+    steps: StepState,
+    next: Vec<Option<Cursor>>,
 }
 
 impl MemoryStore {
@@ -163,6 +169,11 @@ impl RunStore for MemoryStore {
                 .idempotency
                 .insert(key.clone(), new.run.run_id.clone());
         }
+        let (first, mut links) = crate::step_links(&new.flow)?;
+        let next = tasks
+            .iter()
+            .map(|t| links.remove(&t.task_id).flatten())
+            .collect();
         let mut run = new.run;
         run.wake_at_ms = run.created_at_ms.saturating_add(DISPATCH_GRACE_MS);
         let new_run = run.clone();
@@ -176,6 +187,11 @@ impl RunStore for MemoryStore {
                 },
                 task_index,
                 next_token: 1,
+                steps: StepState {
+                    cursor: first,
+                    ..StepState::default()
+                },
+                next,
             },
         );
         Ok(Created { run, created: true })
@@ -309,6 +325,71 @@ impl RunStore for MemoryStore {
             run.lease = None;
             run.wake_at_ms = now_ms.saturating_add(DISPATCH_GRACE_MS);
         }
+        Ok(())
+    }
+
+    async fn load_step(&self, run_id: &str) -> Result<Option<StepView>, StoreError> {
+        let mut state = self.lock();
+        let entry = state.entry(run_id)?;
+        let record_of = |id: &str| -> Result<(usize, TaskRecord), StoreError> {
+            let index = *entry
+                .task_index
+                .get(id)
+                .ok_or_else(|| StoreError::Corrupt(format!("run {run_id} has no task {id}")))?;
+            Ok((index, entry.snapshot.tasks[index].clone()))
+        };
+        let task = match &entry.steps.cursor {
+            None => None,
+            Some(cursor) => {
+                let (index, record) = record_of(&cursor.task_id)?;
+                let upstream = cursor
+                    .depends_on
+                    .iter()
+                    .map(|d| record_of(d).map(|(_, r)| r))
+                    .collect::<Result<_, _>>()?;
+                Some(StepTask {
+                    spec: entry.snapshot.flow.tasks[index].clone(),
+                    record,
+                    next: entry.next[index].clone(),
+                    upstream,
+                })
+            }
+        };
+        Ok(Some(StepView {
+            run: entry.snapshot.run.clone(),
+            state: entry.steps.clone(),
+            task,
+        }))
+    }
+
+    async fn advance_cursor(
+        &self,
+        lease: &Lease,
+        from: &str,
+        to: Option<&Cursor>,
+        verdict: Option<&Verdict>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let entry = state.fenced(lease)?;
+        if entry.steps.cursor.as_ref().map(|c| c.task_id.as_str()) == Some(from) {
+            entry.steps.cursor = to.cloned();
+            match verdict {
+                Some(Verdict::Cancelled(why)) => {
+                    entry
+                        .steps
+                        .first_cancelled
+                        .get_or_insert_with(|| why.clone());
+                }
+                Some(Verdict::Failed(why)) => {
+                    entry.steps.first_failed.get_or_insert_with(|| why.clone());
+                }
+                None => {}
+            }
+        }
+        let run = &mut entry.snapshot.run;
+        run.lease = None;
+        run.wake_at_ms = now_ms.saturating_add(DISPATCH_GRACE_MS);
         Ok(())
     }
 

@@ -1,0 +1,119 @@
+//! Micro steps in constant work. A run keeps a cursor into its fixed run order, and each task
+//! the cursor that follows it, so one step reads the run, the task at the cursor and that task's
+//! upstream records, never the whole run. The first task that did not complete decides the
+//! final status, recorded on the run as the cursor passes it.
+
+use std::collections::HashMap;
+
+use dagy_core::{FlowSpec, TaskSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::{RunRecord, RunStatus, StoreError, TaskRecord, TaskStatus};
+
+/// A position in a run's order: the task there and the tasks it depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The task at this position.
+    pub task_id: String,
+    /// Its dependencies, whose records a step reads with it.
+    pub depends_on: Vec<String>,
+}
+
+/// How a task that did not complete bears on its run's final status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A task was cancelled: the run ends cancelled; the message says which.
+    Cancelled(String),
+    /// A task failed, timed out or was skipped: the run ends failed, unless one was cancelled.
+    Failed(String),
+}
+
+impl Verdict {
+    /// The verdict of a task that ended `record.status`; `None` when it completed.
+    pub fn of(record: &TaskRecord) -> Option<Verdict> {
+        let why = record.error.as_ref().map_or("", |e| e.message.as_str());
+        let message = format!("task {} {}: {why}", record.task_id, record.status);
+        match record.status {
+            TaskStatus::Completed => None,
+            TaskStatus::Cancelled => Some(Verdict::Cancelled(message)),
+            _ => Some(Verdict::Failed(message)),
+        }
+    }
+}
+
+/// The step state a run carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StepState {
+    /// The next task in run order to look at; `None` past the last one.
+    pub cursor: Option<Cursor>,
+    /// The first cancelled task the cursor passed.
+    pub first_cancelled: Option<String>,
+    /// The first task the cursor passed that failed, timed out or was skipped.
+    pub first_failed: Option<String>,
+}
+
+impl StepState {
+    /// The status the run ends with once the cursor is past its last task, and why: cancelled
+    /// when a task was cancelled, failed when one failed, completed otherwise (the rule of
+    /// `dagy_engine::final_status`).
+    pub fn final_status(&self) -> (RunStatus, Option<String>) {
+        if let Some(why) = &self.first_cancelled {
+            return (RunStatus::Cancelled, Some(why.clone()));
+        }
+        if let Some(why) = &self.first_failed {
+            return (RunStatus::Failed, Some(why.clone()));
+        }
+        (RunStatus::Completed, None)
+    }
+}
+
+/// The task at a run's cursor, with what running it needs.
+#[derive(Debug, Clone)]
+pub struct StepTask {
+    /// Its spec.
+    pub spec: TaskSpec,
+    /// Its record.
+    pub record: TaskRecord,
+    /// The cursor after it; `None` when it is the last task.
+    pub next: Option<Cursor>,
+    /// The records of the tasks it depends on, in `spec.depends_on` order.
+    pub upstream: Vec<TaskRecord>,
+}
+
+/// What one micro step reads.
+#[derive(Debug, Clone)]
+pub struct StepView {
+    /// The run.
+    pub run: RunRecord,
+    /// Its step state.
+    pub state: StepState,
+    /// The task at the cursor; `None` when the cursor is past the last task.
+    pub task: Option<StepTask>,
+}
+
+/// The links of a new run: its first cursor and, for each task, the cursor after it, in the
+/// flow's run order.
+pub fn step_links(
+    flow: &FlowSpec,
+) -> Result<(Option<Cursor>, HashMap<String, Option<Cursor>>), StoreError> {
+    let flow = flow
+        .clone()
+        .validate(None)
+        .map_err(|e| StoreError::Invalid(format!("the run's flow is not valid: {e}")))?;
+    let cursor_at = |position: usize| {
+        flow.order().get(position).map(|&index| {
+            let task = flow.task(index);
+            Cursor {
+                task_id: task.id.clone(),
+                depends_on: task.depends_on.clone(),
+            }
+        })
+    };
+    let next = flow
+        .order()
+        .iter()
+        .enumerate()
+        .map(|(position, &index)| (flow.task(index).id.clone(), cursor_at(position + 1)))
+        .collect();
+    Ok((cursor_at(0), next))
+}
