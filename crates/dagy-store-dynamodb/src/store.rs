@@ -1457,7 +1457,10 @@ fn new_run_items(
 ) -> Result<(Vec<Item>, Item), StoreError> {
     let flow_json = serde_json::to_string(flow)
         .map_err(|e| StoreError::Invalid(format!("the flow cannot be stored: {e}")))?;
-    let (first, mut links) = dagy_store::step_links(flow)?;
+    let dagy_store::StepLinks {
+        first,
+        next: mut links,
+    } = dagy_store::step_links(flow)?;
     let mut items: Vec<Item> = Vec::with_capacity(flow.tasks.len() + 1);
     for task in &flow.tasks {
         let mut task_item = item::task_item(&run.run_id, &task.id, abandoned);

@@ -30,7 +30,7 @@ pub use record::{
     AttemptOutcome, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun, PlanRecord,
     RunPage, RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus,
 };
-pub use step::{Cursor, StepState, StepTask, StepView, Verdict, step_links};
+pub use step::{Cursor, StepLinks, StepState, StepTask, StepView, Verdict, step_links};
 
 /// The largest task output a store accepts by default: DynamoDB's item limit is 400 KB and the
 /// task item carries its other attributes beside the output.

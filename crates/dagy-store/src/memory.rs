@@ -169,7 +169,10 @@ impl RunStore for MemoryStore {
                 .idempotency
                 .insert(key.clone(), new.run.run_id.clone());
         }
-        let (first, mut links) = crate::step_links(&new.flow)?;
+        let crate::StepLinks {
+            first,
+            next: mut links,
+        } = crate::step_links(&new.flow)?;
         let next = tasks
             .iter()
             .map(|t| links.remove(&t.task_id).flatten())

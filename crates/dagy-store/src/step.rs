@@ -91,11 +91,17 @@ pub struct StepView {
     pub task: Option<StepTask>,
 }
 
-/// The links of a new run: its first cursor and, for each task, the cursor after it, in the
-/// flow's run order.
-pub fn step_links(
-    flow: &FlowSpec,
-) -> Result<(Option<Cursor>, HashMap<String, Option<Cursor>>), StoreError> {
+/// The cursors of a new run, in its flow's run order.
+#[derive(Debug, Clone)]
+pub struct StepLinks {
+    /// The first task's cursor (`None` for a flow without tasks).
+    pub first: Option<Cursor>,
+    /// For each task id, the cursor after it (`None` after the last).
+    pub next: HashMap<String, Option<Cursor>>,
+}
+
+/// The cursors of a new run of `flow`.
+pub fn step_links(flow: &FlowSpec) -> Result<StepLinks, StoreError> {
     let flow = flow
         .clone()
         .validate(None)
@@ -115,5 +121,8 @@ pub fn step_links(
         .enumerate()
         .map(|(position, &index)| (flow.task(index).id.clone(), cursor_at(position + 1)))
         .collect();
-    Ok((cursor_at(0), next))
+    Ok(StepLinks {
+        first: cursor_at(0),
+        next,
+    })
 }
