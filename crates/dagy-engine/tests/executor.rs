@@ -740,6 +740,108 @@ async fn step_runs_exactly_one_task_per_call() {
     assert_eq!(h.calls().len(), 3, "a finished run runs nothing");
 }
 
+/// Steps a run to its end; returns the store operations and the records read of each step,
+/// and the outcome.
+async fn step_to_the_end(h: &Harness, id: &str) -> (Vec<(u64, u64)>, RunStatus) {
+    let options = RunOptions::default();
+    let mut per_step = Vec::new();
+    loop {
+        let (requests, records) = (h.store.request_count(), h.store.records_read());
+        let outcome = h.executor.step(id, &options).await.expect("step");
+        per_step.push((
+            h.store.request_count() - requests,
+            h.store.records_read() - records,
+        ));
+        match outcome {
+            StepOutcome::Continue { .. } => {}
+            StepOutcome::Finished(status) => return (per_step, status),
+            other => panic!("nobody else works on the run: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_micro_step_costs_the_same_whatever_the_flows_size() {
+    let h = harness();
+    let short = h.start(chain(20, "count", json!({}))).await;
+    let long = h.start(chain(2000, "count", json!({}))).await;
+    let (short_steps, short_status) = step_to_the_end(&h, &short).await;
+    let (long_steps, long_status) = step_to_the_end(&h, &long).await;
+    assert_eq!(
+        (short_status, long_status),
+        (RunStatus::Completed, RunStatus::Completed)
+    );
+    assert_eq!(
+        (short_steps.len(), long_steps.len()),
+        (20, 2000),
+        "one step per task, the last one ending the run"
+    );
+    let most = |steps: &[(u64, u64)]| {
+        let requests = steps.iter().map(|s| s.0).max().unwrap_or(0);
+        let records = steps.iter().map(|s| s.1).max().unwrap_or(0);
+        (requests, records)
+    };
+    assert!(most(&short_steps).0 <= 6, "{short_steps:?}");
+    assert_eq!(
+        most(&long_steps),
+        most(&short_steps),
+        "a step of a 2,000-task run makes as many store operations, and reads as many records, \
+         as one of a 20-task run"
+    );
+    assert!(
+        most(&long_steps).1 <= 3,
+        "the run, the task and its upstream: {long_steps:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn micro_steps_skip_downstream_of_a_failure_and_end_the_run_failed() {
+    let h = harness();
+    let spec = FlowBuilder::new("f")
+        .task("a", "count", |t| t)
+        .task("bad", "permanent", |t| t.depends_on(["a"]))
+        .task("after", "count", |t| t.depends_on(["bad"]))
+        .task("aside", "count", |t| t.depends_on(["a"]))
+        .build();
+    let id = h.start(spec).await;
+    let (_, status) = step_to_the_end(&h, &id).await;
+    assert_eq!(status, RunStatus::Failed);
+    let snap = h.store.load_run(&id).await.expect("load");
+    assert_eq!(status_of(&snap, "bad").0, TaskStatus::Failed);
+    assert_eq!(status_of(&snap, "after").0, TaskStatus::Skipped);
+    assert_eq!(status_of(&snap, "aside").0, TaskStatus::Completed);
+    assert!(
+        snap.run
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("task bad failed")),
+        "{:?}",
+        snap.run.error
+    );
+    let calls = h.calls();
+    assert!(calls.contains(&"aside".to_string()) && !calls.contains(&"after".to_string()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_between_micro_steps_cancels_the_rest() {
+    let h = harness();
+    let id = h.start(chain(5, "count", json!({}))).await;
+    let options = RunOptions::default();
+    h.executor.step(&id, &options).await.expect("step 1");
+    h.store
+        .request_cancel(&id, dagy_store::now_ms())
+        .await
+        .expect("cancel");
+    let outcome = h.executor.step(&id, &options).await.expect("step 2");
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Cancelled));
+    let snap = h.store.load_run(&id).await.expect("load");
+    assert_eq!(status_of(&snap, "t1").0, TaskStatus::Completed);
+    for t in ["t2", "t3", "t4", "t5"] {
+        assert_eq!(status_of(&snap, t).0, TaskStatus::Cancelled, "{t}");
+    }
+    assert_eq!(snap.run.lease, None);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_resumed_run_re_runs_no_completed_task() {
     let h = harness();

@@ -6,8 +6,9 @@ use serde_json::{Map, json};
 use dagy_core::FlowBuilder;
 
 use crate::{
-    AttemptOutcome, AttemptStart, DISPATCH_GRACE_MS, DeploymentRecord, EnvironmentRecord, Lease,
-    NewRun, RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord, TaskStatus,
+    AttemptOutcome, AttemptStart, Cursor, DISPATCH_GRACE_MS, DeploymentRecord, EnvironmentRecord,
+    Lease, NewRun, RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord, TaskStatus,
+    Verdict,
 };
 
 const TTL: u64 = 10_000;
@@ -35,6 +36,7 @@ pub async fn run_all(store: &dyn RunStore, prefix: &str) {
     a_deployments_runs_are_listed_newest_first_in_pages(store, prefix).await;
     lapsed_runs_are_found_and_live_or_final_ones_are_not(store, prefix).await;
     deployments_and_environments_round_trip(store, prefix).await;
+    a_step_reads_the_cursors_task_and_its_upstream_and_moves_on(store, prefix).await;
 }
 
 fn new_run(run_id: &str, key: Option<&str>) -> NewRun {
@@ -815,5 +817,86 @@ async fn deployments_and_environments_round_trip(store: &dyn RunStore, prefix: &
             .await
             .expect("get"),
         None
+    );
+}
+
+async fn a_step_reads_the_cursors_task_and_its_upstream_and_moves_on(
+    store: &dyn RunStore,
+    prefix: &str,
+) {
+    let id = format!("{prefix}-steps");
+    let lease = created(store, &id).await;
+    let view = store
+        .load_step(&id)
+        .await
+        .expect("load")
+        .expect("a new run has step state");
+    let first = view.task.expect("the cursor is at the first task");
+    assert_eq!(first.spec.id, "a");
+    assert_eq!(first.record.status, TaskStatus::Pending);
+    assert!(first.upstream.is_empty());
+    let second = Cursor {
+        task_id: "b".into(),
+        depends_on: vec!["a".into()],
+    };
+    assert_eq!(first.next, Some(second.clone()));
+    assert_eq!(view.state.final_status(), (RunStatus::Completed, None));
+
+    store
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start a");
+    store
+        .finish_attempt(
+            &lease,
+            "a",
+            1,
+            AttemptOutcome::Completed(json!({"n": 1})),
+            T0 + 1,
+        )
+        .await
+        .expect("finish a");
+    store
+        .advance_cursor(&lease, "a", Some(&second), None, T0 + 2)
+        .await
+        .expect("advance");
+    let after = store.get_run(&id).await.expect("run");
+    assert_eq!(after.lease, None, "advancing releases the lease");
+    assert_eq!(after.wake_at_ms, T0 + 2 + DISPATCH_GRACE_MS);
+    let stale = store
+        .advance_cursor(&lease, "a", Some(&second), None, T0 + 3)
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::LeaseLost { .. })),
+        "a released lease moves nothing: {stale:?}"
+    );
+
+    let lease = store
+        .acquire_lease(&id, "owner-2", T0 + 4, TTL)
+        .await
+        .expect("next step's lease");
+    let view = store.load_step(&id).await.expect("load").expect("state");
+    let step = view.task.expect("the cursor is at b");
+    assert_eq!(step.spec.id, "b");
+    assert_eq!(step.spec.depends_on, ["a"]);
+    assert_eq!(step.next, None, "b is the last task");
+    assert_eq!(step.upstream.len(), 1);
+    assert_eq!(step.upstream[0].output, Some(json!({"n": 1})));
+
+    let failed = Verdict::Failed("task b failed: boom".into());
+    store
+        .advance_cursor(&lease, "b", None, Some(&failed), T0 + 5)
+        .await
+        .expect("advance to the end");
+    let view = store.load_step(&id).await.expect("load").expect("state");
+    assert!(view.task.is_none(), "the cursor is past the last task");
+    assert_eq!(
+        view.state.final_status(),
+        (RunStatus::Failed, Some("task b failed: boom".into()))
+    );
+    let missing = store.load_step(&format!("{prefix}-no-such-run")).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
     );
 }

@@ -23,6 +23,7 @@ pub struct MemoryStore {
     state: Mutex<State>,
     limits: StoreLimits,
     requests: AtomicU64,
+    records_read: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +56,17 @@ impl MemoryStore {
             limits,
             ..Self::default()
         }
+    }
+
+    /// How many run and task records reads have returned so far: what a DynamoDB store would
+    /// send back as items, for tests and benchmarks of how much a step reads.
+    pub fn records_read(&self) -> u64 {
+        self.records_read.load(Ordering::Relaxed)
+    }
+
+    fn count_read(&self, records: usize) {
+        self.records_read
+            .fetch_add(records as u64, Ordering::Relaxed);
     }
 
     /// How many store operations were made so far (reads and writes), for benchmarks.
@@ -205,7 +217,9 @@ impl RunStore for MemoryStore {
     }
 
     async fn load_run(&self, run_id: &str) -> Result<RunSnapshot, StoreError> {
-        Ok(self.lock().entry(run_id)?.snapshot.clone())
+        let snapshot = self.lock().entry(run_id)?.snapshot.clone();
+        self.count_read(1 + snapshot.tasks.len());
+        Ok(snapshot)
     }
 
     async fn acquire_lease(
@@ -358,11 +372,14 @@ impl RunStore for MemoryStore {
                 })
             }
         };
-        Ok(Some(StepView {
+        let view = StepView {
             run: entry.snapshot.run.clone(),
             state: entry.steps.clone(),
             task,
-        }))
+        };
+        drop(state);
+        self.count_read(1 + view.task.as_ref().map_or(0, |t| 1 + t.upstream.len()));
+        Ok(Some(view))
     }
 
     async fn advance_cursor(
