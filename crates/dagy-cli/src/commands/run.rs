@@ -77,7 +77,11 @@ pub fn run(args: RunArgs, registry: HandlerRegistry) -> anyhow::Result<ExitCode>
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let code = runtime.block_on(run_async(args, Arc::new(registry)));
+    // On a worker thread, not the caller's: each task's handler is spawned onto the same worker
+    // and wakes its waiter there, without a cross-thread wake-up per task.
+    let code = runtime
+        .block_on(runtime.spawn(run_async(args, Arc::new(registry))))
+        .context("the run's driver panicked")?;
     // A blocking handler that ignored its timeout may still be spinning: do not wait for it.
     runtime.shutdown_background();
     code
