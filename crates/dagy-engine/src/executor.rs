@@ -310,11 +310,15 @@ impl Executor {
         run_id: &str,
         options: &RunOptions,
     ) -> Result<StepOutcome, EngineError> {
-        let lease = match Session::claim(self, run_id, Claim::Exclusive).await? {
-            Ok(lease) => lease,
-            Err(outcome) => return Ok(outcome),
+        let taken = self
+            .store
+            .acquire_step(run_id, &self.owner, now_ms(), millis(self.lease_ttl))
+            .await;
+        let (lease, view) = match taken {
+            Ok(taken) => taken,
+            Err(e) => return Session::claim_refused(e),
         };
-        match self.store.load_step(run_id).await? {
+        match view {
             Some(view) => self.step_at_cursor(lease, view, options).await,
             // A run from before step state: one task, read whole.
             None => {
@@ -523,16 +527,24 @@ impl<'a> Session<'a> {
         };
         match taken {
             Ok(lease) => Ok(Ok(lease)),
-            Err(StoreError::LeaseHeld {
+            Err(e) => Session::claim_refused(e).map(Err),
+        }
+    }
+
+    /// The outcome of a step whose claim on the run was refused: held by another owner, or
+    /// the run is final; any other error is one.
+    fn claim_refused(e: StoreError) -> Result<StepOutcome, EngineError> {
+        match e {
+            StoreError::LeaseHeld {
                 owner,
                 expires_at_ms,
                 ..
-            }) => Ok(Err(StepOutcome::Busy {
+            } => Ok(StepOutcome::Busy {
                 owner,
                 until_ms: expires_at_ms,
-            })),
-            Err(StoreError::RunFinished { status, .. }) => Ok(Err(StepOutcome::Finished(status))),
-            Err(e) => Err(e.into()),
+            }),
+            StoreError::RunFinished { status, .. } => Ok(StepOutcome::Finished(status)),
+            e => Err(e.into()),
         }
     }
 

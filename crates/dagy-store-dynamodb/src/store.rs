@@ -123,8 +123,8 @@ enum Updated {
 
 /// What a lease take-over did.
 enum Taken {
-    /// `owner` holds the lease now, with this fencing token.
-    Token(u64),
+    /// `owner` holds the lease now, with this fencing token; the run item as it is now.
+    Token(u64, Box<Item>),
     /// The run is final or another owner's lease is live: the run as it is.
     Refused(Box<RunRecord>),
 }
@@ -330,6 +330,45 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
+    /// A micro step's view of the run whose item is `found`: its step state and the task at
+    /// its cursor, read with its upstream tasks in one BatchGetItem.
+    async fn step_view(&self, run_id: &str, found: &Item) -> Result<Option<StepView>, StoreError> {
+        let run = item::run_record(found)?;
+        let Some(state) = item::step_state(found)? else {
+            return Ok(None);
+        };
+        let Some(cursor) = &state.cursor else {
+            return Ok(Some(StepView {
+                run,
+                state,
+                task: None,
+            }));
+        };
+        let mut wanted = vec![cursor.task_id.clone()];
+        wanted.extend(cursor.depends_on.iter().cloned());
+        let mut found = self.get_tasks(run_id, &wanted).await?;
+        let missing =
+            |id: &str| StoreError::Corrupt(format!("run {run_id} misses the item of task {id}"));
+        let task_item = found
+            .remove(&cursor.task_id)
+            .ok_or_else(|| missing(&cursor.task_id))?;
+        let spec = item::opt_json(&task_item, "spec")?.ok_or_else(|| missing(&cursor.task_id))?;
+        let next = item::opt_json::<Option<Cursor>>(&task_item, "next")?.flatten();
+        let record = item::task_record(&task_item)?;
+        let mut upstream = Vec::with_capacity(cursor.depends_on.len());
+        for id in &cursor.depends_on {
+            let upstream_item = found.get(id).ok_or_else(|| missing(id))?;
+            upstream.push(item::task_record(upstream_item)?);
+        }
+        let task = Some(StepTask {
+            spec,
+            record,
+            next,
+            upstream,
+        });
+        Ok(Some(StepView { run, state, task }))
+    }
+
     /// The items of a run's tasks `ids`, by task id, read with BatchGetItem (strongly
     /// consistent; unprocessed keys are asked for again).
     async fn get_tasks(
@@ -484,7 +523,10 @@ impl DynamoStore {
             )
             .await?;
         match taken {
-            Updated::Applied(new) => Ok(Taken::Token(item::get_n(&new, "lease_token")?)),
+            Updated::Applied(new) => Ok(Taken::Token(
+                item::get_n(&new, "lease_token")?,
+                Box::new(new),
+            )),
             Updated::Refused(old) => Ok(Taken::Refused(Box::new(existing_run(run_id, old)?))),
         }
     }
@@ -739,7 +781,7 @@ impl RunStore for DynamoStore {
             .take_lease(run_id, owner, now_ms, expires, true)
             .await?
         {
-            Taken::Token(token) => Ok(Lease {
+            Taken::Token(token, _) => Ok(Lease {
                 run_id: run_id.to_string(),
                 owner: owner.to_string(),
                 token,
@@ -802,7 +844,7 @@ impl RunStore for DynamoStore {
                 .take_lease(run_id, owner, now_ms, wanted, false)
                 .await?
             {
-                Taken::Token(token) => return Ok(joined(token, wanted)),
+                Taken::Token(token, _) => return Ok(joined(token, wanted)),
                 Taken::Refused(run) => {
                     let ours = run.lease.as_ref().is_none_or(|held| held.owner == owner);
                     if run.status.is_final() || !ours {
@@ -867,48 +909,40 @@ impl RunStore for DynamoStore {
     }
 
     async fn load_step(&self, run_id: &str) -> Result<Option<StepView>, StoreError> {
-        let Some(found) = self.get_item(item::run_pk(run_id), RUN_SK).await? else {
-            return Err(StoreError::NotFound {
+        match self.get_item(item::run_pk(run_id), RUN_SK).await? {
+            Some(found) => self.step_view(run_id, &found).await,
+            None => Err(StoreError::NotFound {
                 run_id: run_id.to_string(),
-            });
-        };
-        let run = item::run_record(&found)?;
-        let Some(state) = item::step_state(&found)? else {
-            return Ok(None);
-        };
-        let Some(cursor) = &state.cursor else {
-            return Ok(Some(StepView {
-                run,
-                state,
-                task: None,
-            }));
-        };
-        let mut wanted = vec![cursor.task_id.clone()];
-        wanted.extend(cursor.depends_on.iter().cloned());
-        let mut found = self.get_tasks(run_id, &wanted).await?;
-        let missing =
-            |id: &str| StoreError::Corrupt(format!("run {run_id} misses the item of task {id}"));
-        let task_item = found
-            .remove(&cursor.task_id)
-            .ok_or_else(|| missing(&cursor.task_id))?;
-        let spec = item::opt_json(&task_item, "spec")?.ok_or_else(|| missing(&cursor.task_id))?;
-        let next = item::opt_json::<Option<Cursor>>(&task_item, "next")?.flatten();
-        let record = item::task_record(&task_item)?;
-        let mut upstream = Vec::with_capacity(cursor.depends_on.len());
-        for id in &cursor.depends_on {
-            let upstream_item = found.get(id).ok_or_else(|| missing(id))?;
-            upstream.push(item::task_record(upstream_item)?);
-        }
-        Ok(Some(StepView {
-            run,
-            state,
-            task: Some(StepTask {
-                spec,
-                record,
-                next,
-                upstream,
             }),
-        }))
+        }
+    }
+
+    async fn acquire_step(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<(Lease, Option<StepView>), StoreError> {
+        let expires = now_ms.saturating_add(ttl_ms);
+        match self
+            .take_lease(run_id, owner, now_ms, expires, true)
+            .await?
+        {
+            Taken::Token(token, run_item) => {
+                let lease = Lease {
+                    run_id: run_id.to_string(),
+                    owner: owner.to_string(),
+                    token,
+                    expires_at_ms: expires,
+                    worker: None,
+                };
+                // The take-over answers with the run item: the step reads only its tasks.
+                let view = self.step_view(run_id, &run_item).await?;
+                Ok((lease, view))
+            }
+            Taken::Refused(run) => Err(lease_refusal(*run)),
+        }
     }
 
     async fn advance_cursor(

@@ -380,3 +380,59 @@ async fn a_run_id_in_use_is_refused_and_the_existing_run_is_kept() {
     assert!(snap.tasks.iter().all(|t| t.status == TaskStatus::Completed));
     assert_eq!(snap.tasks[2].output, Some(json!(3)));
 }
+
+/// Steps a run to its end; returns the DynamoDB requests and response bytes of each step.
+async fn traffic_per_step(
+    executor: &Executor,
+    traffic: &support::Traffic,
+    run_id: &str,
+) -> Vec<(u64, u64)> {
+    let mut per_step = Vec::new();
+    loop {
+        let (requests, bytes) = traffic.totals();
+        let outcome = executor
+            .step(run_id, &RunOptions::default())
+            .await
+            .expect("step");
+        let (after_requests, after_bytes) = traffic.totals();
+        per_step.push((after_requests - requests, after_bytes - bytes));
+        match outcome {
+            StepOutcome::Continue { .. } => {}
+            StepOutcome::Finished(status) => {
+                assert_eq!(status, RunStatus::Completed);
+                return per_step;
+            }
+            other => panic!("nobody else works on the run: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_micro_step_reads_and_writes_the_same_whatever_the_flows_size() {
+    let (url, traffic) = support::counting_proxy(&support::endpoint()).await;
+    let table = support::fresh_store("steps").await.table().to_string();
+    let store = Arc::new(DynamoStore::new(support::client_for(&url), &table));
+    let registry = Arc::new(dagy_handlers::registry());
+    let executor = Executor::new(store.clone(), registry.clone());
+    let mut per_task = Vec::new();
+    for n in [20, 200] {
+        let spec = dagy_handlers::chain(n, "sum", json!({"add": 1}));
+        let run_id = start(&store, spec, &registry).await;
+        let steps = traffic_per_step(&executor, &traffic, &run_id).await;
+        assert_eq!(steps.len(), n, "one step per task");
+        let most = steps.iter().map(|s| s.0).max().unwrap_or(0);
+        assert!(most <= 6, "at most 6 requests a step: {steps:?}");
+        let bytes: u64 = steps.iter().map(|s| s.1).sum();
+        let requests: u64 = steps.iter().map(|s| s.0).sum();
+        eprintln!(
+            "{n}-task chain: {:.2} requests and {:.0} response bytes per step, {most} requests at most",
+            requests as f64 / n as f64,
+            bytes as f64 / n as f64
+        );
+        per_task.push(bytes as f64 / n as f64);
+    }
+    assert!(
+        per_task[1] <= per_task[0] * 1.5,
+        "response bytes per step, 20 tasks then 200: {per_task:?}"
+    );
+}

@@ -252,6 +252,20 @@ pub trait RunStore: Send + Sync {
     /// `None` for a run without step state (created before it existed): read it whole.
     async fn load_step(&self, run_id: &str) -> Result<Option<StepView>, StoreError>;
 
+    /// [`RunStore::acquire_lease`] and [`RunStore::load_step`] together: a store whose lease
+    /// write answers with the run reads only the step's tasks after it.
+    async fn acquire_step(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<(Lease, Option<StepView>), StoreError> {
+        let lease = self.acquire_lease(run_id, owner, now_ms, ttl_ms).await?;
+        let view = self.load_step(run_id).await?;
+        Ok((lease, view))
+    }
+
     /// Moves the run's cursor from `from` (the task just settled) to `to`, records `verdict`
     /// when the run has none of its kind yet, and releases the lease, in one write. Fails with
     /// `LeaseLost` when the lease is no longer `lease`.

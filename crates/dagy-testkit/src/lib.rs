@@ -185,3 +185,88 @@ pub async fn chaos_proxy(
     });
     (url, faults)
 }
+
+/// What passed through a [`counting_proxy`]: API requests (one `x-amz-target` header each) and
+/// the bytes of the answers.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// Requests forwarded.
+    pub requests: std::sync::atomic::AtomicU64,
+    /// Bytes the server answered with, headers included.
+    pub response_bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Traffic {
+    /// Requests and response bytes so far.
+    pub fn totals(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.requests.load(Relaxed),
+            self.response_bytes.load(Relaxed),
+        )
+    }
+}
+
+/// A TCP proxy in front of `upstream` that forwards everything and counts what passes: the
+/// figures DynamoDB bills and a step waits for. Returns its URL and the counters.
+pub async fn counting_proxy(upstream: &str) -> (String, std::sync::Arc<Traffic>) {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    let upstream = upstream.trim_start_matches("http://").to_string();
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the proxy");
+    let url = format!(
+        "http://{}",
+        listener.local_addr().expect("the proxy's address")
+    );
+    let traffic = Arc::new(Traffic::default());
+    let counters = traffic.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let up = counters.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                // The end of the previous read, so a header split across reads still counts.
+                let mut tail: Vec<u8> = Vec::new();
+                while let Ok(n) = client_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut seen = std::mem::take(&mut tail);
+                    seen.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&seen).to_ascii_lowercase();
+                    let found = text.matches("\r\nx-amz-target:").count();
+                    up.requests.fetch_add(found as u64, Relaxed);
+                    // One byte short of the 15-byte marker: a whole marker is never kept.
+                    tail = seen[seen.len().saturating_sub(14)..].to_vec();
+                    if server_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let down = counters.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n) = server_read.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    down.response_bytes.fetch_add(n as u64, Relaxed);
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (url, traffic)
+}
