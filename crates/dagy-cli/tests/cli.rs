@@ -561,3 +561,56 @@ fn a_flow_name_or_parameters_too_large_to_store_are_refused_by_validate() {
             .stderr(predicate::str::contains(says));
     }
 }
+
+/// `dagy run ARGS` on a pseudo-terminal (util-linux `script`), as a user at a terminal sees it.
+fn on_a_terminal(args: &str) -> String {
+    let binary = assert_cmd::cargo::cargo_bin!("dagy");
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} run {args}", binary.display()),
+            "/dev/null",
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .output()
+        .expect("util-linux script");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn on_a_terminal_a_large_run_shows_a_bar_and_a_summary_not_a_line_per_task() {
+    let tasks: Vec<String> = (0..60)
+        .map(|i| {
+            let deps = if i == 0 {
+                String::new()
+            } else {
+                format!(r#", "depends_on": ["t{}"]"#, i - 1)
+            };
+            format!(r#"{{"id": "t{i}", "handler": "sum", "args": {{"add": 1}}{deps}}}"#)
+        })
+        .collect();
+    let flow = write_temp(&format!(
+        r#"{{"spec_version": 1, "name": "sixty", "tasks": [{}]}}"#,
+        tasks.join(", ")
+    ));
+    let path = flow.path().display().to_string();
+    let shown = on_a_terminal(&format!("{path} --tier micro"));
+    assert!(
+        shown.contains("60/60"),
+        "the bar counts to the end: {shown}"
+    );
+    assert!(
+        shown.contains("60 completed tasks not listed"),
+        "a summary instead of 60 rows: {shown}"
+    );
+    assert!(!shown.contains("attempt 1"), "no line per attempt: {shown}");
+    let verbose = on_a_terminal(&format!("{path} --tier micro --verbose"));
+    assert_eq!(verbose.matches("attempt 1").count(), 60, "{verbose}");
+}

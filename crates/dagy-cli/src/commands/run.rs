@@ -13,7 +13,7 @@ use dagy_core::{ExecutionMode, Flow, PlanRequest, RuntimeTier, Settings, TierInp
 use dagy_engine::{Budget, Executor, HandlerRegistry, NewRunRequest, RunOptions, StepOutcome};
 use dagy_store::{MemoryStore, RunStatus, RunStore, StoreError};
 
-use crate::progress::Progress;
+use crate::progress::{Display, Progress};
 
 /// Where run state is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -56,8 +56,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 60.0, value_name = "SECONDS")]
     pub lease_ttl: f64,
     /// No live progress on standard error.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// A line per attempt and per task's end, even on a terminal (where a live bar with
+    /// counts by state is the default).
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 fn parse_lambda_tier(s: &str) -> Result<RuntimeTier, String> {
@@ -101,7 +105,14 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
         ),
     };
     let interactive = std::io::stderr().is_terminal();
-    let progress = Arc::new(Progress::new(!args.quiet, interactive));
+    let display = if args.quiet {
+        Display::Quiet
+    } else if interactive && !args.verbose {
+        Display::Bar
+    } else {
+        Display::Lines
+    };
+    let progress = Arc::new(Progress::new(display, interactive));
     let ttl = Duration::try_from_secs_f64(args.lease_ttl)
         .ok()
         .filter(|d| !d.is_zero())
