@@ -388,6 +388,18 @@ async fn a_cancel_stops_a_micro_run_at_its_next_task_boundary() {
     assert!(first_cancelled <= 3, "the cancel took effect late: {run}");
 }
 
+/// Invokes the task-executor with `event` and checks that it fails with `error_type`;
+/// returns its answer.
+async fn refused_with(emulator: &Emulator, event: &Value, error_type: &str) -> Value {
+    let (status, answer) = invoke_api(emulator, "dagy-task-executor", event).await;
+    assert_eq!(
+        (status, answer["errorType"].as_str()),
+        (500, Some(error_type)),
+        "{answer}"
+    );
+    answer
+}
+
 /// Calls the emulator's Lambda Invoke API (as Step Functions calls the task-executor) and
 /// returns the HTTP status with the JSON answer: a function error is a 500 with
 /// `{errorType, errorMessage}`.
@@ -474,17 +486,12 @@ async fn the_task_executor_runs_one_task_per_invocation_and_ends_the_run() {
         {"id": "after", "handler": "echo", "depends_on": ["boom"]}
     ]});
     let run_id = new_run(&failing.to_string()).await;
-    let (status, answer) = invoke_api(
+    let answer = refused_with(
         &emulator,
-        "dagy-task-executor",
         &json!({"run_id": run_id, "task_id": "boom"}),
+        "DagyTaskFailed",
     )
     .await;
-    assert_eq!(
-        (status, answer["errorType"].as_str()),
-        (500, Some("DagyTaskFailed")),
-        "{answer}"
-    );
     assert!(
         answer["errorMessage"]
             .as_str()
@@ -510,26 +517,15 @@ async fn the_task_executor_runs_one_task_per_invocation_and_ends_the_run() {
         &event("http-cancel-run.json", &run_id),
     ));
     assert_eq!(status, 200);
-    let (status, answer) = invoke_api(
+    refused_with(
         &emulator,
-        "dagy-task-executor",
         &json!({"run_id": run_id, "task_id": "greet"}),
+        "DagyRunStopped",
     )
     .await;
-    assert_eq!(
-        (status, answer["errorType"].as_str()),
-        (500, Some("DagyRunStopped")),
-        "{answer}"
-    );
 
     // A malformed event is named, never a crash.
-    let (status, answer) =
-        invoke_api(&emulator, "dagy-task-executor", &json!({"run_id": run_id})).await;
-    assert_eq!(
-        (status, answer["errorType"].as_str()),
-        (500, Some("DagyBadEvent")),
-        "{answer}"
-    );
+    refused_with(&emulator, &json!({"run_id": run_id}), "DagyBadEvent").await;
 
     let log = std::fs::read_to_string(&emulator.log).expect("emulator log");
     assert!(

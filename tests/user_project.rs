@@ -73,16 +73,17 @@ async fn the_projects_functions_run_its_flow_and_its_task_writes_to_dynamodb() {
         .expect("the summary task");
     assert_eq!(summary["output"]["total"], 17984, "{summary}");
 
-    let report = support::client_for(&support::endpoint())
-        .get_item()
+    let found = support::client_for(&support::endpoint())
+        .query()
         .table_name(&table)
-        .key("pk", AttributeValue::S(format!("REPORT#{run_id}")))
-        .key("sk", AttributeValue::S("REPORT".into()))
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("REPORT#{run_id}")))
         .send()
         .await
-        .expect("get the report");
-    let text = report
-        .item()
+        .expect("query the report");
+    let text = found
+        .items()
+        .first()
         .and_then(|item| item.get("report"))
         .and_then(|v| v.as_s().ok())
         .expect("the report task wrote its item");

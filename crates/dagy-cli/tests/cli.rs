@@ -602,10 +602,7 @@ fn on_a_terminal_a_large_run_shows_a_bar_and_a_summary_not_a_line_per_task() {
     ));
     let path = flow.path().display().to_string();
     let shown = on_a_terminal(&format!("{path} --tier micro"));
-    assert!(
-        shown.contains("/60 "),
-        "a bar counts the tasks: {shown}"
-    );
+    assert!(shown.contains("/60 "), "a bar counts the tasks: {shown}");
     assert!(
         shown.contains("60 completed tasks not listed"),
         "a summary instead of 60 rows: {shown}"

@@ -276,23 +276,12 @@ impl Executor {
         run_id: &str,
         options: &RunOptions,
     ) -> Result<StepOutcome, EngineError> {
-        superseded_is_an_outcome(self.run_session(run_id, options).await)
-    }
-
-    async fn run_session(
-        &self,
-        run_id: &str,
-        options: &RunOptions,
-    ) -> Result<StepOutcome, EngineError> {
-        let mut session = match Session::open(self, run_id, options, Claim::Exclusive).await? {
-            Opened::Session(s) => s,
-            Opened::Done(outcome) => return Ok(outcome),
+        let driven = match Session::open(self, run_id, options, Claim::Exclusive).await {
+            Ok(Opened::Session(mut session)) => session.run_to_end().await,
+            Ok(Opened::Done(outcome)) => Ok(outcome),
+            Err(e) => Err(e),
         };
-        loop {
-            if let Some(status) = session.advance().await? {
-                return Ok(StepOutcome::Finished(status));
-            }
-        }
+        superseded_is_an_outcome(driven)
     }
 
     /// Runs exactly one ready task and says what is next: the micro tier, one task per
@@ -653,6 +642,15 @@ impl<'a> Session<'a> {
         let mut tasks = step.upstream.clone();
         tasks.push(step.record.clone());
         Ok(Self::with(exec, options, lease, flow, run, tasks))
+    }
+
+    /// Runs task after task until the run ends.
+    async fn run_to_end(&mut self) -> Result<StepOutcome, EngineError> {
+        loop {
+            if let Some(status) = self.advance().await? {
+                return Ok(StepOutcome::Finished(status));
+            }
+        }
     }
 
     /// Runs the next ready task, or finishes the run when none is left.

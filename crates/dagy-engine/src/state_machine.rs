@@ -211,9 +211,9 @@ impl Session<'_> {
             return Ok(TaskInvocation::Stopped("the run was cancelled".into()));
         };
         if let Some(error) = too_often_interrupted(self.tasks[index].interruptions, "invocation") {
-            return self
-                .final_failure(index, attempt, TaskStatus::Failed, error, started_at)
-                .await;
+            self.record_final(index, attempt, TaskStatus::Failed, error, started_at)
+                .await?;
+            return Ok(self.failed_invocation(index, TaskStatus::Failed));
         }
 
         let task_deadline = retry::attempt_deadline(spec.timeout_seconds);
@@ -237,17 +237,17 @@ impl Session<'_> {
                      timeout_seconds"
                 ))
                 .with_type("BudgetExhausted");
-                return self
-                    .final_failure(index, attempt, TaskStatus::TimedOut, error, started_at)
-                    .await;
+                self.record_final(index, attempt, TaskStatus::TimedOut, error, started_at)
+                    .await?;
+                return Ok(self.failed_invocation(index, TaskStatus::TimedOut));
             }
             AttemptEnd::TimedOut => self.timed_out(index, attempt),
             AttemptEnd::Returned(Err(error)) => error,
         };
         if let Some(status) = self.final_after(index, &error) {
-            return self
-                .final_failure(index, attempt, status, error, started_at)
-                .await;
+            self.record_final(index, attempt, status, error, started_at)
+                .await?;
+            return Ok(self.failed_invocation(index, status));
         }
         let record = self.fit_error(&error);
         self.exec
@@ -286,22 +286,12 @@ impl Session<'_> {
         })
     }
 
-    async fn final_failure(
-        &mut self,
-        index: usize,
-        attempt: u32,
-        status: TaskStatus,
-        error: TaskError,
-        started: Instant,
-    ) -> Result<TaskInvocation, EngineError> {
-        self.record_final(index, attempt, status, error, started)
-            .await?;
-        Ok(TaskInvocation::Failed(
-            self.tasks[index].error.clone().unwrap_or(TaskErrorRecord {
-                error_type: "TaskFailed".into(),
-                message: format!("the task ended {status}"),
-            }),
-        ))
+    /// What the task-executor answers for a task that ended `status` without completing.
+    fn failed_invocation(&self, index: usize, status: TaskStatus) -> TaskInvocation {
+        TaskInvocation::Failed(self.tasks[index].error.clone().unwrap_or(TaskErrorRecord {
+            error_type: "TaskFailed".into(),
+            message: format!("the task ended {status}"),
+        }))
     }
 
     async fn record_end(&mut self, end: &StateMachineEnd) -> Result<RunStatus, EngineError> {
