@@ -48,6 +48,27 @@ async fn forward(port: u16, head: &str, body: &[u8]) -> Vec<u8> {
     answer
 }
 
+/// Lambda's asynchronous invocation: an `Event` request is answered 202 at once and then run
+/// on the emulator; any other request's client is handed back to be answered.
+async fn event_invocation(
+    mut client: TcpStream,
+    head: &str,
+    body: &[u8],
+    emulator_port: u16,
+) -> Option<TcpStream> {
+    let asynchronous = support::http::header(head, "x-amz-invocation-type")
+        .is_some_and(|t| t.eq_ignore_ascii_case("event"));
+    if !asynchronous {
+        return Some(client);
+    }
+    let _ = client
+        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        .await;
+    drop(client);
+    forward(emulator_port, head, body).await;
+    None
+}
+
 /// The Lambda Invoke API in front of the emulator, with Lambda's asynchronous semantics.
 async fn async_invoke_proxy(emulator_port: u16) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -58,19 +79,12 @@ async fn async_invoke_proxy(emulator_port: u16) -> u16 {
                 let Some((head, body)) = read_request(&mut client).await else {
                     return;
                 };
-                let asynchronous = head.lines().any(|l| {
-                    l.to_ascii_lowercase().replace(' ', "") == "x-amz-invocation-type:event"
-                });
-                if asynchronous {
-                    let _ = client
-                        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                    drop(client);
-                    forward(emulator_port, &head, &body).await;
-                } else {
-                    let answer = forward(emulator_port, &head, &body).await;
-                    let _ = client.write_all(&answer).await;
-                }
+                let Some(mut client) = event_invocation(client, &head, &body, emulator_port).await
+                else {
+                    return;
+                };
+                let answer = forward(emulator_port, &head, &body).await;
+                let _ = client.write_all(&answer).await;
             });
         }
     });
@@ -573,17 +587,10 @@ async fn lambda_front(emulator_port: u16, moto_port: Arc<AtomicU16>) -> u16 {
                     &format!("/2015-03-31/functions/{function}/invocations"),
                     1,
                 );
-                let asynchronous = head.lines().any(|l| {
-                    l.to_ascii_lowercase().replace(' ', "") == "x-amz-invocation-type:event"
-                });
-                if asynchronous {
-                    let _ = client
-                        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                        .await;
-                    drop(client);
-                    forward(emulator_port, &head, &body).await;
+                let Some(mut client) = event_invocation(client, &head, &body, emulator_port).await
+                else {
                     return;
-                }
+                };
                 let answer = forward(emulator_port, &head, &body).await;
                 let text = String::from_utf8_lossy(&answer).to_string();
                 let (status_line, rest) = text.split_once("\r\n").unwrap_or_default();
