@@ -871,15 +871,7 @@ impl<'a> Session<'a> {
         }
         let delay = retry::retry_delay(&spec, failures, retry::random_unit());
         let record = self.fit_error(&error);
-        self.exec
-            .store
-            .finish_attempt(
-                &self.lease,
-                &spec.id,
-                attempt,
-                AttemptOutcome::Retrying(record),
-                now_ms(),
-            )
+        self.write_attempt_end(&spec.id, attempt, AttemptOutcome::Retrying(record))
             .await?;
         let task = &mut self.tasks[index];
         task.status = TaskStatus::Retrying;
@@ -1032,6 +1024,20 @@ impl<'a> Session<'a> {
         })
     }
 
+    /// Writes how attempt `attempt` of task `id` ended, under this session's lease.
+    pub(crate) async fn write_attempt_end(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+    ) -> Result<(), EngineError> {
+        self.exec
+            .store
+            .finish_attempt(&self.lease, id, attempt, outcome, now_ms())
+            .await?;
+        Ok(())
+    }
+
     pub(crate) async fn record_output(
         &mut self,
         index: usize,
@@ -1065,15 +1071,7 @@ impl<'a> Session<'a> {
                 .await;
         }
         let id = self.flow.task(index).id.clone();
-        self.exec
-            .store
-            .finish_attempt(
-                &self.lease,
-                &id,
-                attempt,
-                AttemptOutcome::Completed(output.clone()),
-                now_ms(),
-            )
+        self.write_attempt_end(&id, attempt, AttemptOutcome::Completed(output.clone()))
             .await?;
         let task = &mut self.tasks[index];
         task.status = TaskStatus::Completed;
@@ -1098,16 +1096,12 @@ impl<'a> Session<'a> {
     ) -> Result<TaskEnd, EngineError> {
         let id = self.flow.task(index).id.clone();
         let record = self.fit_error(&error);
-        self.exec
-            .store
-            .finish_attempt(
-                &self.lease,
-                &id,
-                attempt,
-                AttemptOutcome::Finished(status, record.clone()),
-                now_ms(),
-            )
-            .await?;
+        self.write_attempt_end(
+            &id,
+            attempt,
+            AttemptOutcome::Finished(status, record.clone()),
+        )
+        .await?;
         let task = &mut self.tasks[index];
         task.status = status;
         task.failures += 1;

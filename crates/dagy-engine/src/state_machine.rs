@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use dagy_store::{AttemptOutcome, RunStatus, StoreError, TaskErrorRecord, TaskStatus, now_ms};
+use dagy_store::{AttemptOutcome, RunStatus, StoreError, TaskErrorRecord, TaskStatus};
 
 use crate::error::EngineError;
 use crate::executor::{
@@ -250,15 +250,7 @@ impl Session<'_> {
             return Ok(self.failed_invocation(index, status));
         }
         let record = self.fit_error(&error);
-        self.exec
-            .store()
-            .finish_attempt(
-                &self.lease,
-                task_id,
-                attempt,
-                AttemptOutcome::Retrying(record.clone()),
-                now_ms(),
-            )
+        self.write_attempt_end(task_id, attempt, AttemptOutcome::Retrying(record.clone()))
             .await?;
         Ok(TaskInvocation::Retryable(record))
     }
