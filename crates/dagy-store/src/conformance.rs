@@ -335,24 +335,27 @@ async fn workers_of_a_shared_lease_own_their_attempts(store: &dyn RunStore, pref
     );
     assert_eq!(a.output, Some(json!("w2")));
     assert_eq!(a.owner.as_deref(), Some("w2"));
+    a_shared_leases_retrying_task_settles_as_failed(store, &id, &w1, &w2).await;
+}
 
+/// Under a shared lease, a task one worker left retrying is settled by another as failed.
+async fn a_shared_leases_retrying_task_settles_as_failed(
+    store: &dyn RunStore,
+    id: &str,
+    w1: &Lease,
+    w2: &Lease,
+) {
     store
-        .start_attempt(&w1, "b", 1, T0 + 4)
+        .start_attempt(w1, "b", 1, T0 + 4)
         .await
         .expect("start b");
     store
-        .finish_attempt(
-            &w1,
-            "b",
-            1,
-            AttemptOutcome::Retrying(error("flaky")),
-            T0 + 5,
-        )
+        .finish_attempt(w1, "b", 1, AttemptOutcome::Retrying(error("flaky")), T0 + 5)
         .await
         .expect("b retrying");
     store
         .settle_tasks(
-            &w2,
+            w2,
             &["b".to_string()],
             TaskStatus::Failed,
             error("gave up"),
@@ -360,7 +363,7 @@ async fn workers_of_a_shared_lease_own_their_attempts(store: &dyn RunStore, pref
         )
         .await
         .expect("a task whose retries were given up on settles as failed");
-    assert_eq!(task_status(store, &id, "b").await, (TaskStatus::Failed, 1));
+    assert_eq!(task_status(store, id, "b").await, (TaskStatus::Failed, 1));
 }
 
 async fn attempts_start_only_in_order(store: &dyn RunStore, prefix: &str) {
