@@ -224,6 +224,9 @@ fn status_colour(status: TaskStatus) -> &'static str {
 
 impl Observer for Progress {
     fn on_event(&self, event: &Event) {
+        if self.display == Display::Quiet {
+            return;
+        }
         if self.display == Display::Bar {
             match event {
                 Event::AttemptStarted { task_id, .. } => {

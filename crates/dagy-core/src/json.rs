@@ -31,6 +31,9 @@ pub const MAX_DOCUMENT_DEPTH: usize = MAX_OUTPUT_DEPTH + 16;
 /// How many arrays and objects nest inside each other in `value` (a scalar is 0). Iterative,
 /// so any depth can be measured.
 pub fn depth(value: &Value) -> usize {
+    if !(value.is_array() || value.is_object()) {
+        return 0;
+    }
     let mut deepest = 0;
     let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
     while let Some((v, level)) = stack.pop() {
@@ -44,6 +47,26 @@ pub fn depth(value: &Value) -> usize {
         stack.extend(children.map(|c| (c, inner)));
     }
     deepest
+}
+
+/// The length of `value`'s JSON text, without writing the text anywhere.
+pub fn encoded_len(value: &Value) -> usize {
+    /// Counts what is written to it.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
 }
 
 /// The deepest nesting in JSON text, read without parsing it (strings are skipped); the text
@@ -105,6 +128,18 @@ mod tests {
 
     fn nested(levels: usize) -> String {
         "[".repeat(levels) + &"]".repeat(levels)
+    }
+
+    #[test]
+    fn the_encoded_length_is_the_texts() {
+        for value in [
+            json!(null),
+            json!(12.5),
+            json!("é\"\n"),
+            json!({"a": [1, {"b": "c"}], "d": {}}),
+        ] {
+            assert_eq!(encoded_len(&value), value.to_string().len(), "{value}");
+        }
     }
 
     #[test]

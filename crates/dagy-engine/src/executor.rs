@@ -1059,7 +1059,7 @@ impl<'a> Session<'a> {
                 .await;
         }
         let limit = self.exec.store.limits().max_output_bytes;
-        let bytes = serde_json::to_vec(&output).map_or(usize::MAX, |v| v.len());
+        let bytes = dagy_core::json::encoded_len(&output);
         if bytes > limit {
             let error = TaskError::permanent(format!(
                 "the output is {bytes} bytes, over the store's limit of {limit} bytes; write large \
