@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use dagy_core::{ExecutionMode, Flow, Plan, TaskSpec};
 use dagy_store::{
-    AttemptOutcome, Created, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore, StepTask,
-    StepView, StoreError, TaskErrorRecord, TaskRecord, TaskStatus, Verdict, now_ms,
+    AttemptOutcome, Created, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore, StepState,
+    StepTask, StepView, StoreError, TaskErrorRecord, TaskRecord, TaskStatus, Verdict, now_ms,
 };
 
 use crate::error::EngineError;
@@ -347,8 +347,7 @@ impl Executor {
             return Ok(StepOutcome::Finished(status));
         };
         if run.cancel_requested || options.stopping() {
-            let mut whole = Session::load(self, lease, options).await?;
-            return Ok(StepOutcome::Finished(whole.cancel_rest().await?));
+            return self.settle_whole(lease, options, TaskEnd::Cancelled).await;
         }
         let ran = step.record.task_id.clone();
         let mut session = Session::for_step(self, options, lease, run, &step)?;
@@ -364,19 +363,13 @@ impl Executor {
         } else {
             match session.attempts(index).await? {
                 TaskEnd::Final(status) => status,
-                TaskEnd::Cancelled => {
-                    let mut whole = Session::load(self, session.lease, options).await?;
-                    return Ok(StepOutcome::Finished(whole.cancel_rest().await?));
-                }
-                TaskEnd::BudgetExhausted => {
-                    let mut whole = Session::load(self, session.lease, options).await?;
-                    return Ok(StepOutcome::Finished(whole.time_out_rest().await?));
-                }
+                ended => return self.settle_whole(session.lease, options, ended).await,
             }
         };
         if options.stopping() {
-            let mut whole = Session::load(self, session.lease, options).await?;
-            return Ok(StepOutcome::Finished(whole.cancel_rest().await?));
+            return self
+                .settle_whole(session.lease, options, TaskEnd::Cancelled)
+                .await;
         }
         let verdict = Verdict::of(&session.tasks[index]);
         match &step.next {
@@ -388,19 +381,29 @@ impl Executor {
             }
             None => {
                 let mut state = state;
-                match verdict {
-                    Some(Verdict::Cancelled(why)) => {
-                        state.first_cancelled.get_or_insert(why);
-                    }
-                    Some(Verdict::Failed(why)) => {
-                        state.first_failed.get_or_insert(why);
-                    }
-                    None => {}
+                if let Some(verdict) = &verdict {
+                    state.record(verdict);
                 }
                 let (status, why) = state.final_status();
                 Ok(StepOutcome::Finished(session.end(status, why).await?))
             }
         }
+    }
+
+    /// A micro step that ends the run with work left (`ended`: cancelled, or out of budget):
+    /// the run is read whole, once, to settle every task left.
+    async fn settle_whole(
+        &self,
+        lease: Lease,
+        options: &RunOptions,
+        ended: TaskEnd,
+    ) -> Result<StepOutcome, EngineError> {
+        let mut whole = Session::load(self, lease, options).await?;
+        let status = match ended {
+            TaskEnd::BudgetExhausted => whole.time_out_rest().await?,
+            _ => whole.cancel_rest().await?,
+        };
+        Ok(StepOutcome::Finished(status))
     }
 
     /// Ends a run its own executor can no longer end, as this executor's owner (name it with
@@ -1268,24 +1271,11 @@ impl<'a> Session<'a> {
 /// cancelled, `failed` when any failed, timed out or was skipped, `completed` only when every
 /// task completed. The message names the first task, in run order, that decided it.
 pub fn final_status(flow: &Flow, tasks: &[TaskRecord]) -> (RunStatus, Option<String>) {
-    let first = |wanted: &dyn Fn(TaskStatus) -> bool| {
-        flow.order()
-            .iter()
-            .map(|&i| &tasks[i])
-            .find(|t| wanted(t.status))
-    };
-    let (status, task) = if let Some(t) = first(&|s| s == TaskStatus::Cancelled) {
-        (RunStatus::Cancelled, t)
-    } else if let Some(t) = first(&|s| s != TaskStatus::Completed) {
-        (RunStatus::Failed, t)
-    } else {
-        return (RunStatus::Completed, None);
-    };
-    let why = task.error.as_ref().map_or("", |e| e.message.as_str());
-    (
-        status,
-        Some(format!("task {} {}: {why}", task.task_id, task.status)),
-    )
+    let mut state = StepState::default();
+    for verdict in flow.order().iter().filter_map(|&i| Verdict::of(&tasks[i])) {
+        state.record(&verdict);
+    }
+    state.final_status()
 }
 
 /// A lost lease, or a task found in another executor's hands, ends this executor's work

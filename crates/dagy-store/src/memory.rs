@@ -394,17 +394,8 @@ impl RunStore for MemoryStore {
         let entry = state.fenced(lease)?;
         if entry.steps.cursor.as_ref().map(|c| c.task_id.as_str()) == Some(from) {
             entry.steps.cursor = to.cloned();
-            match verdict {
-                Some(Verdict::Cancelled(why)) => {
-                    entry
-                        .steps
-                        .first_cancelled
-                        .get_or_insert_with(|| why.clone());
-                }
-                Some(Verdict::Failed(why)) => {
-                    entry.steps.first_failed.get_or_insert_with(|| why.clone());
-                }
-                None => {}
+            if let Some(verdict) = verdict {
+                entry.steps.record(verdict);
             }
         }
         let run = &mut entry.snapshot.run;

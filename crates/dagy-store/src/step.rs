@@ -53,6 +53,14 @@ pub struct StepState {
 }
 
 impl StepState {
+    /// Records `verdict` unless one of its kind was recorded before (the first one decides).
+    pub fn record(&mut self, verdict: &Verdict) {
+        match verdict {
+            Verdict::Cancelled(why) => self.first_cancelled.get_or_insert_with(|| why.clone()),
+            Verdict::Failed(why) => self.first_failed.get_or_insert_with(|| why.clone()),
+        };
+    }
+
     /// The status the run ends with once the cursor is past its last task, and why: cancelled
     /// when a task was cancelled, failed when one failed, completed otherwise (the rule of
     /// `dagy_engine::final_status`).
