@@ -7,8 +7,8 @@ use dagy_core::FlowBuilder;
 
 use crate::{
     AttemptOutcome, AttemptStart, Cursor, DISPATCH_GRACE_MS, DeploymentRecord, EnvironmentRecord,
-    Lease, NewRun, RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord, TaskStatus,
-    Verdict,
+    Lease, NewRun, RunFilter, RunRecord, RunStatus, RunStore, StoreError, TaskErrorRecord,
+    TaskStatus, Verdict,
 };
 
 const TTL: u64 = 10_000;
@@ -34,6 +34,7 @@ pub async fn run_all(store: &dyn RunStore, prefix: &str) {
     a_finished_run_takes_no_lease(store, prefix).await;
     an_output_over_the_limit_is_refused_and_nothing_changes(store, prefix).await;
     a_deployments_runs_are_listed_newest_first_in_pages(store, prefix).await;
+    recent_runs_are_filtered_newest_first(store, prefix).await;
     lapsed_runs_are_found_and_live_or_final_ones_are_not(store, prefix).await;
     deployments_and_environments_round_trip(store, prefix).await;
     a_step_reads_the_cursors_task_and_its_upstream_and_moves_on(store, prefix).await;
@@ -517,6 +518,19 @@ async fn a_retrying_task_counts_failures(store: &dyn RunStore, prefix: &str) {
         a.error.as_ref().map(|e| e.message.as_str()),
         Some("boom again")
     );
+    let timeline: Vec<_> = a
+        .history
+        .iter()
+        .map(|s| (s.attempt, s.started_at_ms, s.ended_at_ms, s.status))
+        .collect();
+    assert_eq!(
+        timeline,
+        [
+            (1, T0, Some(T0 + 1), Some(TaskStatus::Retrying)),
+            (2, T0 + 3, Some(T0 + 4), Some(TaskStatus::Failed)),
+        ],
+        "each attempt's span, the retry's delay between them"
+    );
 }
 
 async fn an_interrupted_attempt_restarts_under_a_new_lease(store: &dyn RunStore, prefix: &str) {
@@ -728,6 +742,47 @@ async fn a_deployments_runs_are_listed_newest_first_in_pages(store: &dyn RunStor
         .await
         .expect("list");
     assert!(none.runs.is_empty() && none.next.is_none());
+}
+
+async fn recent_runs_are_filtered_newest_first(store: &dyn RunStore, prefix: &str) {
+    let deployment = format!("{prefix}-recent");
+    for i in 0..4u64 {
+        let mut new = new_run(&format!("{prefix}-recent-{i}"), None);
+        new.run.deployment = Some(deployment.clone());
+        new.run.created_at_ms = T0 + i * 1000;
+        store.create_run(new).await.expect("create");
+    }
+    store
+        .request_cancel(&format!("{prefix}-recent-2"), T0 + 5000)
+        .await
+        .expect("cancel");
+    let ids = |runs: Vec<RunRecord>| runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    let mut filter = RunFilter {
+        name: Some(deployment.clone()),
+        ..RunFilter::default()
+    };
+    let all = store.recent_runs(&filter, 10).await.expect("list");
+    let expected: Vec<String> = (0..4)
+        .rev()
+        .map(|i| format!("{prefix}-recent-{i}"))
+        .collect();
+    assert_eq!(ids(all), expected);
+    assert_eq!(
+        ids(store.recent_runs(&filter, 2).await.expect("list")),
+        expected[..2]
+    );
+    filter.status = Some(RunStatus::Cancelled);
+    assert_eq!(
+        ids(store.recent_runs(&filter, 10).await.expect("list")),
+        [format!("{prefix}-recent-2")]
+    );
+    filter.status = None;
+    filter.since_ms = Some(T0 + 1000);
+    filter.until_ms = Some(T0 + 3000);
+    assert_eq!(
+        ids(store.recent_runs(&filter, 10).await.expect("list")),
+        [format!("{prefix}-recent-2"), format!("{prefix}-recent-1")]
+    );
 }
 
 async fn lapsed_runs_are_found_and_live_or_final_ones_are_not(store: &dyn RunStore, prefix: &str) {

@@ -22,13 +22,15 @@ pub mod conformance;
 mod error;
 mod memory;
 mod record;
+pub mod rules;
 mod step;
 
 pub use error::StoreError;
 pub use memory::{MemoryStore, list_key};
 pub use record::{
-    AttemptOutcome, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun, PlanRecord,
-    RunPage, RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus,
+    AttemptOutcome, AttemptSpan, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun,
+    PlanRecord, RunFilter, RunPage, RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord,
+    TaskStatus,
 };
 pub use step::{Cursor, StepLinks, StepState, StepTask, StepView, Verdict, step_links};
 
@@ -331,6 +333,14 @@ pub trait RunStore: Send + Sync {
         limit: usize,
         next: Option<&str>,
     ) -> Result<RunPage, StoreError>;
+
+    /// The newest runs of any flow or deployment that pass `filter`, newest first, at most
+    /// `limit`: what `dagy runs` and the dashboard list.
+    async fn recent_runs(
+        &self,
+        filter: &RunFilter,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError>;
 
     /// Runs that are not final and whose lease lapsed before `now_ms` (or that no executor
     /// picked up within the dispatch grace), oldest first: what the sweep resumes or ends.

@@ -8,12 +8,12 @@ use async_trait::async_trait;
 
 use crate::error::StoreError;
 use crate::record::{
-    AttemptOutcome, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun, RunPage,
-    RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus,
+    AttemptOutcome, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun, RunFilter,
+    RunPage, RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus,
 };
 use crate::{
     Created, Cursor, DISPATCH_GRACE_MS, RunStore, StepState, StepTask, StepView, StoreLimits,
-    Verdict,
+    Verdict, rules,
 };
 
 /// Runs kept in memory: the default store of `dagy run` and of unit tests. It enforces the same
@@ -96,48 +96,31 @@ impl State {
     /// The entry, if `lease` still fences it.
     fn fenced(&mut self, lease: &Lease) -> Result<&mut Entry, StoreError> {
         let entry = self.entry(&lease.run_id)?;
-        let run = &entry.snapshot.run;
-        if run.lease.as_ref().map(|l| (l.token, l.owner.as_str()))
-            != Some((lease.token, lease.owner.as_str()))
-        {
-            return Err(StoreError::LeaseLost {
-                run_id: lease.run_id.clone(),
-            });
-        }
-        if run.status.is_final() {
-            return Err(StoreError::RunFinished {
-                run_id: lease.run_id.clone(),
-                status: run.status,
-            });
-        }
+        rules::fence(&entry.snapshot.run, lease)?;
         Ok(entry)
     }
 }
 
 impl Entry {
-    fn task_mut(&mut self, task_id: &str) -> Result<&mut TaskRecord, StoreError> {
-        let index = *self
-            .task_index
+    /// The run and one of its tasks, both writable.
+    fn run_and_task(&mut self, task_id: &str) -> Result<(&RunRecord, &mut TaskRecord), StoreError> {
+        let index = self.index_of(task_id)?;
+        Ok((&self.snapshot.run, &mut self.snapshot.tasks[index]))
+    }
+
+    fn index_of(&self, task_id: &str) -> Result<usize, StoreError> {
+        self.task_index
             .get(task_id)
+            .copied()
             .ok_or_else(|| StoreError::UnknownTask {
                 run_id: self.snapshot.run.run_id.clone(),
                 task_id: task_id.to_string(),
-            })?;
-        Ok(&mut self.snapshot.tasks[index])
+            })
     }
-}
 
-/// Whether the task's current attempt was started under this lease by its attempt owner.
-fn is_mine(task: &TaskRecord, lease: &Lease) -> bool {
-    task.lease_token == Some(lease.token) && task.owner.as_deref() == Some(lease.attempt_owner())
-}
-
-fn conflict(run_id: &str, task: &TaskRecord) -> StoreError {
-    StoreError::TaskConflict {
-        run_id: run_id.to_string(),
-        task_id: task.task_id.clone(),
-        status: task.status,
-        attempts: task.attempts,
+    fn task_mut(&mut self, task_id: &str) -> Result<&mut TaskRecord, StoreError> {
+        let index = self.index_of(task_id)?;
+        Ok(&mut self.snapshot.tasks[index])
     }
 }
 
@@ -231,39 +214,13 @@ impl RunStore for MemoryStore {
     ) -> Result<Lease, StoreError> {
         let mut state = self.lock();
         let entry = state.entry(run_id)?;
-        let run = &mut entry.snapshot.run;
-        if run.status.is_final() {
-            return Err(StoreError::RunFinished {
-                run_id: run_id.to_string(),
-                status: run.status,
-            });
-        }
-        if let Some(held) = &run.lease
-            && held.owner != owner
-            && held.expires_at_ms > now_ms
-        {
-            return Err(StoreError::LeaseHeld {
-                run_id: run_id.to_string(),
-                owner: held.owner.clone(),
-                expires_at_ms: held.expires_at_ms,
-            });
-        }
-        let lease = Lease {
-            run_id: run_id.to_string(),
-            owner: owner.to_string(),
-            token: entry.next_token,
-            expires_at_ms: now_ms.saturating_add(ttl_ms),
-            worker: None,
-        };
-        entry.next_token += 1;
-        let run = &mut entry.snapshot.run;
-        run.lease = Some(lease.clone());
-        run.wake_at_ms = lease.expires_at_ms;
-        if run.status == RunStatus::Pending {
-            run.status = RunStatus::Running;
-            run.started_at_ms = Some(now_ms);
-        }
-        Ok(lease)
+        rules::acquire(
+            &mut entry.snapshot.run,
+            &mut entry.next_token,
+            owner,
+            now_ms,
+            ttl_ms,
+        )
     }
 
     async fn join_lease(
@@ -276,46 +233,14 @@ impl RunStore for MemoryStore {
     ) -> Result<Lease, StoreError> {
         let mut state = self.lock();
         let entry = state.entry(run_id)?;
-        let run = &entry.snapshot.run;
-        if run.status.is_final() {
-            return Err(StoreError::RunFinished {
-                run_id: run_id.to_string(),
-                status: run.status,
-            });
-        }
-        let wanted = now_ms.saturating_add(ttl_ms);
-        let (token, expires_at_ms) = match &run.lease {
-            Some(held) if held.owner == owner => (held.token, held.expires_at_ms.max(wanted)),
-            Some(held) if held.expires_at_ms > now_ms => {
-                return Err(StoreError::LeaseHeld {
-                    run_id: run_id.to_string(),
-                    owner: held.owner.clone(),
-                    expires_at_ms: held.expires_at_ms,
-                });
-            }
-            _ => {
-                entry.next_token += 1;
-                (entry.next_token - 1, wanted)
-            }
-        };
-        let shared = Lease {
-            run_id: run_id.to_string(),
-            owner: owner.to_string(),
-            token,
-            expires_at_ms,
-            worker: None,
-        };
-        let run = &mut entry.snapshot.run;
-        run.lease = Some(shared.clone());
-        run.wake_at_ms = expires_at_ms;
-        if run.status == RunStatus::Pending {
-            run.status = RunStatus::Running;
-            run.started_at_ms = Some(now_ms);
-        }
-        Ok(Lease {
-            worker: Some(worker.to_string()),
-            ..shared
-        })
+        rules::join(
+            &mut entry.snapshot.run,
+            &mut entry.next_token,
+            owner,
+            worker,
+            now_ms,
+            ttl_ms,
+        )
     }
 
     async fn renew_lease(
@@ -325,23 +250,17 @@ impl RunStore for MemoryStore {
         ttl_ms: u64,
     ) -> Result<Lease, StoreError> {
         let mut state = self.lock();
-        let entry = state.fenced(lease)?;
-        let renewed = Lease {
-            expires_at_ms: now_ms.saturating_add(ttl_ms),
-            ..lease.clone()
-        };
-        entry.snapshot.run.lease = Some(renewed.clone());
-        entry.snapshot.run.wake_at_ms = renewed.expires_at_ms;
-        Ok(renewed)
+        rules::renew(
+            &mut state.entry(&lease.run_id)?.snapshot.run,
+            lease,
+            now_ms,
+            ttl_ms,
+        )
     }
 
     async fn release_lease(&self, lease: &Lease, now_ms: u64) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let run = &mut state.entry(&lease.run_id)?.snapshot.run;
-        if run.lease.as_ref().map(|l| l.token) == Some(lease.token) {
-            run.lease = None;
-            run.wake_at_ms = now_ms.saturating_add(DISPATCH_GRACE_MS);
-        }
+        rules::release(&mut state.entry(&lease.run_id)?.snapshot.run, lease, now_ms);
         Ok(())
     }
 
@@ -398,9 +317,7 @@ impl RunStore for MemoryStore {
                 entry.steps.record(verdict);
             }
         }
-        let run = &mut entry.snapshot.run;
-        run.lease = None;
-        run.wake_at_ms = now_ms.saturating_add(DISPATCH_GRACE_MS);
+        rules::free(&mut entry.snapshot.run, now_ms);
         Ok(())
     }
 
@@ -412,31 +329,9 @@ impl RunStore for MemoryStore {
         now_ms: u64,
     ) -> Result<AttemptStart, StoreError> {
         let mut state = self.lock();
-        let entry = state.fenced(lease)?;
-        if entry.snapshot.run.cancel_requested {
-            return Err(StoreError::CancelRequested {
-                run_id: lease.run_id.clone(),
-            });
-        }
-        let task = entry.task_mut(task_id)?;
-        let mine = is_mine(task, lease);
-        if task.status == TaskStatus::Running && task.attempts == attempt && mine {
-            return Ok(AttemptStart { interrupted: false });
-        }
-        let interrupted = task.status == TaskStatus::Running && !mine;
-        let startable = matches!(task.status, TaskStatus::Pending | TaskStatus::Retrying);
-        if !(startable || interrupted) || task.attempts + 1 != attempt {
-            return Err(conflict(&lease.run_id, task));
-        }
-        if interrupted {
-            task.interruptions += 1;
-        }
-        task.status = TaskStatus::Running;
-        task.attempts = attempt;
-        task.lease_token = Some(lease.token);
-        task.owner = Some(lease.attempt_owner().to_string());
-        task.started_at_ms.get_or_insert(now_ms);
-        Ok(AttemptStart { interrupted })
+        let entry = state.entry(&lease.run_id)?;
+        let (run, task) = entry.run_and_task(task_id)?;
+        rules::start_attempt(run, task, lease, attempt, now_ms)
     }
 
     async fn finish_attempt(
@@ -449,35 +344,9 @@ impl RunStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let (intended, _) = crate::check_outcome(self.limits, task_id, &outcome)?;
         let mut state = self.lock();
-        let entry = state.fenced(lease)?;
-        let task = entry.task_mut(task_id)?;
-        let mine = is_mine(task, lease);
-        if task.status == intended && task.attempts == attempt && mine {
-            return Ok(());
-        }
-        if task.status != TaskStatus::Running || task.attempts != attempt || !mine {
-            return Err(conflict(&lease.run_id, task));
-        }
-        match outcome {
-            AttemptOutcome::Completed(output) => {
-                task.status = TaskStatus::Completed;
-                task.output = Some(output);
-                task.error = None;
-                task.finished_at_ms = Some(now_ms);
-            }
-            AttemptOutcome::Retrying(error) => {
-                task.status = TaskStatus::Retrying;
-                task.failures += 1;
-                task.error = Some(error);
-            }
-            AttemptOutcome::Finished(status, error) => {
-                task.status = status;
-                task.failures += 1;
-                task.error = Some(error);
-                task.finished_at_ms = Some(now_ms);
-            }
-        }
-        Ok(())
+        let entry = state.entry(&lease.run_id)?;
+        let (run, task) = entry.run_and_task(task_id)?;
+        rules::finish_attempt(run, task, lease, attempt, outcome, intended, now_ms)
     }
 
     async fn settle_tasks(
@@ -492,12 +361,7 @@ impl RunStore for MemoryStore {
         let mut state = self.lock();
         let entry = state.fenced(lease)?;
         for id in task_ids {
-            let task = entry.task_mut(id)?;
-            if !task.status.is_final() {
-                task.status = status;
-                task.error = Some(error.clone());
-                task.finished_at_ms = Some(now_ms);
-            }
+            rules::settle(entry.task_mut(id)?, status, &error, now_ms);
         }
         Ok(())
     }
@@ -509,15 +373,9 @@ impl RunStore for MemoryStore {
         error: Option<String>,
         now_ms: u64,
     ) -> Result<RunRecord, StoreError> {
-        crate::check_finish(status)?;
         let mut state = self.lock();
-        let entry = state.fenced(lease)?;
-        let run = &mut entry.snapshot.run;
-        run.status = status;
-        run.error = error;
-        run.finished_at_ms = Some(now_ms);
-        run.lease = None;
-        Ok(run.clone())
+        let run = &mut state.entry(&lease.run_id)?.snapshot.run;
+        rules::finish_run(run, lease, status, error, now_ms)
     }
 
     async fn list_runs(
@@ -554,6 +412,22 @@ impl RunStore for MemoryStore {
             None
         };
         Ok(RunPage { runs: page, next })
+    }
+
+    async fn recent_runs(
+        &self,
+        filter: &RunFilter,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let state = self.lock();
+        let mut runs: Vec<&RunRecord> = state
+            .runs
+            .values()
+            .map(|e| &e.snapshot.run)
+            .filter(|r| filter.matches(r))
+            .collect();
+        runs.sort_by_key(|r| std::cmp::Reverse(list_key(r)));
+        Ok(runs.into_iter().take(limit).cloned().collect())
     }
 
     async fn find_lapsed_runs(
@@ -613,17 +487,9 @@ impl RunStore for MemoryStore {
         let mut state = self.lock();
         let entry = state.entry(run_id)?;
         let snapshot = &mut entry.snapshot;
-        if snapshot.run.status.is_final() {
-            return Ok(snapshot.run.clone());
-        }
-        snapshot.run.cancel_requested = true;
-        if snapshot.run.status == RunStatus::Pending {
-            snapshot.run.status = RunStatus::Cancelled;
-            snapshot.run.finished_at_ms = Some(now_ms);
-            snapshot.run.error = Some("cancelled before it started".into());
+        if rules::request_cancel(&mut snapshot.run, now_ms) {
             for task in &mut snapshot.tasks {
-                task.status = TaskStatus::Cancelled;
-                task.finished_at_ms = Some(now_ms);
+                rules::cancel_pending_task(task, now_ms);
             }
         }
         Ok(snapshot.run.clone())

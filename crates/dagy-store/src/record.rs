@@ -257,6 +257,24 @@ pub struct TaskRecord {
     /// The last error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskErrorRecord>,
+    /// Each attempt's start and end, oldest first: the timeline of retries and their delays.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<AttemptSpan>,
+}
+
+/// One attempt of a task, as the run's timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptSpan {
+    /// The attempt's number, from 1.
+    pub attempt: u32,
+    /// When it started, ms since the epoch.
+    pub started_at_ms: u64,
+    /// When it ended; `None` while it runs (or when its executor died in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at_ms: Option<u64>,
+    /// The task's status after it: `completed`, `retrying`, `failed`, `timed_out`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<TaskStatus>,
 }
 
 impl TaskRecord {
@@ -274,6 +292,7 @@ impl TaskRecord {
             finished_at_ms: None,
             output: None,
             error: None,
+            history: Vec::new(),
         }
     }
 
@@ -323,6 +342,7 @@ impl RunSnapshot {
                     "duration_ms": t.duration_ms(),
                     "output": t.output,
                     "error": t.error,
+                    "history": t.history,
                 })
             })
             .collect();
@@ -362,6 +382,33 @@ pub struct RunPage {
     pub runs: Vec<RunRecord>,
     /// Pass back to get the next page; `None` on the last page.
     pub next: Option<String>,
+}
+
+/// Which runs [`RunStore::recent_runs`](crate::RunStore::recent_runs) lists: every condition
+/// given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this flow or of this deployment.
+    pub name: Option<String>,
+    /// Only runs created at or after this time, ms since the epoch.
+    pub since_ms: Option<u64>,
+    /// Only runs created before this time, ms since the epoch.
+    pub until_ms: Option<u64>,
+}
+
+impl RunFilter {
+    /// Whether `run` passes the filter.
+    pub fn matches(&self, run: &RunRecord) -> bool {
+        self.status.is_none_or(|s| run.status == s)
+            && self
+                .name
+                .as_deref()
+                .is_none_or(|n| run.flow_name == n || run.deployment.as_deref() == Some(n))
+            && self.since_ms.is_none_or(|t| run.created_at_ms >= t)
+            && self.until_ms.is_none_or(|t| run.created_at_ms < t)
+    }
 }
 
 /// What starting an attempt found.
