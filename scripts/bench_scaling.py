@@ -121,7 +121,8 @@ def main():
         path = os.path.join(tmp, f"chain{n}.json")
         chain(n, path)
         for tier in ("nano", "micro"):
-            secs, rss = run([args.dagy, "run", path, "--tier", tier, "--json", "--quiet"], env)
+            secs, rss = run([args.dagy, "run", path, "--tier", tier, "--store", "memory", "--json",
+                             "--quiet"], env)
             print(f"| {n:,} | {tier} | memory | {secs / n * 1e6:.1f} µs | {rss / 2**20:.0f} MiB "
                   f"| {rss / n / 1024:.1f} KiB | | |", flush=True)
     sizes = [int(x) for x in args.dynamodb_sizes.split(",") if x]

@@ -43,12 +43,10 @@ enum Command {
     /// Start a run of a deployment on a deployed stack (POST /deployments/{name}/runs).
     #[cfg(feature = "aws")]
     Trigger(commands::remote::TriggerArgs),
-    /// A run and its tasks on a deployed stack (GET /runs/{id}).
-    #[cfg(feature = "aws")]
-    Status(commands::remote::RunArgs),
-    /// Cancel a run on a deployed stack (POST /runs/{id}/cancel).
-    #[cfg(feature = "aws")]
-    Cancel(commands::remote::RunArgs),
+    /// A run and its tasks: in the embedded database, a DynamoDB table or on a deployed stack.
+    Status(commands::inspect::RunArgs),
+    /// Ask a run to stop at its next task boundary (from any terminal, while it runs).
+    Cancel(commands::inspect::RunArgs),
     /// An ECS Fargate run's log (CloudWatch Logs); --follow keeps it streaming.
     #[cfg(feature = "aws")]
     Logs(commands::logs::LogsArgs),
@@ -81,10 +79,8 @@ pub fn main(registry: HandlerRegistry) -> ExitCode {
         Command::Deploy(args) => commands::remote::deploy(args),
         #[cfg(feature = "aws")]
         Command::Trigger(args) => commands::remote::trigger(args),
-        #[cfg(feature = "aws")]
-        Command::Status(args) => commands::remote::status(args),
-        #[cfg(feature = "aws")]
-        Command::Cancel(args) => commands::remote::cancel(args),
+        Command::Status(args) => commands::inspect::status(args),
+        Command::Cancel(args) => commands::inspect::cancel(args),
         #[cfg(feature = "aws")]
         Command::Table(command) => commands::table::run(command),
     };

@@ -15,10 +15,16 @@ fn example(name: &str) -> String {
     examples().join(name).to_string_lossy().into_owned()
 }
 
+/// The embedded store's folder for these tests, under the target directory.
+fn dagy_home() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dagy-home")
+}
+
 fn dagy() -> Command {
     let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("dagy"));
     cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DAGY_HOME", dagy_home());
     cmd
 }
 
@@ -387,6 +393,7 @@ fn interrupted_run(signals: usize) -> (Option<i32>, String, Value) {
         {"id": "three", "handler": "echo", "depends_on": ["two"]}]}"#,
     );
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin!("dagy"))
+        .env("DAGY_HOME", dagy_home())
         .arg("run")
         .arg(flow.path())
         .args(["--json", "--tier", "nano"])
@@ -573,6 +580,7 @@ fn on_a_terminal(args: &str) -> String {
         ])
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DAGY_HOME", dagy_home())
         .env("TERM", "xterm")
         .output()
         .expect("util-linux script");

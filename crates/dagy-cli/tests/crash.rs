@@ -1,7 +1,8 @@
-//! Crash and resume, with real processes: `dagy run --store dynamodb` against moto's server is
-//! killed with SIGKILL in the middle of task k; a second `dagy run --resume` takes the run over
-//! once the dead executor's lease lapses. The tasks append their id to a file, so the file is
-//! the witness: every task exactly once, the killed task at most twice, and the run completes.
+//! Crash, resume and cancel, with real processes, on both stores that outlive a process: the
+//! embedded SQLite database and DynamoDB (moto's server). `dagy run` is killed with SIGKILL in
+//! the middle of task k; a second `dagy run --resume` takes the run over once the dead
+//! executor's lease lapses. The tasks append their id to a file, so the file is the witness:
+//! every task exactly once, the killed task at most twice, and the run completes.
 
 use dagy_testkit as support;
 
@@ -11,15 +12,55 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-fn dagy(table: &str) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("dagy"));
-    support::with_test_credentials(&mut cmd)
-        .env("AWS_ENDPOINT_URL", support::endpoint())
-        .env("DAGY_TABLE_NAME", table)
-        .env_remove("DAGY_ECS_CLUSTER_ARN")
-        .env_remove("DAGY_SFN_ROLE_ARN")
-        .env_remove("DAGY_AUTO_TIER");
-    cmd
+/// Where a test's runs are kept.
+#[derive(Clone, Copy, PartialEq)]
+enum Store {
+    Sqlite,
+    Dynamodb,
+}
+
+/// A test's store: its own SQLite folder, or its own table on moto.
+struct Place {
+    store: Store,
+    home: PathBuf,
+    table: String,
+}
+
+impl Place {
+    /// `dagy` on this place's store: `dagy(...).args(["run", ...])` gets `--store` added by
+    /// [`Place::run`].
+    fn dagy(&self) -> Command {
+        let mut cmd = Command::new(assert_cmd::cargo::cargo_bin!("dagy"));
+        support::with_test_credentials(&mut cmd)
+            .env("AWS_ENDPOINT_URL", support::endpoint())
+            .env("DAGY_TABLE_NAME", &self.table)
+            .env("DAGY_HOME", &self.home)
+            .env_remove("DAGY_ROUTER_FUNCTION")
+            .env_remove("DAGY_API_URL")
+            .env_remove("DAGY_ECS_CLUSTER_ARN")
+            .env_remove("DAGY_SFN_ROLE_ARN")
+            .env_remove("DAGY_AUTO_TIER");
+        cmd
+    }
+
+    /// `dagy SUBCOMMAND --store STORE`.
+    fn command(&self, subcommand: &str) -> Command {
+        let mut cmd = self.dagy();
+        cmd.args([
+            subcommand,
+            "--store",
+            match self.store {
+                Store::Sqlite => "sqlite",
+                Store::Dynamodb => "dynamodb",
+            },
+        ]);
+        cmd
+    }
+
+    /// `dagy run --store STORE`.
+    fn run(&self) -> Command {
+        self.command("run")
+    }
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -31,8 +72,12 @@ fn lines(path: &Path) -> Vec<String> {
 }
 
 /// A 10-task chain of `append` tasks pausing `pause` seconds each, written to a new folder,
-/// and a fresh table: (folder, witness file, flow file, table).
-fn append_chain(name: &str, pause: f64) -> (tempfile::TempDir, PathBuf, PathBuf, String) {
+/// and a fresh store: (folder, witness file, flow file, store).
+fn append_chain(
+    store: Store,
+    name: &str,
+    pause: f64,
+) -> (tempfile::TempDir, PathBuf, PathBuf, Place) {
     let dir = tempfile::tempdir().expect("tempdir");
     let witness = dir.path().join("witness.txt");
     let tasks: Vec<Value> = (1..=10)
@@ -51,17 +96,24 @@ fn append_chain(name: &str, pause: f64) -> (tempfile::TempDir, PathBuf, PathBuf,
     let flow_path = dir.path().join("flow.json");
     let flow = json!({"spec_version": 1, "name": "crash", "tasks": tasks});
     std::fs::write(&flow_path, flow.to_string()).expect("write flow");
-    let table = format!("dagy-{name}-{}", std::process::id());
-    let created = dagy(&table)
-        .args(["table", "create"])
-        .output()
-        .expect("table create");
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    (dir, witness, flow_path, table)
+    let place = Place {
+        store,
+        home: dir.path().join("dagy-home"),
+        table: format!("dagy-{name}-{}", std::process::id()),
+    };
+    if store == Store::Dynamodb {
+        let created = place
+            .dagy()
+            .args(["table", "create"])
+            .output()
+            .expect("table create");
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+    (dir, witness, flow_path, place)
 }
 
 /// Waits until the witness shows `k` task starts, while `child` still runs.
@@ -85,12 +137,13 @@ fn interrupt(child: &std::process::Child) {
     assert!(sent.success());
 }
 
-fn kill_during_task(k: usize) {
-    let (_dir, witness, flow_path, table) = append_chain(&format!("crash-{k}"), 0.3);
+fn kill_during_task(store: Store, k: usize) {
+    let (_dir, witness, flow_path, place) = append_chain(store, &format!("crash-{k}"), 0.3);
     let run_id = format!("crash-{k}");
 
-    let mut first = dagy(&table)
-        .args(["run", "--store", "dynamodb", "--tier", "nano", "--quiet"])
+    let mut first = place
+        .run()
+        .args(["--tier", "nano", "--quiet"])
         .args(["--lease-ttl", "1", "--run-id", &run_id])
         .arg(&flow_path)
         .stdout(Stdio::null())
@@ -102,8 +155,9 @@ fn kill_during_task(k: usize) {
     first.wait().expect("reap");
     assert_eq!(lines(&witness).len(), k, "killed inside task {k}");
 
-    let resumed = dagy(&table)
-        .args(["run", "--store", "dynamodb", "--json", "--quiet"])
+    let resumed = place
+        .run()
+        .args(["--json", "--quiet"])
         .args(["--resume", &run_id])
         .output()
         .expect("resume");
@@ -138,25 +192,31 @@ fn kill_during_task(k: usize) {
 
 #[test]
 fn killed_in_the_first_task_resumes_from_it() {
-    kill_during_task(1);
+    kill_during_task(Store::Dynamodb, 1);
 }
 
 #[test]
 fn killed_in_the_middle_resumes_without_repeating_completed_tasks() {
-    kill_during_task(5);
+    kill_during_task(Store::Dynamodb, 5);
 }
 
 #[test]
 fn killed_in_the_last_task_resumes_and_completes() {
-    kill_during_task(10);
+    kill_during_task(Store::Dynamodb, 10);
+}
+
+#[test]
+fn on_sqlite_a_kill_9_loses_nothing_committed_and_the_run_resumes() {
+    kill_during_task(Store::Sqlite, 5);
 }
 
 /// Runs the chain until task 3 has started, then sends `signals` SIGINTs 50 ms apart; returns
 /// the exit code, and the run record a `--resume` finds right after (no lease to wait for).
 fn interrupt_in_task_3(name: &str, signals: usize) -> (Option<i32>, Value, Vec<String>) {
-    let (_dir, witness, flow_path, table) = append_chain(name, 1.0);
-    let mut run = dagy(&table)
-        .args(["run", "--store", "dynamodb", "--tier", "nano", "--quiet"])
+    let (_dir, witness, flow_path, place) = append_chain(Store::Dynamodb, name, 1.0);
+    let mut run = place
+        .run()
+        .args(["--tier", "nano", "--quiet"])
         .args(["--lease-ttl", "30", "--run-id", name])
         .arg(&flow_path)
         .stdout(Stdio::null())
@@ -172,10 +232,9 @@ fn interrupt_in_task_3(name: &str, signals: usize) -> (Option<i32>, Value, Vec<S
     }
     let code = run.wait().expect("reap").code();
     let started = Instant::now();
-    let resumed = dagy(&table)
-        .args([
-            "run", "--store", "dynamodb", "--json", "--quiet", "--resume", name,
-        ])
+    let resumed = place
+        .run()
+        .args(["--json", "--quiet", "--resume", name])
         .output()
         .expect("resume");
     assert!(
@@ -225,4 +284,110 @@ fn two_quick_interrupts_cancel_the_task_in_flight_and_record_the_run_cancelled()
     expected.extend(["cancelled"; 8]);
     assert_eq!(statuses(&record), expected);
     assert_eq!(started, ["t1", "t2", "t3"]);
+}
+
+/// The embedded store across processes: `dagy status` and `dagy cancel` from another process
+/// see and stop a run in flight.
+#[test]
+fn on_sqlite_status_and_cancel_from_another_process_reach_a_run_in_flight() {
+    let (_dir, witness, flow_path, place) = append_chain(Store::Sqlite, "cancel-elsewhere", 0.5);
+    let mut run = place
+        .run()
+        .args(["--quiet", "--json", "--run-id", "elsewhere"])
+        .arg(&flow_path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    wait_for_starts(&mut run, &witness, 2);
+    let status = place
+        .command("status")
+        .arg("elsewhere")
+        .output()
+        .expect("status");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let seen: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    assert_eq!(seen["status"], "running", "{seen}");
+    let cancel = place
+        .command("cancel")
+        .arg("elsewhere")
+        .output()
+        .expect("cancel");
+    assert!(
+        cancel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancel.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&cancel.stdout).expect("cancel JSON");
+    assert_eq!(answer["cancel_requested"], true, "{answer}");
+    let out = run.wait_with_output().expect("reap");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a cancelled run is not a success"
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).expect("run JSON");
+    assert_eq!(record["status"], "cancelled", "{record}");
+    let started = lines(&witness).len();
+    assert!(
+        (2..=3).contains(&started),
+        "it stopped at a task boundary: {started} tasks started"
+    );
+}
+
+/// Two `dagy run --resume` of one run at once, in two processes, on the embedded store: each
+/// remaining task runs once, and both end reporting the completed run.
+#[test]
+fn on_sqlite_two_resumes_at_once_run_each_remaining_task_once() {
+    let (_dir, witness, flow_path, place) = append_chain(Store::Sqlite, "two-resumes", 0.1);
+    let mut first = place
+        .run()
+        .args([
+            "--tier",
+            "nano",
+            "--quiet",
+            "--lease-ttl",
+            "1",
+            "--run-id",
+            "twice",
+        ])
+        .arg(&flow_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start");
+    wait_for_starts(&mut first, &witness, 3);
+    first.kill().expect("SIGKILL");
+    first.wait().expect("reap");
+    let resumes: Vec<_> = (0..2)
+        .map(|_| {
+            place
+                .run()
+                .args(["--json", "--quiet", "--lease-ttl", "1", "--resume", "twice"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("resume")
+        })
+        .collect();
+    for resume in resumes {
+        let out = resume.wait_with_output().expect("reap");
+        let record: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(record["status"], "completed", "{record}");
+    }
+    let written = lines(&witness);
+    for i in 1..=10 {
+        let id = format!("t{i}");
+        let times = written.iter().filter(|l| **l == id).count();
+        let most = if i == 3 { 2 } else { 1 };
+        assert!(
+            (1..=most).contains(&times),
+            "task {id} ran {times} times: {written:?}"
+        );
+    }
 }

@@ -419,7 +419,7 @@ pub struct AttemptStart {
 }
 
 /// A deployment: a flow that can be triggered by name, and its defaults.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentRecord {
     /// Unique name.
     pub name: String,

@@ -8,7 +8,11 @@ fn my_flows() -> Command {
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .env_remove("DAGY_ECS_CLUSTER_ARN")
         .env_remove("DAGY_SFN_ROLE_ARN")
-        .env_remove("REPORT_TABLE");
+        .env_remove("REPORT_TABLE")
+        .env(
+            "DAGY_HOME",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dagy-home"),
+        );
     cmd
 }
 

@@ -2,12 +2,14 @@
 
 pub mod asl;
 pub mod graph;
+pub mod inspect;
 #[cfg(feature = "aws")]
 pub mod logs;
 pub mod plan;
 #[cfg(feature = "aws")]
 pub mod remote;
 pub mod run;
+pub mod store;
 #[cfg(feature = "aws")]
 pub mod table;
 pub mod validate;

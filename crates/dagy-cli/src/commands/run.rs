@@ -11,18 +11,11 @@ use serde_json::{Map, Value};
 
 use dagy_core::{ExecutionMode, Flow, PlanRequest, RuntimeTier, Settings, TierInputs};
 use dagy_engine::{Budget, Executor, HandlerRegistry, NewRunRequest, RunOptions, StepOutcome};
-use dagy_store::{MemoryStore, RunStatus, RunStore, StoreError};
+use dagy_store::{RunStatus, RunStore, StoreError};
+
+use crate::commands::store::StoreKind;
 
 use crate::progress::{Display, Progress};
-
-/// Where run state is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum StoreKind {
-    /// In this process's memory (gone when it exits).
-    Memory,
-    /// The DynamoDB table named by DAGY_TABLE_NAME (AWS_ENDPOINT_URL for a local server).
-    Dynamodb,
-}
 
 /// Arguments of `dagy run`.
 #[derive(Debug, clap::Args)]
@@ -42,13 +35,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Where to keep the run's state.
-    #[arg(long, value_enum, default_value_t = StoreKind::Memory)]
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
     pub store: StoreKind,
     /// Use this run id (a fresh one by default).
     #[arg(long, conflicts_with = "resume")]
     pub run_id: Option<String>,
-    /// Resume this run from its stored state (with --store dynamodb), without re-running
-    /// completed tasks; waits for a lapsed lease if another executor held it.
+    /// Resume this run from its stored state, without re-running completed tasks; waits for a
+    /// lapsed lease if another executor held it.
     #[arg(long, value_name = "RUN_ID")]
     pub resume: Option<String>,
     /// Seconds an executor's lease lasts without renewal; a killed executor's run can be
@@ -92,18 +85,11 @@ pub fn run(args: RunArgs, registry: HandlerRegistry) -> anyhow::Result<ExitCode>
 }
 
 async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Result<ExitCode> {
-    let store: Arc<dyn RunStore> = match args.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new()),
-        #[cfg(feature = "aws")]
-        StoreKind::Dynamodb => Arc::new(dagy_store_dynamodb::DynamoStore::from_env(
-            &dagy_store_dynamodb::sdk_config().await,
-        )?),
-        #[cfg(not(feature = "aws"))]
-        StoreKind::Dynamodb => bail!(
-            "--store dynamodb needs DynamoDB support, which this build left out: turn on the \
-             `aws` feature (dagy = {{ ..., features = [\"aws\"] }})"
-        ),
-    };
+    if args.resume.is_some() && args.store == StoreKind::Memory {
+        bail!("--resume needs a store that outlives a process: leave out --store memory");
+    }
+    let opened = crate::commands::store::open(args.store).await?;
+    let store = opened.store.clone();
     let interactive = std::io::stderr().is_terminal();
     let display = if args.quiet {
         Display::Quiet
@@ -135,13 +121,21 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
     };
     let signals = Signals::watch(&options, progress.clone(), &run_id);
     // A run on a store that outlives this process can be taken up again after any failure.
-    let resume_hint = |e: anyhow::Error| match args.store {
-        StoreKind::Memory => e,
-        StoreKind::Dynamodb => e.context(format!(
-            "run {run_id} stopped before its end and its state is kept: resume it with \
-             `dagy run --resume {run_id} --store dynamodb` (once its lease of {} s lapses)",
-            ttl.as_secs_f64()
-        )),
+    let store_flag = match args.store {
+        StoreKind::Dynamodb => " --store dynamodb",
+        _ => "",
+    };
+    let resume_hint = |e: anyhow::Error| {
+        if opened.durable {
+            e.context(format!(
+                "run {run_id} stopped before its end and its state is kept ({}): resume it \
+                 with `dagy run --resume {run_id}{store_flag}` (once its lease of {} s lapses)",
+                opened.label,
+                ttl.as_secs_f64()
+            ))
+        } else {
+            e
+        }
     };
     let outcome = drive(
         &executor,
@@ -177,9 +171,6 @@ async fn resumed(
     store: &dyn RunStore,
     run_id: &str,
 ) -> anyhow::Result<Option<(String, ExecutionMode)>> {
-    if args.store == StoreKind::Memory {
-        bail!("--resume needs a store that outlives a process: add --store dynamodb");
-    }
     let run = store.get_run(run_id).await?;
     let mode = run
         .plan
