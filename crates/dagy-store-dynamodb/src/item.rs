@@ -8,8 +8,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use dagy_store::{
-    Cursor, DeploymentRecord, EnvironmentRecord, Lease, RunRecord, RunStatus, StepState,
-    StoreError, TaskErrorRecord, TaskRecord, TaskStatus,
+    AttemptSpan, Cursor, DeploymentRecord, EnvironmentRecord, Lease, RunRecord, RunStatus,
+    StepState, StoreError, TaskErrorRecord, TaskRecord, TaskStatus,
 };
 
 /// A DynamoDB item.
@@ -58,7 +58,8 @@ pub fn item_size(item: &Item) -> usize {
                     AttributeValue::N(number) => number.len().div_ceil(2) + 1,
                     AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
                     AttributeValue::B(bytes) => bytes.as_ref().len(),
-                    // Not written by Dagy; counted generously.
+                    // Not in the items checked before a write (a task's `history` list grows
+                    // by updates only); counted generously.
                     _ => MAX_ITEM_BYTES,
                 }
         })
@@ -178,6 +179,28 @@ pub fn run_item(run: &RunRecord, expires_at: u64) -> Result<Item, StoreError> {
     Ok(item)
 }
 
+/// Every attribute [`run_record`] reads (and `pk`, which its errors name): what a listing of
+/// runs projects.
+pub const RUN_RECORD_ATTRIBUTES: &[&str] = &[
+    "pk",
+    "run_id",
+    "flow_name",
+    "deployment",
+    "status",
+    "parameters",
+    "plan",
+    "idempotency_key",
+    "cancel_requested",
+    "lease_owner",
+    "lease_token",
+    "lease_expires_at_ms",
+    "wake_at_ms",
+    "error",
+    "created_at_ms",
+    "started_at_ms",
+    "finished_at_ms",
+];
+
 /// A run record from its item.
 pub fn run_record(item: &Item) -> Result<RunRecord, StoreError> {
     let lease = match opt_s(item, "lease_owner") {
@@ -257,7 +280,49 @@ pub fn task_record(item: &Item) -> Result<TaskRecord, StoreError> {
         finished_at_ms: opt_n(item, "finished_at_ms"),
         output: opt_json(item, "output")?,
         error,
+        history: history(item)?,
     })
+}
+
+/// The attribute holding a task's attempt spans: a list of maps, oldest first.
+pub const HISTORY: &str = "history";
+
+/// The span of an attempt that starts at `started_at_ms`: one element of [`HISTORY`]. Its end
+/// (`ended_at_ms`, `status`) is set in place when the attempt finishes.
+pub fn open_span(attempt: u32, started_at_ms: u64) -> AttributeValue {
+    AttributeValue::M(Item::from([
+        ("attempt".to_string(), n(u64::from(attempt))),
+        ("started_at_ms".to_string(), n(started_at_ms)),
+    ]))
+}
+
+/// A task's attempt spans; none on a task item written before spans were kept.
+fn history(item: &Item) -> Result<Vec<AttemptSpan>, StoreError> {
+    let Some(list) = item.get(HISTORY) else {
+        return Ok(Vec::new());
+    };
+    let malformed = || corrupt(item, HISTORY);
+    let list = list.as_l().map_err(|_| malformed())?;
+    list.iter()
+        .map(|element| {
+            let span = element.as_m().map_err(|_| malformed())?;
+            let status = match opt_s(span, "status") {
+                None => None,
+                Some(text) => Some(
+                    serde_json::from_value(serde_json::Value::String(text))
+                        .map_err(|_| malformed())?,
+                ),
+            };
+            Ok(AttemptSpan {
+                attempt: opt_n(span, "attempt")
+                    .and_then(|a| u32::try_from(a).ok())
+                    .ok_or_else(malformed)?,
+                started_at_ms: opt_n(span, "started_at_ms").ok_or_else(malformed)?,
+                ended_at_ms: opt_n(span, "ended_at_ms"),
+                status,
+            })
+        })
+        .collect()
 }
 
 /// A deployment's item.
@@ -316,4 +381,86 @@ pub fn environment_record(item: &Item) -> Result<EnvironmentRecord, StoreError> 
         default_runtime_tier: opt_enum(item, "default_runtime_tier")?,
         updated_at_ms: opt_n(item, "updated_at_ms").unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_run_item() -> Item {
+        let run = RunRecord {
+            run_id: "r1".into(),
+            flow_name: "etl".into(),
+            deployment: Some("nightly".into()),
+            status: RunStatus::Failed,
+            parameters: serde_json::Map::from_iter([("day".to_string(), serde_json::json!(3))]),
+            plan: None,
+            idempotency_key: Some("k".into()),
+            cancel_requested: true,
+            lease: None,
+            wake_at_ms: 7,
+            error: None,
+            created_at_ms: 1,
+            started_at_ms: None,
+            finished_at_ms: None,
+        };
+        let mut item = run_item(&run, 99).expect("item");
+        for (name, value) in [
+            ("lease_owner", s("me")),
+            ("lease_token", n(4)),
+            ("lease_expires_at_ms", n(8)),
+            ("error", s("boom")),
+            ("started_at_ms", n(2)),
+            ("finished_at_ms", n(3)),
+            ("flow_chunks", n(1)),
+            ("cursor", s("null")),
+        ] {
+            item.insert(name.into(), value);
+        }
+        item
+    }
+
+    #[test]
+    fn a_run_projected_to_its_record_attributes_reads_back_whole() {
+        let item = full_run_item();
+        let projected: Item = item
+            .iter()
+            .filter(|(name, _)| RUN_RECORD_ATTRIBUTES.contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        assert!(projected.len() < item.len());
+        assert_eq!(
+            run_record(&projected).expect("projected"),
+            run_record(&item).expect("whole")
+        );
+    }
+
+    #[test]
+    fn a_task_reads_its_spans_and_none_when_it_kept_none() {
+        let mut item = task_item("r1", "a", 99);
+        assert_eq!(task_record(&item).expect("task").history, []);
+        let AttributeValue::M(mut closed) = open_span(1, 10) else {
+            unreachable!()
+        };
+        closed.insert("ended_at_ms".into(), n(12));
+        closed.insert("status".into(), s("retrying"));
+        item.insert(
+            HISTORY.into(),
+            AttributeValue::L(vec![AttributeValue::M(closed), open_span(2, 20)]),
+        );
+        let spans = task_record(&item).expect("task").history;
+        let spans: Vec<_> = spans
+            .iter()
+            .map(|s| (s.attempt, s.started_at_ms, s.ended_at_ms, s.status))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                (1, 10, Some(12), Some(TaskStatus::Retrying)),
+                (2, 20, None, None)
+            ]
+        );
+        item.insert(HISTORY.into(), AttributeValue::L(vec![s("not a span")]));
+        assert!(matches!(task_record(&item), Err(StoreError::Corrupt(_))));
+    }
 }

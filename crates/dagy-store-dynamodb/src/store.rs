@@ -15,8 +15,9 @@ use aws_sdk_dynamodb::types::{
 
 use dagy_store::{
     AttemptOutcome, AttemptStart, Created, Cursor, DISPATCH_GRACE_MS, DeploymentRecord,
-    EnvironmentRecord, Lease, NewRun, RunPage, RunRecord, RunSnapshot, RunStatus, RunStore,
-    StepTask, StepView, StoreError, StoreLimits, TaskErrorRecord, TaskRecord, TaskStatus, Verdict,
+    EnvironmentRecord, Lease, NewRun, RunFilter, RunPage, RunRecord, RunSnapshot, RunStatus,
+    RunStore, StepTask, StepView, StoreError, StoreLimits, TaskErrorRecord, TaskRecord, TaskStatus,
+    Verdict,
 };
 
 use crate::DynamoStore;
@@ -37,6 +38,8 @@ const SETTLE_UPDATE: &str = "SET #st = :st, error_type = :et, error_message = :e
                              finished_at_ms = :now, expires_at = :exp";
 /// ...but only a task that is not final already.
 const SETTLE_CONDITION: &str = "#st IN (:pending, :running, :retrying)";
+/// The most pages (of up to 1 MB read each) one `recent_runs` scans.
+const RECENT_SCAN_PAGES: usize = 32;
 /// Everything a run writes expires after this many seconds at the latest (Step Functions'
 /// longest run is a year).
 const ABANDONED_SECONDS: u64 = 400 * 86_400;
@@ -112,6 +115,21 @@ const STATUS: (&str, &str) = ("#st", "status");
 const ERROR: (&str, &str) = ("#err", "error");
 /// `cursor` is one of DynamoDB's reserved words.
 const CURSOR: (&str, &str) = ("#cur", "cursor");
+/// `#h`: a task's attempt spans.
+const HISTORY: (&str, &str) = ("#h", item::HISTORY);
+
+/// A `finish_attempt` request, checked: what ending the attempt writes.
+struct AttemptEnd<'a> {
+    lease: &'a Lease,
+    task_id: &'a str,
+    attempt: u32,
+    outcome: &'a AttemptOutcome,
+    /// The task's status after it.
+    status: TaskStatus,
+    /// The output's JSON text (empty unless completed).
+    output: String,
+    now_ms: u64,
+}
 
 /// What a conditional update of a run item did.
 enum Updated {
@@ -486,6 +504,68 @@ impl DynamoStore {
             .set_key(Some(task_key(&lease.run_id, task_id).into_iter().collect()))
             .expression_attribute_names(STATUS.0, STATUS.1)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+    }
+
+    /// The task update that ends an attempt, when the task runs it under the lease as its
+    /// attempt owner; with `span`, it also closes the attempt's span at that index of the
+    /// task's history (its end and the status after it, set in place), and only if that
+    /// element is this attempt's.
+    fn end_update(&self, end: &AttemptEnd, span: Option<usize>) -> Result<Update, StoreError> {
+        let (close, guard) = match span {
+            Some(i) => (
+                format!(", #h[{i}].ended_at_ms = :now, #h[{i}].#st = :st"),
+                format!(" AND #h[{i}].attempt = :attempt"),
+            ),
+            None => Default::default(),
+        };
+        let mut u = self
+            .task_update(end.lease, end.task_id)
+            .condition_expression(format!(
+                "#st = :running AND attempts = :attempt AND lease_token = :token \
+                 AND attempt_owner = :me{guard}"
+            ))
+            .expression_attribute_values(":running", task_status(TaskStatus::Running))
+            .expression_attribute_values(":attempt", n(u64::from(end.attempt)))
+            .expression_attribute_values(":token", n(end.lease.token))
+            .expression_attribute_values(":me", s(end.lease.attempt_owner()))
+            .expression_attribute_values(":st", task_status(end.status));
+        let ends_task = end.status.is_final();
+        if span.is_some() {
+            u = u.expression_attribute_names(HISTORY.0, HISTORY.1);
+        }
+        if span.is_some() || ends_task {
+            u = u.expression_attribute_values(":now", n(end.now_ms));
+        }
+        if ends_task {
+            u = u.expression_attribute_values(":exp", n(self.expires_after_finish(end.now_ms)));
+        }
+        let set = match end.outcome {
+            AttemptOutcome::Completed(_) => {
+                u = u
+                    .expression_attribute_names("#out", "output")
+                    .expression_attribute_values(":out", s(&end.output));
+                format!(
+                    "SET #st = :st, #out = :out, finished_at_ms = :now, expires_at = :exp{close} \
+                     REMOVE error_type, error_message"
+                )
+            }
+            AttemptOutcome::Retrying(error) | AttemptOutcome::Finished(_, error) => {
+                u = u
+                    .expression_attribute_values(":et", s(&error.error_type))
+                    .expression_attribute_values(":em", s(&error.message))
+                    .expression_attribute_values(":one", n(1));
+                let finished = if ends_task {
+                    ", finished_at_ms = :now, expires_at = :exp"
+                } else {
+                    ""
+                };
+                format!(
+                    "SET #st = :st, error_type = :et, error_message = :em{finished}{close} \
+                     ADD failures :one"
+                )
+            }
+        };
+        built(u.update_expression(set).build())
     }
 
     /// The lease take-over: makes `owner` the holder until `expires_at_ms` and bumps the fencing
@@ -1010,17 +1090,21 @@ impl RunStore for DynamoStore {
     ) -> Result<AttemptStart, StoreError> {
         let prev = u64::from(attempt.saturating_sub(1));
         let update = |interrupted: bool| -> Result<Update, StoreError> {
+            // The attempt's span is appended here; the condition on `attempts` lets exactly one
+            // write per attempt number land, so a retried request never appends twice.
             let (set, condition) = if interrupted {
                 (
                     "SET #st = :running, attempts = :attempt, lease_token = :token, attempt_owner = :me, \
-                     started_at_ms = if_not_exists(started_at_ms, :now) ADD interruptions :one",
+                     started_at_ms = if_not_exists(started_at_ms, :now), \
+                     #h = list_append(if_not_exists(#h, :none), :span) ADD interruptions :one",
                     "attempts = :prev AND #st = :running AND \
                      (lease_token <> :token OR attempt_owner <> :me)",
                 )
             } else {
                 (
                     "SET #st = :running, attempts = :attempt, lease_token = :token, attempt_owner = :me, \
-                     started_at_ms = if_not_exists(started_at_ms, :now)",
+                     started_at_ms = if_not_exists(started_at_ms, :now), \
+                     #h = list_append(if_not_exists(#h, :none), :span)",
                     "attempts = :prev AND #st IN (:pending, :retrying)",
                 )
             };
@@ -1028,6 +1112,12 @@ impl RunStore for DynamoStore {
                 .task_update(lease, task_id)
                 .update_expression(set)
                 .condition_expression(condition)
+                .expression_attribute_names(HISTORY.0, HISTORY.1)
+                .expression_attribute_values(":none", AttributeValue::L(Vec::new()))
+                .expression_attribute_values(
+                    ":span",
+                    AttributeValue::L(vec![item::open_span(attempt, now_ms)]),
+                )
                 .expression_attribute_values(":running", task_status(TaskStatus::Running))
                 .expression_attribute_values(":attempt", n(u64::from(attempt)))
                 .expression_attribute_values(":token", n(lease.token))
@@ -1083,69 +1173,55 @@ impl RunStore for DynamoStore {
         outcome: AttemptOutcome,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let limits = self.limits;
-        let mut u = self
-            .task_update(lease, task_id)
-            .condition_expression(
-                "#st = :running AND attempts = :attempt AND lease_token = :token AND attempt_owner = :me",
-            )
-            .expression_attribute_values(":running", task_status(TaskStatus::Running))
-            .expression_attribute_values(":attempt", n(u64::from(attempt)))
-            .expression_attribute_values(":token", n(lease.token))
-            .expression_attribute_values(":me", s(lease.attempt_owner()));
-        let (final_status, text) = dagy_store::check_outcome(limits, task_id, &outcome)?;
-        match &outcome {
-            AttemptOutcome::Completed(_) => {
-                u = u
-                    .update_expression(
-                        "SET #st = :st, #out = :out, finished_at_ms = :now, expires_at = :exp \
-                         REMOVE error_type, error_message",
-                    )
-                    .expression_attribute_names("#out", "output")
-                    .expression_attribute_values(":out", s(text.unwrap_or_default()))
-                    .expression_attribute_values(":now", n(now_ms))
-                    .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)));
-            }
-            AttemptOutcome::Retrying(error) => {
-                u = u
-                    .update_expression(
-                        "SET #st = :st, error_type = :et, error_message = :em ADD failures :one",
-                    )
-                    .expression_attribute_values(":et", s(&error.error_type))
-                    .expression_attribute_values(":em", s(&error.message))
-                    .expression_attribute_values(":one", n(1));
-            }
-            AttemptOutcome::Finished(_, error) => {
-                u = u
-                    .update_expression(
-                        "SET #st = :st, error_type = :et, error_message = :em, finished_at_ms = :now, \
-                         expires_at = :exp ADD failures :one",
-                    )
-                    .expression_attribute_values(":et", s(&error.error_type))
-                    .expression_attribute_values(":em", s(&error.message))
-                    .expression_attribute_values(":now", n(now_ms))
-                    .expression_attribute_values(":exp", n(self.expires_after_finish(now_ms)))
-                    .expression_attribute_values(":one", n(1));
-            }
-        }
-        let u = built(
-            u.expression_attribute_values(":st", task_status(final_status))
-                .build(),
-        )?;
-        let landed = |t: &TaskRecord| {
-            t.status == final_status
-                && t.attempts == attempt
+        let (status, output) = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
+        let end = AttemptEnd {
+            lease,
+            task_id,
+            attempt,
+            outcome: &outcome,
+            status,
+            output: output.unwrap_or_default(),
+            now_ms,
+        };
+        let mine = |t: &TaskRecord| {
+            t.attempts == attempt
                 && t.lease_token == Some(lease.token)
                 && t.owner.as_deref() == Some(lease.attempt_owner())
         };
-        match self.task_write(lease, task_id, false, u, landed).await? {
+        let landed = |t: &TaskRecord| t.status == status && mine(t);
+        let conflict = |t: TaskRecord| StoreError::TaskConflict {
+            run_id: lease.run_id.clone(),
+            task_id: task_id.to_string(),
+            status: t.status,
+            attempts: t.attempts,
+        };
+        // Attempt n's span is element n - 1 of a history kept since the task's first attempt.
+        let span = usize::try_from(attempt.saturating_sub(1)).ok();
+        let update = self.end_update(&end, span)?;
+        match self
+            .task_write(lease, task_id, false, update, landed)
+            .await?
+        {
             None => Ok(()),
-            Some(task) => Err(StoreError::TaskConflict {
-                run_id: lease.run_id.clone(),
-                task_id: task_id.to_string(),
-                status: task.status,
-                attempts: task.attempts,
-            }),
+            Some(task) if task.status == TaskStatus::Running && mine(&task) => {
+                // Only the span's guard failed: the history misses earlier attempts (the task
+                // started before spans were kept). Close the span where it is, if it has one
+                // (the last, as the stores' rule has it), at the cost of this second request.
+                let span = task
+                    .history
+                    .last()
+                    .filter(|s| s.attempt == attempt)
+                    .map(|_| task.history.len() - 1);
+                let update = self.end_update(&end, span)?;
+                match self
+                    .task_write(lease, task_id, false, update, landed)
+                    .await?
+                {
+                    None => Ok(()),
+                    Some(task) => Err(conflict(task)),
+                }
+            }
+            Some(task) => Err(conflict(task)),
         }
     }
 
@@ -1311,6 +1387,67 @@ impl RunStore for DynamoStore {
         Ok(RunPage { runs, next })
     }
 
+    /// A paginated `Scan` of the whole table: DynamoDB keeps no order across the runs of every
+    /// flow. Each page (up to 1 MB read) is filtered on the server to the run items
+    /// (`sk = RUN`) that pass `filter`, projected to what a run record needs, and merged into
+    /// the newest `limit` found so far. So a listing costs the whole table's size in reads,
+    /// whatever the filter or `limit`: 128 read units per 1 MB page (eventually consistent),
+    /// one request after the other, for at most 32 pages (`RECENT_SCAN_PAGES`); a larger table
+    /// is listed from the part scanned, with a warning. Fine for `dagy runs` and a dashboard;
+    /// a deployment's runs are cheaper through [`RunStore::list_runs`].
+    async fn recent_runs(
+        &self,
+        filter: &RunFilter,
+        limit: usize,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (condition, values) = recent_filter(filter);
+        let projection: Vec<String> = item::RUN_RECORD_ATTRIBUTES
+            .iter()
+            .map(|a| format!("#{a}"))
+            .collect();
+        let mut newest: Vec<(String, RunRecord)> = Vec::new();
+        let mut start: Option<Item> = None;
+        for page in 1..=RECENT_SCAN_PAGES {
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(&condition)
+                .projection_expression(projection.join(", "))
+                .set_exclusive_start_key(start.take());
+            for a in item::RUN_RECORD_ATTRIBUTES {
+                scan = scan.expression_attribute_names(format!("#{a}"), *a);
+            }
+            for (k, v) in &values {
+                scan = scan.expression_attribute_values(*k, v.clone());
+            }
+            let out = scan.send().await.map_err(|e| unavailable("Scan", &e))?;
+            for found in out.items() {
+                let run = item::run_record(found)?;
+                if filter.matches(&run) {
+                    newest.push((dagy_store::list_key(&run), run));
+                }
+            }
+            newest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            newest.truncate(limit);
+            match out.last_evaluated_key() {
+                Some(key) => start = Some(key.clone()),
+                None => break,
+            }
+            if page == RECENT_SCAN_PAGES {
+                tracing::warn!(
+                    table = self.table,
+                    pages = page,
+                    "recent_runs stopped scanning: runs in the rest of the table are not listed"
+                );
+            }
+        }
+        Ok(newest.into_iter().map(|(_, run)| run).collect())
+    }
+
     async fn find_lapsed_runs(
         &self,
         now_ms: u64,
@@ -1467,6 +1604,30 @@ impl RunStore for DynamoStore {
             Updated::Refused(_) => self.get_run(run_id).await,
         }
     }
+}
+
+/// The server-side filter of a `recent_runs` scan: run items passing `filter`, in the names
+/// (`#status`...) the scan's projection gives them; [`RunFilter::matches`] has the last word.
+fn recent_filter(filter: &RunFilter) -> (String, Vec<(&'static str, AttributeValue)>) {
+    let mut condition = String::from("sk = :run");
+    let mut values = vec![(":run", s(RUN_SK))];
+    if let Some(status) = filter.status {
+        condition.push_str(" AND #status = :status");
+        values.push((":status", run_status(status)));
+    }
+    if let Some(name) = &filter.name {
+        condition.push_str(" AND (#flow_name = :name OR #deployment = :name)");
+        values.push((":name", s(name)));
+    }
+    if let Some(since) = filter.since_ms {
+        condition.push_str(" AND #created_at_ms >= :since");
+        values.push((":since", n(since)));
+    }
+    if let Some(until) = filter.until_ms {
+        condition.push_str(" AND #created_at_ms < :until");
+        values.push((":until", n(until)));
+    }
+    (condition, values)
 }
 
 /// A random number for tokens, from the standard library's randomly seeded hasher.
