@@ -116,9 +116,11 @@ def main():
         if function["Metadata"].get("BuildMethod") != "rust-cargolambda":
             problems.append(f"{name}: BuildMethod is not rust-cargolambda")
     every = variables_read([str(p.relative_to(ROOT)) for p in ROOT.glob("crates/dagy-*/src")])
-    # The CLI and the worker run outside the stack (the worker's task gets its own variables);
-    # the test kit only runs in tests.
-    every -= variables_read(["crates/dagy-cli/src", "crates/dagy-worker/src", "crates/dagy-testkit/src"]) - all_read
+    # The CLI, the worker, the embedded store and the dashboard run outside the stack (the
+    # worker's task gets its own variables); the test kit only runs in tests.
+    outside = ["crates/dagy-cli/src", "crates/dagy-worker/src", "crates/dagy-testkit/src",
+               "crates/dagy-store-sqlite/src", "crates/dagy-ui/src"]
+    every -= variables_read([p for p in outside if (ROOT / p).exists()]) - all_read
     for unread in sorted(every - all_read):
         problems.append(f"the code reads {unread}, which no function is given")
 
@@ -164,6 +166,26 @@ def main():
         problems.append("the table's TTL attribute is not expires_at")
     if table.get("BillingMode") != "PAY_PER_REQUEST":
         problems.append("the table is not on-demand")
+
+    # IAM: every statement on the run table grants each DynamoDB call the store makes. Not granted
+    # on purpose: Scan (recent_runs, for `dagy runs` and `dagy ui` with the user's own
+    # credentials) and the set-up calls of `dagy table create`. A transaction needs the actions
+    # of its parts (condition checks here), not one of its own.
+    store_calls = set()
+    for f in (ROOT / "crates/dagy-store-dynamodb/src").rglob("*.rs"):
+        store_calls |= set(re.findall(
+            r"\.(get_item|put_item|update_item|delete_item|query|batch_get_item|batch_write_item"
+            r"|transact_write_items|transact_get_items)\(\)", f.read_text()))
+    needed = {"".join(w.capitalize() for w in call.split("_")) for call in store_calls}
+    if "TransactWriteItems" in needed:
+        needed = (needed - {"TransactWriteItems"}) | {"ConditionCheckItem"}
+    for name, resource in resources.items():
+        for statement in iam_statements(resource):
+            actions = statement.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            granted = {a.split(":", 1)[1] for a in actions if isinstance(a, str) and a.startswith("dynamodb:")}
+            for missing in sorted(needed - granted if granted else ()):
+                problems.append(f"{name}: the store calls dynamodb:{missing}, which this statement does not grant")
 
     # IAM: no wildcard actions.
     for name, resource in resources.items():
