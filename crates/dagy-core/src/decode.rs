@@ -328,7 +328,10 @@ impl Decoder {
     /// A task's `retries`, when present and valid.
     fn retries(&mut self, object: &Map<String, Value>, at: &str, tid: Option<&str>) -> Option<u32> {
         let v = object.get("retries")?;
-        let retries = v.as_u64().and_then(|n| u32::try_from(n).ok());
+        let retries = v
+            .as_u64()
+            .filter(|&n| n <= u64::from(crate::validate::MAX_RETRIES))
+            .and_then(|n| u32::try_from(n).ok());
         if retries.is_none() {
             self.push(
                 number_kind(v),
@@ -336,7 +339,7 @@ impl Decoder {
                 tid,
                 format!(
                     "retries must be a whole number from 0 to {}, got {v}",
-                    u32::MAX
+                    crate::validate::MAX_RETRIES
                 ),
             );
         }

@@ -13,6 +13,9 @@ use crate::graph::{self, Flow};
 pub const MAX_TASK_ID_LEN: usize = 64;
 /// The longest flow name accepted, in bytes (it is stored on every run and in its list keys).
 pub const MAX_FLOW_NAME_LEN: usize = 256;
+/// The most retries a task may have: each attempt keeps a span on the task's record, which
+/// must stay well within a DynamoDB item (400 KB).
+pub const MAX_RETRIES: u32 = 100;
 /// The most seconds a `timeout_seconds` or a retry delay may be: a year, the longest a Step
 /// Functions execution lasts. No run waits longer, so a longer value is a mistake.
 pub const MAX_SECONDS: f64 = 365.0 * 86_400.0;

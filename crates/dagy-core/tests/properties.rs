@@ -396,7 +396,8 @@ fn arb_raw_task(knobs: Knobs) -> impl Strategy<Value = RawTask> {
             None,
             Some(json!(0)),
             Some(json!(3)),
-            Some(json!(u32::MAX)),
+            Some(json!(dagy_core::validate::MAX_RETRIES)),
+            Some(json!(dagy_core::validate::MAX_RETRIES + 1)),
         ]),
         opt_values(vec![
             Some(json!(-1)),
@@ -858,7 +859,7 @@ fn arb_task_options(floats: Floats) -> impl Strategy<Value = TaskOptions> {
             }),
         ],
         prop_oneof![3 => Just(Value::Null), 1 => floats.json()],
-        prop_oneof![Just(0u32), 1u32..10, any::<u32>()],
+        prop_oneof![Just(0u32), 1u32..10, 0..=dagy_core::validate::MAX_RETRIES],
         arb_retry_delay(floats),
         prop::option::of(floats.jitter()),
         prop::option::of(floats.seconds().prop_map(|t| if t > 0.0 { t } else { 1.0 })),
