@@ -1,5 +1,6 @@
-//! The `dagy` command: validate, plan, graph and run flows, read an ECS run's log, and manage
-//! the local run table; over the handlers a project registers ([`main`]).
+//! The `dagy` command: validate, plan, graph and run flows, list and inspect runs, serve the
+//! run dashboard, read an ECS run's log, and manage the local run table; over the handlers a
+//! project registers ([`main`]).
 //!
 //! Exit codes: 0 success; 1 an invalid flow, a refused plan, a run that did not complete, or
 //! a file or store that cannot be used; 2 a usage error; 130 a run cut short by a second Ctrl-C.
@@ -15,6 +16,7 @@ use dagy_engine::HandlerRegistry;
 
 mod commands;
 mod input;
+mod output;
 mod progress;
 
 /// Dagy runs DAG flows serverless on AWS. This command checks, plans and runs them.
@@ -37,6 +39,10 @@ enum Command {
     Asl(commands::asl::AslArgs),
     /// Run a flow here, with live progress.
     Run(commands::run::RunArgs),
+    /// The recent runs, newest first, with filters.
+    Runs(commands::runs::RunsArgs),
+    /// Serve the run dashboard on loopback and print its URL.
+    Ui(commands::ui::UiArgs),
     /// Put a flow on a deployed stack as a deployment (PUT /deployments/{name}).
     #[cfg(feature = "aws")]
     Deploy(commands::remote::DeployArgs),
@@ -73,6 +79,8 @@ pub fn main(registry: HandlerRegistry) -> ExitCode {
         Command::Graph(args) => commands::graph::run(args, &registry),
         Command::Asl(args) => commands::asl::run(args, &registry),
         Command::Run(args) => commands::run::run(args, registry),
+        Command::Runs(args) => commands::runs::run(args),
+        Command::Ui(args) => commands::ui::run(args),
         #[cfg(feature = "aws")]
         Command::Logs(args) => commands::logs::run(args),
         #[cfg(feature = "aws")]

@@ -5,7 +5,7 @@ use dagy_store::StoreError;
 
 /// Why a dashboard request could not be answered with what it asked for.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub(crate) enum Error {
+pub enum Error {
     /// A filter's value cannot be read; `expected` says what to write instead.
     #[error("{param}={value:?} is not understood: use {expected}")]
     BadFilter {

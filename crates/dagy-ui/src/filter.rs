@@ -7,9 +7,9 @@ use crate::error::Error;
 use crate::time::{INSTANT_FORMS, parse_instant};
 
 /// How many runs a listing shows when `limit` is not given.
-pub(crate) const DEFAULT_LIMIT: usize = 50;
+pub const DEFAULT_LIMIT: usize = 50;
 /// The most runs one listing shows.
-pub(crate) const MAX_LIMIT: usize = 500;
+pub const MAX_LIMIT: usize = 500;
 
 /// Every run status, in the order the filter form lists them.
 pub(crate) const RUN_STATUSES: [RunStatus; 6] = [
@@ -24,7 +24,7 @@ pub(crate) const RUN_STATUSES: [RunStatus; 6] = [
 /// The query parameters of `/` and `/api/runs`, as text; an empty value means "any" (what an
 /// empty form field sends).
 #[derive(Debug, Clone, Default, Deserialize)]
-pub(crate) struct RunsQuery {
+pub struct RunsQuery {
     /// A run status, or `all`.
     pub status: Option<String>,
     /// A flow or deployment name.
@@ -39,7 +39,7 @@ pub(crate) struct RunsQuery {
 
 /// A listing to ask the store for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Listing {
+pub struct Listing {
     /// Which runs.
     pub filter: RunFilter,
     /// How many, at most.
@@ -54,7 +54,7 @@ fn given(value: &Option<String>) -> Option<&str> {
 impl RunsQuery {
     /// Reads the filters; relative times count back from `now_ms`. A value that cannot be read
     /// is an [`Error::BadFilter`] that names the parameter and what it accepts.
-    pub(crate) fn listing(&self, now_ms: u64) -> Result<Listing, Error> {
+    pub fn listing(&self, now_ms: u64) -> Result<Listing, Error> {
         let status = match given(&self.status) {
             None | Some("all") => None,
             Some(text) => Some(

@@ -39,6 +39,10 @@ mod render;
 mod routes;
 mod time;
 
+pub use error::Error;
+pub use filter::{DEFAULT_LIMIT, Listing, MAX_LIMIT, RunsQuery};
+pub use time::{format_duration, format_utc};
+
 /// Reads the last lines a run's executor logged (the CLI reads ECS runs' from CloudWatch Logs).
 #[async_trait]
 pub trait LogTail: Send + Sync {

@@ -41,7 +41,7 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 }
 
 /// `ms` as `2026-11-30 10:00:05` (UTC).
-pub(crate) fn format_utc(ms: u64) -> String {
+pub fn format_utc(ms: u64) -> String {
     let days = (ms / DAY) as i64;
     let rest = ms % DAY;
     let (y, m, d) = civil_from_days(days);
@@ -66,7 +66,7 @@ pub(crate) fn format_utc_time(ms: u64) -> String {
 }
 
 /// A duration as people read it: `850 ms`, `12.3 s`, `4m 05s`, `2h 03m`, `3d 04h`.
-pub(crate) fn format_duration(ms: u64) -> String {
+pub fn format_duration(ms: u64) -> String {
     if ms < SECOND {
         format!("{ms} ms")
     } else if ms < MINUTE {

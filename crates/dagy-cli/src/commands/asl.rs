@@ -25,6 +25,6 @@ pub fn run(args: AslArgs, handlers: &dyn dagy_core::HandlerCatalog) -> anyhow::R
         }
     }
     let definition = dagy_core::asl::translate(&flow, &args.task_executor_arn);
-    println!("{}", serde_json::to_string_pretty(&definition)?);
+    crate::output::out!("{}", serde_json::to_string_pretty(&definition)?);
     Ok(ExitCode::SUCCESS)
 }

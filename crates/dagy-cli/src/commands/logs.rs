@@ -58,24 +58,9 @@ async fn follow(args: LogsArgs) -> anyhow::Result<ExitCode> {
     if remote {
         return follow_remote(args).await;
     }
-    let settings = dagy_core::Settings::from_env()?;
-    let ecs = settings.ecs.context(
-        "DAGY_ECS_CLUSTER_ARN is not set: logs are kept for ECS Fargate runs; set the DAGY_ECS_* \
-         variables of the deployment",
-    )?;
     let config = dagy_store_dynamodb::sdk_config().await;
-    let region = config
-        .region()
-        .map(ToString::to_string)
-        .context("AWS_REGION is not set")?;
+    let backend = ecs_backend(&config)?;
     let table = std::env::var(dagy_store_dynamodb::TABLE_NAME_VAR).unwrap_or_default();
-    let backend = EcsBackend::new(
-        aws_sdk_ecs::Client::new(&config),
-        aws_sdk_cloudwatchlogs::Client::new(&config),
-        ecs,
-        &region,
-        &table,
-    );
     let store = if args.follow && !table.is_empty() {
         Some(dagy_store_dynamodb::DynamoStore::from_env(&config)?)
     } else {
@@ -118,6 +103,68 @@ async fn follow(args: LogsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The ECS backend the deployment's `DAGY_ECS_*` settings describe: what reads a run's log.
+pub fn ecs_backend(config: &aws_config::SdkConfig) -> anyhow::Result<EcsBackend> {
+    let settings = dagy_core::Settings::from_env()?;
+    let ecs = settings.ecs.context(
+        "DAGY_ECS_CLUSTER_ARN is not set: logs are kept for ECS Fargate runs; set the DAGY_ECS_* \
+         variables of the deployment",
+    )?;
+    let region = config
+        .region()
+        .map(ToString::to_string)
+        .context("AWS_REGION is not set")?;
+    let table = std::env::var(dagy_store_dynamodb::TABLE_NAME_VAR).unwrap_or_default();
+    Ok(EcsBackend::new(
+        aws_sdk_ecs::Client::new(config),
+        aws_sdk_cloudwatchlogs::Client::new(config),
+        ecs,
+        &region,
+        &table,
+    ))
+}
+
+/// The dashboard's log panel for ECS Fargate runs: the last lines of the run's log stream.
+pub struct EcsLogTail {
+    backend: EcsBackend,
+}
+
+impl EcsLogTail {
+    /// The most pages of a log read for one tail.
+    const MAX_PAGES: usize = 20;
+
+    /// Over the deployment's ECS settings.
+    pub fn new(backend: EcsBackend) -> Self {
+        EcsLogTail { backend }
+    }
+}
+
+#[async_trait::async_trait]
+impl dagy_ui::LogTail for EcsLogTail {
+    async fn tail(&self, run: &dagy_store::RunRecord, lines: usize) -> Result<Vec<String>, String> {
+        let mut kept = std::collections::VecDeque::with_capacity(lines);
+        let mut next: Option<String> = None;
+        for _ in 0..Self::MAX_PAGES {
+            let page = self
+                .backend
+                .logs(&run.run_id, next.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            for (_, line) in page.events {
+                if kept.len() == lines {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+            match page.next {
+                Some(token) if next.as_deref() != Some(token.as_str()) => next = Some(token),
+                _ => break,
+            }
+        }
+        Ok(kept.into())
+    }
+}
+
 /// `dagy logs` through the stack's `GET /runs/{id}/logs` (and `GET /runs/{id}` to know when a
 /// followed run ended).
 async fn follow_remote(args: LogsArgs) -> anyhow::Result<ExitCode> {
@@ -138,7 +185,7 @@ async fn follow_remote(args: LogsArgs) -> anyhow::Result<ExitCode> {
             200 => {
                 let events = body["events"].as_array().cloned().unwrap_or_default();
                 for event in &events {
-                    println!("{}", event["message"].as_str().unwrap_or_default());
+                    crate::output::out!("{}", event["message"].as_str().unwrap_or_default());
                 }
                 next = body["next"].as_str().map(str::to_string).or(next);
                 !events.is_empty()

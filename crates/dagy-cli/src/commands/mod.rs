@@ -9,9 +9,11 @@ pub mod plan;
 #[cfg(feature = "aws")]
 pub mod remote;
 pub mod run;
+pub mod runs;
 pub mod store;
 #[cfg(feature = "aws")]
 pub mod table;
+pub mod ui;
 pub mod validate;
 
 use std::process::ExitCode;
@@ -27,7 +29,7 @@ pub fn report(error: &dagy_core::Error, as_json: bool) -> ExitCode {
             "message": error.to_string(),
             "problems": error.problems(),
         }});
-        println!(
+        crate::output::out!(
             "{}",
             serde_json::to_string_pretty(&body).unwrap_or_default()
         );

@@ -65,7 +65,7 @@ pub fn run(args: PlanArgs, handlers: &dyn dagy_core::HandlerCatalog) -> anyhow::
         let mut body = serde_json::to_value(&plan)?;
         body["flow"] = json!(flow.name());
         body["fallback"] = plan.fallback.as_ref().map_or(json!(null), |f| json!(f));
-        println!("{}", serde_json::to_string_pretty(&body)?);
+        crate::output::out!("{}", serde_json::to_string_pretty(&body)?);
     } else {
         print_human(flow.name(), flow.tasks().len(), flow.levels().len(), &plan);
     }
@@ -79,23 +79,23 @@ fn print_human(name: &str, tasks: usize, levels: usize, plan: &Plan) {
         ExecutionMode::Container => "one Fargate task runs the flow",
         ExecutionMode::StateMachine => "a state machine; one task-executor invocation per task",
     };
-    println!("flow      {name} ({tasks} tasks, {levels} levels)");
-    println!("tier      {}   (decided by {})", plan.tier, plan.decided_by);
-    println!("reason    {}", plan.reason);
-    println!("backend   {}   ({mode})", plan.backend);
+    crate::output::out!("flow      {name} ({tasks} tasks, {levels} levels)");
+    crate::output::out!("tier      {}   (decided by {})", plan.tier, plan.decided_by);
+    crate::output::out!("reason    {}", plan.reason);
+    crate::output::out!("backend   {}   ({mode})", plan.backend);
     if let Some(size) = plan.resources {
-        println!("size      {size}");
+        crate::output::out!("size      {size}");
     }
     match &plan.fallback {
-        Some(f) => println!("fallback  from {}: {}", f.from, f.reason),
-        None => println!("fallback  -"),
+        Some(f) => crate::output::out!("fallback  from {}: {}", f.from, f.reason),
+        None => crate::output::out!("fallback  -"),
     }
     if plan.warnings.is_empty() {
-        println!("warnings  none");
+        crate::output::out!("warnings  none");
     } else {
-        println!("warnings");
+        crate::output::out!("warnings");
         for w in &plan.warnings {
-            println!("  - {w}");
+            crate::output::out!("  - {w}");
         }
     }
 }

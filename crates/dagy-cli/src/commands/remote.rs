@@ -194,7 +194,7 @@ fn call(
     runtime.block_on(async {
         let (status, body) = request(target, method, path, body.as_ref()).await?;
         if (200..300).contains(&status) {
-            println!("{}", serde_json::to_string_pretty(&body)?);
+            crate::output::out!("{}", serde_json::to_string_pretty(&body)?);
             Ok(ExitCode::SUCCESS)
         } else {
             print_refusal(status, &body);

@@ -152,7 +152,7 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
         .await
         .map_err(|e| resume_hint(e.into()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
+        crate::output::out!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
     } else {
         progress.summary(&snapshot);
     }

@@ -26,9 +26,9 @@ pub fn run(command: TableCommand) -> anyhow::Result<ExitCode> {
                 let store = DynamoStore::from_env(&dagy_store_dynamodb::sdk_config().await)?;
                 let created = store.create_table().await?;
                 if created {
-                    println!("created table {}", store.table());
+                    crate::output::out!("created table {}", store.table());
                 } else {
-                    println!("table {} already exists; left as it is", store.table());
+                    crate::output::out!("table {} already exists; left as it is", store.table());
                 }
                 Ok(ExitCode::SUCCESS)
             }

@@ -26,12 +26,12 @@ pub fn run(
     };
     let (tasks, levels) = (flow.tasks().len(), flow.levels().len());
     if args.json {
-        println!(
+        crate::output::out!(
             "{}",
             json!({"valid": true, "flow": flow.name(), "tasks": tasks, "levels": levels})
         );
     } else {
-        println!(
+        crate::output::out!(
             "ok: flow \"{}\" is valid ({tasks} task{}, {levels} level{})",
             flow.name(),
             if tasks == 1 { "" } else { "s" },
