@@ -9,6 +9,7 @@
 //! | `flaky` | fails its first `args.failures` attempts of each run, then returns its input |
 //! | `spin` | busy-loops `args.millis` on a blocking thread (stops when cancelled unless `args.ignore_cancel`) |
 //! | `append` | appends `args.line` and a newline to the file `args.path`, then sleeps `args.sleep` seconds, stopping early when cancelled (for crash tests) |
+//! | `alloc` | allocates `args.mb` MiB and writes every page, holds it `args.hold_seconds` (default 0.2), returns `{"mb": n}`: to show what a memory limit does (on a 1 GiB container, `{"mb": 2048}` is killed for memory) |
 
 use std::time::{Duration, Instant};
 
@@ -50,7 +51,8 @@ pub fn register(registry: &mut HandlerRegistry) {
         .register("fail", |_ctx, input| async move { fail(&input) })
         .register("flaky", |ctx, input| async move { flaky(&ctx, input) })
         .register_blocking("spin", spin)
-        .register("append", append);
+        .register("append", append)
+        .register_blocking("alloc", alloc);
 }
 
 fn args(input: &Value) -> &Value {
@@ -158,6 +160,49 @@ async fn append(ctx: TaskContext, input: Value) -> TaskResult {
     Ok(json!({"appended": line}))
 }
 
+/// The memory `alloc` takes in one piece; the cancel is checked between pieces.
+const ALLOC_CHUNK: usize = 1 << 20;
+/// The page size whose every page `alloc` writes (4 KiB on x86_64 and most arm64 kernels; a
+/// larger page is still written, more than once).
+const PAGE: usize = 4096;
+
+fn alloc(ctx: TaskContext, input: Value) -> TaskResult {
+    let mb = number_arg(&input, "mb", None)?;
+    if mb.fract() != 0.0 || mb > 1_048_576.0 {
+        return Err(invalid(format!(
+            "args.mb must be a whole number of MiB up to 1048576, got {mb}"
+        )));
+    }
+    let hold = number_arg(&input, "hold_seconds", Some(0.2))?;
+    let hold = Duration::try_from_secs_f64(hold)
+        .map_err(|_| invalid(format!("args.hold_seconds {hold} is too large")))?;
+    let chunks = mb as usize;
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    held.try_reserve_exact(chunks)
+        .map_err(|e| TaskError::new(format!("alloc: cannot allocate {chunks} MiB: {e}")))?;
+    for _ in 0..chunks {
+        if ctx.cancel.is_cancelled() {
+            return Err(TaskError::new("alloc was cancelled").with_type("Cancelled"));
+        }
+        let mut chunk: Vec<u8> = Vec::new();
+        chunk
+            .try_reserve_exact(ALLOC_CHUNK)
+            .map_err(|e| TaskError::new(format!("alloc: cannot allocate {chunks} MiB: {e}")))?;
+        chunk.resize(ALLOC_CHUNK, 0);
+        // Freshly mapped pages cost nothing until written: write one byte in every page.
+        for page in chunk.iter_mut().step_by(PAGE) {
+            *page = 1;
+        }
+        held.push(std::hint::black_box(chunk));
+    }
+    let until = Instant::now() + hold;
+    while Instant::now() < until && !ctx.cancel.is_cancelled() {
+        std::thread::sleep(Duration::from_millis(10).min(until - Instant::now()));
+    }
+    drop(std::hint::black_box(held));
+    Ok(json!({"mb": chunks}))
+}
+
 fn spin(ctx: TaskContext, input: Value) -> TaskResult {
     let millis = number_arg(&input, "millis", None)?;
     let ignore_cancel = args(&input)
@@ -242,6 +287,28 @@ mod tests {
         let text = std::fs::read_to_string(&path).expect("written");
         let _ = std::fs::remove_file(&path);
         assert_eq!(text, "one\none\n");
+    }
+
+    #[test]
+    fn alloc_makes_what_it_asks_for_resident() {
+        let peak_mib = || {
+            std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|s| {
+                    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?.to_string();
+                    line.split_whitespace().nth(1)?.parse::<u64>().ok()
+                })
+                .map_or(0, |kib| kib / 1024)
+        };
+        let out = alloc(ctx(1), json!({"args": {"mb": 96, "hold_seconds": 0}})).expect("alloc");
+        assert_eq!(out, json!({"mb": 96}));
+        assert!(peak_mib() >= 96, "peak RSS {} MiB", peak_mib());
+        let err = alloc(ctx(1), json!({"args": {"mb": 1.5}})).expect_err("whole MiB");
+        assert_eq!(err.error_type, "InvalidArgs");
+        assert!(
+            alloc(ctx(1), json!({"args": {}})).is_err(),
+            "mb is required"
+        );
     }
 
     #[tokio::test]
