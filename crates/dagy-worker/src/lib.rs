@@ -1,7 +1,12 @@
 //! `dagy-worker`: the ECS Fargate container's entry point (image `dagy-worker`).
 //!
-//! It runs the run named by `DAGY_RUN_ID` from the table `DAGY_TABLE_NAME` to its end with the
-//! local executor (tasks one at a time), holding and renewing the run's lease. On SIGTERM (ECS
+//! It runs the run named by `DAGY_RUN_ID` to its end with the local executor (tasks one at a
+//! time), holding and renewing the run's lease. The run is read from the DynamoDB table
+//! `DAGY_TABLE_NAME`, or, with `DAGY_STORE=sqlite`, from the embedded store
+//! `$DAGY_HOME/runs.db` (a container with the host's `DAGY_HOME` mounted runs a local run).
+//! Besides the handlers compiled in, it registers the `exec:` command handlers of the image's
+//! handler manifest (`/etc/dagy/handlers.toml`, or `DAGY_HANDLERS_FILE`; see `dagy_exec`).
+//! [`WorkerConfig::from_lookup`] reads all of that. On SIGTERM (ECS
 //! `StopTask`: a cancel) or SIGINT it stops at the next task boundary and records the run as
 //! cancelled, well within ECS's 30-second grace: the task in flight sees its cancellation
 //! token. A second worker on the same run finds the lease held and exits. Logs are JSON lines
@@ -22,11 +27,94 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 use dagy_engine::{Budget, Executor, HandlerRegistry, RunOptions, StepOutcome, TracingObserver};
+use dagy_exec::{ExecError, ManifestLocation};
 use dagy_functions::dispatch::LambdaTaskInvoker;
-use dagy_store::RunStatus;
+use dagy_store::{RunStatus, RunStore, StoreError};
 
 /// The variable naming the run.
-const RUN_ID_VAR: &str = "DAGY_RUN_ID";
+pub const RUN_ID_VAR: &str = "DAGY_RUN_ID";
+/// The variable choosing the store: `dynamodb` (the default) or `sqlite`.
+pub const STORE_VAR: &str = "DAGY_STORE";
+
+/// Why the worker cannot start work.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// No run to work on.
+    #[error(
+        "{RUN_ID_VAR} is not set: the router (or whatever starts the container) sets it to the run's id"
+    )]
+    MissingRunId,
+    /// `DAGY_STORE` names no store the worker has.
+    #[error(
+        "{STORE_VAR}={0:?} is not a store the worker has: use dynamodb (the default, with \
+         DAGY_TABLE_NAME) or sqlite (the embedded store in $DAGY_HOME/runs.db)"
+    )]
+    UnknownStore(String),
+    /// The handler manifest cannot be used.
+    #[error(transparent)]
+    Handlers(#[from] ExecError),
+    /// The store cannot be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Where the worker keeps runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The DynamoDB table `DAGY_TABLE_NAME` (ECS Fargate).
+    DynamoDb,
+    /// The embedded SQLite store, `$DAGY_HOME/runs.db` (a local container).
+    Sqlite,
+}
+
+/// The worker's configuration, read in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerConfig {
+    /// The run (`DAGY_RUN_ID`).
+    pub run_id: String,
+    /// The store (`DAGY_STORE`); the store's own variables are read when it is opened
+    /// (`DAGY_TABLE_NAME`, `DAGY_RUN_RETENTION_DAYS`; `DAGY_HOME`).
+    pub store: StoreKind,
+    /// The handler manifest (`DAGY_HANDLERS_FILE`, or the default path).
+    pub handlers: ManifestLocation,
+}
+
+impl WorkerConfig {
+    /// Reads the configuration from `lookup` (an environment); empty values count as unset.
+    ///
+    /// ```
+    /// use dagy_worker::{StoreKind, WorkerConfig};
+    /// let config = WorkerConfig::from_lookup(|k| match k {
+    ///     "DAGY_RUN_ID" => Some("r1".into()),
+    ///     "DAGY_STORE" => Some("sqlite".into()),
+    ///     _ => None,
+    /// })?;
+    /// assert_eq!((config.run_id.as_str(), config.store), ("r1", StoreKind::Sqlite));
+    /// # Ok::<(), dagy_worker::WorkerError>(())
+    /// ```
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerError> {
+        let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let run_id = set(RUN_ID_VAR).ok_or(WorkerError::MissingRunId)?;
+        let store = match set(STORE_VAR)
+            .map(|v| v.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("dynamodb") => StoreKind::DynamoDb,
+            Some("sqlite") => StoreKind::Sqlite,
+            Some(other) => return Err(WorkerError::UnknownStore(other.to_string())),
+        };
+        Ok(WorkerConfig {
+            run_id,
+            store,
+            handlers: ManifestLocation::from_lookup(&lookup),
+        })
+    }
+
+    /// From the process's environment.
+    pub fn from_env() -> Result<Self, WorkerError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+}
 
 /// Runs the run named by `DAGY_RUN_ID` with `registry`'s handlers, and says how it ended as
 /// the process's exit code.
@@ -62,13 +150,29 @@ pub fn run(registry: HandlerRegistry) -> ExitCode {
 }
 
 async fn work(mut registry: HandlerRegistry) -> anyhow::Result<RunStatus> {
-    let run_id = std::env::var(RUN_ID_VAR)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .with_context(|| format!("{RUN_ID_VAR} is not set: the router sets it on the task"))?;
-    let config = dagy_store_dynamodb::sdk_config().await;
-    let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env(&config)?);
-    registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::from_sdk_config(&config)));
+    let config = WorkerConfig::from_env()?;
+    let run_id = config.run_id;
+    if let Some(manifest) = config.handlers.load()? {
+        manifest.register(&mut registry);
+        let names: Vec<String> = manifest
+            .entries()
+            .iter()
+            .map(|e| e.handler_name())
+            .collect();
+        tracing::info!(manifest = %config.handlers.path.display(), handlers = ?names, "command handlers registered");
+    }
+    let store: Arc<dyn RunStore> = match config.store {
+        StoreKind::DynamoDb => {
+            let sdk = dagy_store_dynamodb::sdk_config().await;
+            registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::from_sdk_config(&sdk)));
+            Arc::new(dagy_store_dynamodb::DynamoStore::from_env(&sdk)?)
+        }
+        StoreKind::Sqlite => {
+            let path = dagy_store_sqlite::default_path().map_err(WorkerError::from)?;
+            tracing::info!(path = %path.display(), "embedded store");
+            Arc::new(dagy_store_sqlite::SqliteStore::open(&path).map_err(WorkerError::from)?)
+        }
+    };
     let owner = format!("ecs-worker:{}:{}", hostname(), std::process::id());
     let executor = Executor::new(store, Arc::new(registry))
         .with_owner(owner)
