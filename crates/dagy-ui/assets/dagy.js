@@ -23,7 +23,11 @@
   var FINAL = { completed: 1, failed: 1, timed_out: 1, cancelled: 1 };
   var ORDER = ["completed", "running", "retrying", "pending", "failed", "timed_out", "skipped", "cancelled"];
   var selected = null;
+  var seen = {}; // task id -> "status/attempts" at the last poll
+  var panelState = null; // the selected task's "status/attempts" when its panel was loaded
   var polls = 0;
+  // A large run is polled less often: each poll reads every task from the store.
+  var every = nodes.size < 300 ? 1000 : 2000;
   var failures = 0;
   var staleNote = null;
 
@@ -70,6 +74,7 @@
   function loadTask() {
     if (selected === null) return null;
     var id = selected;
+    panelState = seen[id] || null;
     return fetchText(path + "/task?id=" + encodeURIComponent(id)).then(function (html) {
       if (selected === id) panel.innerHTML = html;
     });
@@ -97,6 +102,7 @@
     var counts = {};
     s.tasks.forEach(function (t) {
       counts[t.status] = (counts[t.status] || 0) + 1;
+      seen[t.id] = t.status + "/" + t.attempts;
       var node = nodes.get(t.id);
       var was = node && node.getAttribute("data-status");
       if (node && was !== t.status) {
@@ -157,11 +163,14 @@
         var logsDue = done || polls % 5 === 0;
         // A large run's timeline is a few hundred KB: redraw it every third poll.
         var timelineDue = done || nodes.size < 300 || polls % 3 === 0;
+        // The open task's panel is read again when it changed, or while it runs.
+        var state = selected === null ? null : seen[selected];
+        var panelDue = state && (state !== panelState || /^(running|retrying)\//.test(state));
         return Promise.all([
           timelineDue ? refresh(timeline, path + "/timeline") : null,
-          loadTask(),
+          panelDue ? loadTask() : null,
           logsDue ? refresh(logs, path + "/logs") : null,
-        ]).then(function () { if (!done) setTimeout(poll, 1000); });
+        ]).then(function () { if (!done) setTimeout(poll, every); });
       })
       .catch(function (err) {
         failures += 1;
@@ -171,8 +180,12 @@
       });
   }
 
-  var hash = location.hash.match(/^#task=(.+)$/);
-  if (hash) select(decodeURIComponent(hash[1]));
+  function selectFromHash() {
+    var hash = location.hash.match(/^#task=(.+)$/);
+    if (hash && decodeURIComponent(hash[1]) !== selected) select(decodeURIComponent(hash[1]));
+  }
+  window.addEventListener("hashchange", selectFromHash);
+  selectFromHash();
   refresh(logs, path + "/logs");
-  if (run.getAttribute("data-final") !== "true") setTimeout(poll, 1000);
+  if (run.getAttribute("data-final") !== "true") setTimeout(poll, every);
 })();

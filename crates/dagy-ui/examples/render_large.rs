@@ -183,7 +183,22 @@ async fn live_run(store: Arc<MemoryStore>) {
     for (i, (id, _)) in tasks.iter().enumerate() {
         let attempts = if i % 9 == 4 { 2 } else { 1 };
         for attempt in 1..=attempts {
-            driver.begin(id, attempt, now_ms()).await;
+            if driver.try_begin(id, attempt, now_ms()).await.is_err() {
+                // Cancelled from the page: what is left will not run.
+                let left: Vec<&str> = tasks[i..].iter().map(|(id, _)| id.as_str()).collect();
+                driver
+                    .settle(
+                        &left,
+                        TaskStatus::Cancelled,
+                        "the run was cancelled",
+                        now_ms(),
+                    )
+                    .await;
+                driver
+                    .finish(RunStatus::Cancelled, Some("cancelled on request"), now_ms())
+                    .await;
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(300 + (i as u64 * 37) % 500)).await;
             let outcome = if attempt < attempts {
                 AttemptOutcome::Retrying(error("TaskFailed", "throttled; will retry"))

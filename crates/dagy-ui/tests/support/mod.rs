@@ -6,7 +6,7 @@
 use dagy_core::{BackendKind, ExecutionMode, FlowSpec, RuntimeTier, TaskSpec};
 use dagy_store::{
     AttemptOutcome, Lease, MemoryStore, NewRun, PlanRecord, RunRecord, RunStatus, RunStore,
-    TaskErrorRecord, TaskStatus,
+    StoreError, TaskErrorRecord, TaskStatus,
 };
 use serde_json::json;
 
@@ -85,10 +85,17 @@ impl<'a> Driver<'a> {
 
     /// Starts attempt `attempt` of `task` at `at_ms`.
     pub async fn begin(&self, task: &str, attempt: u32, at_ms: u64) {
+        self.try_begin(task, attempt, at_ms)
+            .await
+            .expect("start the attempt");
+    }
+
+    /// Starts attempt `attempt` of `task` at `at_ms`, or says why not (a cancel request).
+    pub async fn try_begin(&self, task: &str, attempt: u32, at_ms: u64) -> Result<(), StoreError> {
         self.store
             .start_attempt(&self.lease, task, attempt, at_ms)
             .await
-            .expect("start the attempt");
+            .map(|_| ())
     }
 
     /// Ends attempt `attempt` of `task` at `at_ms`.
@@ -114,15 +121,15 @@ impl<'a> Driver<'a> {
 
     /// Settles tasks that will not run as `skipped`.
     pub async fn skip(&self, tasks: &[&str], at_ms: u64) {
+        self.settle(tasks, TaskStatus::Skipped, "upstream failed", at_ms)
+            .await;
+    }
+
+    /// Gives tasks that will not run their final `status`.
+    pub async fn settle(&self, tasks: &[&str], status: TaskStatus, why: &str, at_ms: u64) {
         let ids: Vec<String> = tasks.iter().map(|t| t.to_string()).collect();
         self.store
-            .settle_tasks(
-                &self.lease,
-                &ids,
-                TaskStatus::Skipped,
-                error("Skipped", "upstream failed"),
-                at_ms,
-            )
+            .settle_tasks(&self.lease, &ids, status, error("NotRun", why), at_ms)
             .await
             .expect("settle");
     }
