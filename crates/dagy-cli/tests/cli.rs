@@ -375,12 +375,40 @@ fn run_refuses_params_that_are_not_an_object() {
 }
 
 #[test]
-fn run_tier_takes_lambda_tiers_only() {
+fn run_tier_takes_lambda_tiers_here_and_ecs_tiers_in_docker() {
     dagy()
         .args(["run", &example("hello.json"), "--tier", "large"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("takes nano or micro"));
+        .stderr(predicate::str::contains("takes nano or micro"))
+        .stderr(predicate::str::contains("--backend docker"));
+    dagy()
+        .args([
+            "run",
+            &example("hello.json"),
+            "--tier",
+            "nano",
+            "--backend",
+            "docker",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "use --tier small, medium, large or xlarge",
+        ));
+    dagy()
+        .args([
+            "run",
+            &example("hello.json"),
+            "--tier",
+            "small",
+            "--backend",
+            "docker",
+        ])
+        .args(["--store", "memory"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("leave out --store memory"));
 }
 
 /// Runs a three-task flow whose second task sleeps 2 s, sends `signals` SIGINTs (50 ms apart)

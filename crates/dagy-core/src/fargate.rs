@@ -122,6 +122,19 @@ impl FargateSize {
     }
 }
 
+/// ECS's `stoppedReason` for a container killed for using more memory than its size allows. The
+/// local Docker backend reports an out-of-memory kill in the same words.
+pub const OUT_OF_MEMORY: &str = "OutOfMemoryError: Container killed due to memory usage";
+
+/// Why a run ended when its worker container stopped before the run did: ECS's stopped reason
+/// (or Docker's equivalent) and the worker's exit code.
+pub fn worker_stopped(reason: &str, exit_code: Option<i32>) -> String {
+    match exit_code {
+        Some(code) => format!("its worker task stopped: {reason} (exit code {code})"),
+        None => format!("its worker task stopped: {reason}"),
+    }
+}
+
 fn vcpu(cpu: u32) -> String {
     let v = f64::from(cpu) / 1024.0;
     format!("{v}")

@@ -250,10 +250,7 @@ impl Dispatcher for EcsDispatcher {
                 Some(TaskState::Running { .. }) => Execution::Running,
                 Some(TaskState::Stopped {
                     reason, exit_code, ..
-                }) => Execution::Stopped(match exit_code {
-                    Some(code) => format!("its worker task stopped: {reason} (exit code {code})"),
-                    None => format!("its worker task stopped: {reason}"),
-                }),
+                }) => Execution::Stopped(dagy_core::fargate::worker_stopped(&reason, exit_code)),
             },
         )
     }

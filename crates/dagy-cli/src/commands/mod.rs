@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod asl;
+pub mod docker;
 pub mod graph;
 pub mod inspect;
 #[cfg(feature = "aws")]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
-use dagy_core::{ExecutionMode, Flow, PlanRequest, RuntimeTier, Settings, TierInputs};
+use dagy_core::{BackendKind, ExecutionMode, Flow, PlanRequest, RuntimeTier, Settings, TierInputs};
 use dagy_engine::{Budget, Executor, HandlerRegistry, NewRunRequest, RunOptions, StepOutcome};
 use dagy_store::{RunStatus, RunStore, StoreError};
 
@@ -26,11 +26,19 @@ pub struct RunArgs {
     /// Parameters as a JSON object, merged over the flow's defaults.
     #[arg(long, value_name = "JSON")]
     pub params: Option<String>,
-    /// Run as this Lambda tier: nano (the whole flow in one invocation, 600 s budget) or micro
-    /// (one task per invocation, 600 s each). Without it, the tier is resolved as the router
-    /// would, and a Fargate tier runs without a budget.
-    #[arg(long, value_parser = parse_lambda_tier)]
+    /// Run as this tier: nano (the whole flow in one invocation, 600 s budget) or micro (one
+    /// task per invocation, 600 s each); small, medium, large or xlarge with --backend docker.
+    /// Without it, the tier is resolved as the router would, and a Fargate tier runs here
+    /// without a budget.
+    #[arg(long)]
     pub tier: Option<RuntimeTier>,
+    /// Where the run executes: here, in this process (default), or `docker`: an ECS tier in a
+    /// local container of the worker image with the tier's Fargate limits.
+    #[arg(long, value_enum, default_value_t = LocalBackend::Here)]
+    pub backend: LocalBackend,
+    /// The worker image for --backend docker.
+    #[arg(long, env = "DAGY_ECS_WORKER_IMAGE", default_value = crate::commands::docker::DEFAULT_IMAGE)]
+    pub image: String,
     /// Print the final run record as JSON on standard output.
     #[arg(long)]
     pub json: bool,
@@ -57,14 +65,39 @@ pub struct RunArgs {
     pub verbose: bool,
 }
 
-fn parse_lambda_tier(s: &str) -> Result<RuntimeTier, String> {
-    match s.parse::<RuntimeTier>().map_err(|e| e.to_string())? {
-        tier @ (RuntimeTier::Nano | RuntimeTier::Micro) => Ok(tier),
-        other => Err(format!(
-            "{other} runs on ECS Fargate; `dagy run --tier` takes nano or micro \
-             (leave it out to run a Fargate-tier flow here without a budget)"
+/// Where `dagy run` executes a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LocalBackend {
+    /// In this process.
+    Here,
+    /// In a local Docker container of the worker image, sized as on ECS Fargate.
+    Docker,
+}
+
+/// Checks that `--tier` and `--backend` go together (the ECS tiers need a container); the
+/// problem, as a usage error, when they do not.
+fn check_tier(args: &RunArgs) -> Result<(), String> {
+    match (args.tier, args.backend) {
+        (Some(tier @ (RuntimeTier::Nano | RuntimeTier::Micro)), LocalBackend::Docker) => {
+            Err(format!(
+                "{tier} runs on Lambda; --backend docker runs the ECS tiers: use --tier small, \
+             medium, large or xlarge"
+            ))
+        }
+        (Some(tier), LocalBackend::Here) if tier.fargate_resources().is_some() => Err(format!(
+            "{tier} runs on ECS Fargate; `dagy run --tier` takes nano or micro here, or add \
+             --backend docker to run it in a local container with the tier's limits (leave \
+             --tier out to run a Fargate-tier flow here without a budget)"
         )),
+        _ => Ok(()),
     }
+}
+
+/// A run about to be driven: its id, how it runs, and its container size for docker.
+struct Started {
+    run_id: String,
+    mode: ExecutionMode,
+    size: Option<dagy_core::FargateSize>,
 }
 
 /// Runs the command; the exit code is 0 when the run completed, 1 otherwise.
@@ -85,6 +118,10 @@ pub fn run(args: RunArgs, registry: HandlerRegistry) -> anyhow::Result<ExitCode>
 }
 
 async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Result<ExitCode> {
+    if let Err(problem) = check_tier(&args) {
+        eprintln!("error: {problem}");
+        return Ok(ExitCode::from(2));
+    }
     if args.resume.is_some() && args.store == StoreKind::Memory {
         bail!("--resume needs a store that outlives a process: leave out --store memory");
     }
@@ -111,7 +148,7 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
         Some(run_id) => resumed(&args, store.as_ref(), run_id).await?,
         None => started(&args, &registry, &executor, &progress).await?,
     };
-    let Some((run_id, mode)) = started else {
+    let Some(Started { run_id, mode, size }) = started else {
         return Ok(ExitCode::from(1));
     };
 
@@ -137,15 +174,31 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
             e
         }
     };
-    let outcome = drive(
-        &executor,
-        &run_id,
-        &options,
-        mode,
-        args.resume.is_some(),
-        &progress,
-    )
-    .await
+    let outcome = match args.backend {
+        LocalBackend::Here => {
+            drive(
+                &executor,
+                &run_id,
+                &options,
+                mode,
+                args.resume.is_some(),
+                &progress,
+            )
+            .await
+        }
+        LocalBackend::Docker => {
+            crate::commands::docker::drive(
+                store.clone(),
+                args.store,
+                &run_id,
+                size.unwrap_or(dagy_core::FargateSize::SMALL),
+                &args.image,
+                &options,
+                &progress,
+            )
+            .await
+        }
+    }
     .map_err(resume_hint)?;
     let snapshot = store
         .load_run(&run_id)
@@ -170,16 +223,17 @@ async fn resumed(
     args: &RunArgs,
     store: &dyn RunStore,
     run_id: &str,
-) -> anyhow::Result<Option<(String, ExecutionMode)>> {
+) -> anyhow::Result<Option<Started>> {
     let run = store.get_run(run_id).await?;
     let mode = run
         .plan
         .as_ref()
         .map_or(ExecutionMode::WholeFlow, |p| p.mode);
-    Ok(Some((
-        run_id.to_string(),
-        args.tier.map_or(mode, mode_of_tier),
-    )))
+    Ok(Some(Started {
+        run_id: run_id.to_string(),
+        mode: args.tier.map_or(mode, mode_of_tier),
+        size: run.plan.and_then(|p| p.resources),
+    }))
 }
 
 /// Validates and plans the flow, writes its run, and says how it runs; `None` (the problem
@@ -189,7 +243,7 @@ async fn started(
     registry: &HandlerRegistry,
     executor: &Executor,
     progress: &Progress,
-) -> anyhow::Result<Option<(String, ExecutionMode)>> {
+) -> anyhow::Result<Option<Started>> {
     let path = args.flow.as_ref().context("a FLOW file is required")?;
     let text = crate::input::read_flow_text(path)?;
     let flow = match Flow::from_json(&text, Some(registry)) {
@@ -200,13 +254,18 @@ async fn started(
         }
     };
     let parameters = parse_params(args.params.as_deref())?;
-    let settings = Settings::from_env()?;
+    let mut settings = Settings::from_env()?;
+    let mut backend = None;
+    if args.backend == LocalBackend::Docker {
+        settings = crate::commands::docker::settings(settings, &args.image);
+        backend = Some(BackendKind::EcsFargate);
+    }
     let request = PlanRequest {
         tiers: TierInputs {
             request: args.tier,
             ..TierInputs::default()
         },
-        backend: None,
+        backend,
     };
     let plan = match dagy_core::plan(&flow, &request, &settings) {
         Ok(plan) => plan,
@@ -215,7 +274,15 @@ async fn started(
             return Ok(None);
         }
     };
-    let mode = plan.mode;
+    if args.backend == LocalBackend::Docker && plan.backend != BackendKind::EcsFargate {
+        eprintln!(
+            "error: --backend docker runs the ECS tiers, and this flow's plan is {} on {}: \
+             pass --tier small, medium, large or xlarge",
+            plan.tier, plan.backend
+        );
+        return Ok(None);
+    }
+    let (mode, size) = (plan.mode, plan.resources);
     progress.header(&flow, &plan);
     let created = executor
         .create_run(
@@ -228,7 +295,11 @@ async fn started(
             },
         )
         .await?;
-    Ok(Some((created.run.run_id, mode)))
+    Ok(Some(Started {
+        run_id: created.run.run_id,
+        mode,
+        size,
+    }))
 }
 
 fn mode_of_tier(tier: RuntimeTier) -> ExecutionMode {
