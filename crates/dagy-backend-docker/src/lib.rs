@@ -259,6 +259,34 @@ impl Running {
     }
 }
 
+/// The text of the file at `path` in `image` (read by a throwaway container), or `None` when
+/// the image has no such file: how the CLI reads the handler manifest baked into a worker image.
+pub async fn read_file(image: &str, path: &str) -> Result<Option<String>, DockerError> {
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--entrypoint",
+        "cat",
+        image,
+        path,
+    ])
+    .await?;
+    if out.status.success() {
+        return Ok(Some(String::from_utf8_lossy(&out.stdout).into_owned()));
+    }
+    let message = stderr_of(&out);
+    if message.contains("No such file") {
+        Ok(None)
+    } else {
+        Err(DockerError::Command {
+            command: "run",
+            message,
+        })
+    }
+}
+
 /// Stops the container `name` as ECS's `StopTask` does: SIGTERM, then SIGKILL after `grace`.
 /// (A free function, so it can run while [`Running::wait`] waits for the same container.)
 pub async fn stop(name: &str, grace: Duration) -> Result<(), DockerError> {

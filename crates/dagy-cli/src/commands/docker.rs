@@ -37,6 +37,27 @@ pub fn settings(mut settings: Settings, image: &str) -> Settings {
     settings
 }
 
+/// The handlers a flow may name when it runs in `image`: this CLI's and the `exec:` handlers
+/// of the image's own manifest, so a flow naming a command the image does not declare is
+/// refused before anything starts.
+pub async fn image_catalog(image: &str, registry: &HandlerRegistry) -> anyhow::Result<Vec<String>> {
+    let container = Container::new(image, "catalog", FargateSize::SMALL);
+    container.check().await?;
+    let mut names = dagy_core::HandlerCatalog::handler_names(registry);
+    let path = dagy_exec::DEFAULT_MANIFEST_PATH;
+    if let Some(text) = dagy_backend_docker::read_file(image, path).await? {
+        let manifest = dagy_exec::ExecManifest::parse(&text)
+            .with_context(|| format!("the handler manifest {path} in {image}"))?;
+        names.extend(
+            manifest
+                .entries()
+                .iter()
+                .map(dagy_exec::ExecEntry::handler_name),
+        );
+    }
+    Ok(names)
+}
+
 /// The container for `run_id` on `store`: the store's settings as the worker reads them.
 fn container(
     image: &str,

@@ -246,7 +246,14 @@ async fn started(
 ) -> anyhow::Result<Option<Started>> {
     let path = args.flow.as_ref().context("a FLOW file is required")?;
     let text = crate::input::read_flow_text(path)?;
-    let flow = match Flow::from_json(&text, Some(registry)) {
+    let parsed = match args.backend {
+        LocalBackend::Here => Flow::from_json(&text, Some(registry)),
+        LocalBackend::Docker => {
+            let catalog = crate::commands::docker::image_catalog(&args.image, registry).await?;
+            Flow::from_json(&text, Some(&catalog))
+        }
+    };
+    let flow = match parsed {
         Ok(flow) => flow,
         Err(e) => {
             eprintln!("error: {e}");
