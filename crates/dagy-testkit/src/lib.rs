@@ -1,10 +1,12 @@
 //! Test support for Dagy's integration tests and benchmarks, one crate instead of a file each
 //! test includes: a DynamoDB-compatible server ([`moto`]), clients with production's settings,
 //! a fresh table per test, unique names, an ECS cluster on moto ([`ecs`]), cargo-lambda's
-//! emulator ([`emulator`]), the workspace's binaries, and a proxy that injects faults.
+//! emulator ([`emulator`]), Docker and the worker images ([`docker`]), the workspace's
+//! binaries, and a proxy that injects faults.
 
 use dagy_store_dynamodb::DynamoStore;
 
+pub mod docker;
 pub mod ecs;
 pub mod emulator;
 pub mod http;
