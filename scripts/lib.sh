@@ -189,3 +189,34 @@ CLEAN
     docker import --change 'CMD ["/bin/bash"]' --change "LABEL dagy.base-version=$DAGY_BASE_VERSION" \
         "$tarball" "$DAGY_BASE_IMAGE" >/dev/null
 }
+
+# Headless Chromium and its WebDriver server for the dashboard's browser tests
+# (tests/browser.rs) and scripts/screenshot.sh: installs Debian's chromium and chromium-driver
+# with apt-get when either is missing (as root), then exports their paths as DAGY_CHROMIUM and
+# DAGY_CHROMEDRIVER, which the tests read (paths already set there are kept).
+ensure_chromium() {
+    local chromium driver
+    chromium=${DAGY_CHROMIUM:-$(command -v chromium || true)}
+    driver=${DAGY_CHROMEDRIVER:-$(command -v chromedriver || true)}
+    if [ ! -x "$chromium" ] || [ ! -x "$driver" ]; then
+        if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+            echo "missing chromium or chromedriver: install them (apt-get install chromium chromium-driver) as root" >&2
+            return 1
+        fi
+        echo "installing chromium and chromium-driver (apt-get)"
+        apt-get update -qq
+        # fonts-liberation: the page's sans-serif text, without chromium's other recommends.
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            chromium chromium-driver fonts-liberation >/dev/null
+        chromium=$(command -v chromium || true)
+        driver=$(command -v chromedriver || true)
+    fi
+    if [ ! -x "$chromium" ] || [ ! -x "$driver" ]; then
+        echo "chromium or chromedriver is still missing after apt-get install" >&2
+        return 1
+    fi
+    DAGY_CHROMIUM=$chromium
+    DAGY_CHROMEDRIVER=$driver
+    export DAGY_CHROMIUM DAGY_CHROMEDRIVER
+    echo "$("$driver" --version | cut -d' ' -f1-2) at $driver; chromium at $chromium"
+}

@@ -62,6 +62,10 @@ fi
 npm ci --prefix scripts/asl --no-audit --no-fund --silent
 npm ci --prefix scripts/sfn-local --no-audit --no-fund --silent
 
+step "test tools (Debian: chromium, chromium-driver for the dashboard's browser tests)"
+# Exports DAGY_CHROMIUM and DAGY_CHROMEDRIVER, which tests/browser.rs reads.
+ensure_chromium
+
 step "local AWS stand-ins"
 trap stop_moto EXIT
 start_moto
