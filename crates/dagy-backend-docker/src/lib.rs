@@ -198,16 +198,21 @@ impl Container {
         Ok(())
     }
 
-    /// Starts the container, its output going to this process's standard error. A container
+    /// Starts the container, its output (both streams) going to this process's standard error. A container
     /// of the same name left by an earlier try of this run is removed first.
     pub async fn start(&self) -> Result<Running, DockerError> {
         self.check().await?;
         let name = self.name();
         let _ = docker(&["rm", "--force", &name]).await?;
+        // The worker logs on its standard output (for ECS's awslogs); here that is this
+        // process's standard error, so standard output keeps only the command's own results.
+        let log = std::os::fd::AsFd::as_fd(&std::io::stderr())
+            .try_clone_to_owned()
+            .map_err(|e| DockerError::Unavailable(format!("cannot share standard error: {e}")))?;
         let child = Command::new("docker")
             .args(self.run_args())
             .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
+            .stdout(Stdio::from(log))
             .stderr(Stdio::inherit())
             .kill_on_drop(false)
             .spawn()
