@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Cold start and package size of the Lambda functions (figures, not a test): builds the binaries
-# with the `lambda-small` profile (PROFILE=release for the plain release build), starts moto on
-# loopback for the executor's DynamoDB read, runs bench_functions.py.
+# Cold start and package size of the Lambda functions as they ship (figures, not a test): runs
+# `sam build` (the release profile with the workspace's Lambda settings: fat LTO, opt-level z),
+# starts moto on loopback for the executor's DynamoDB read, and runs bench_functions.py on the
+# bootstrap files `sam build` made.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/lib.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dagy/target}"
+source scripts/lib.sh
 ensure_venv
-export PROFILE="${PROFILE:-lambda-small}"
-cargo build --profile "$PROFILE" -j2 -p dagy-functions --bins
+ensure_sam_venv
+sam_build
+export SAM_BUILD_DIR
 trap stop_moto EXIT
 start_moto
 export DAGY_TABLE_NAME=dagy-bench

@@ -9,8 +9,8 @@ events/http-backends.json (no I/O); the executor and the task-executor read a ru
 (moto on loopback, started by scripts/bench-functions.sh) that does not exist, and answer with
 that error.
 
-Size: each binary zipped as `bootstrap` (deflate, level 9), as a Lambda deployment package.
-Binaries come from the cargo profile named by PROFILE (default `lambda-small`: fat LTO, size-optimized).
+Size: each function's `bootstrap` zipped (deflate, level 6 as `sam deploy` packs it), as a Lambda
+deployment package. The binaries are what `sam build` made, in SAM_BUILD_DIR/<Function>/bootstrap.
 
 Usage: scripts/bench-functions.sh (builds, starts moto, runs this).
 """
@@ -97,7 +97,7 @@ def cold_start(binary, event, env):
 
 def zipped_size(binary):
     target = Path(os.environ.get("TMPDIR", "/tmp")) / f"{binary.name}.zip"
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as z:
         z.write(binary, "bootstrap")
     size = target.stat().st_size
     target.unlink()
@@ -105,8 +105,7 @@ def zipped_size(binary):
 
 
 def main():
-    profile = os.environ.get("PROFILE", "lambda-small")
-    target_dir = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")) / profile
+    build_dir = Path(os.environ["SAM_BUILD_DIR"])
     common = {
         "DAGY_TABLE_NAME": os.environ.get("DAGY_TABLE_NAME", "dagy-bench"),
         "DAGY_EXECUTOR_FUNCTION": "dagy-executor",
@@ -118,16 +117,16 @@ def main():
         "RUST_LOG": "warn",
     }
     cases = [
-        ("dagy-router", json.loads((ROOT / "events" / "http-backends.json").read_text())),
-        ("dagy-executor", {"run_id": "bench-no-such-run"}),
-        ("dagy-task-executor", {"run_id": "bench-no-such-run", "task_id": "t1"}),
+        ("RouterFunction", json.loads((ROOT / "events" / "http-backends.json").read_text())),
+        ("ExecutorFunction", {"run_id": "bench-no-such-run"}),
+        ("TaskExecutorFunction", {"run_id": "bench-no-such-run", "task_id": "t1"}),
     ]
-    print(f"profile {profile}, {RUNS} cold starts each; machine: {os.cpu_count()} cores")
+    print(f"sam build output {build_dir}, {RUNS} cold starts each; machine: {os.cpu_count()} cores")
     print(f"{'function':<20} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'binary MB':>10} {'zipped MB':>10}  answer")
     for name, event in cases:
-        binary = target_dir / name
+        binary = build_dir / name / "bootstrap"
         if not binary.exists():
-            raise SystemExit(f"{binary} is missing: build with cargo build --profile {profile} -p dagy-functions")
+            raise SystemExit(f"{binary} is missing: run scripts/bench-functions.sh (it runs sam build)")
         times = []
         answer = None
         for _ in range(RUNS):

@@ -19,10 +19,6 @@ python3 scripts/user-template.py --check
 sam validate --lint --template examples/user-project/template.yaml
 cfn-lint examples/user-project/template.yaml
 if [ "${1:-}" != "--no-build" ]; then
-    build_dir="${CARGO_TARGET_DIR:-target}/sam-build"
-    sam build --template template.yaml --build-dir "$build_dir" --cached --cache-dir "${CARGO_TARGET_DIR:-target}/sam-cache"
-    for binary in RouterFunction ExecutorFunction TaskExecutorFunction; do
-        test -x "$build_dir/$binary/bootstrap" || { echo "sam build made no $binary/bootstrap" >&2; exit 1; }
-    done
-    echo "sam build: every function built ($(du -sh "$build_dir" | cut -f1))"
+    sam_build
+    echo "sam build: every function built ($(du -sh "$SAM_BUILD_DIR" | cut -f1))"
 fi

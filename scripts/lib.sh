@@ -36,6 +36,27 @@ ensure_sam_venv() {
     echo "$want" > "$stamp"
 }
 
+# Builds the three functions as `sam build` ships them (cargo lambda build --release, with the
+# workspace's [workspace.metadata.lambda.build] settings) into $SAM_BUILD_DIR; cached between
+# runs. Needs ensure_venv and ensure_sam_venv first.
+SAM_BUILD_DIR=${SAM_BUILD_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/sam-build}
+sam_build() {
+    (
+        cd "$ROOT"
+        export SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=${AWS_DEFAULT_REGION:-us-east-1}
+        # cargo-lambda (for sam build) comes from the test venv; zig is found as `python3 -m ziglang`.
+        export PATH="$DAGY_VENV/bin:$DAGY_SAM_VENV/bin:$PATH"
+        sam build --template template.yaml --build-dir "$SAM_BUILD_DIR" --cached \
+            --cache-dir "${CARGO_TARGET_DIR:-$ROOT/target}/sam-cache"
+        for function in RouterFunction ExecutorFunction TaskExecutorFunction; do
+            test -x "$SAM_BUILD_DIR/$function/bootstrap" || {
+                echo "sam build made no $function/bootstrap" >&2
+                exit 1
+            }
+        done
+    )
+}
+
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
