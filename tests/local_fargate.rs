@@ -168,3 +168,87 @@ fn a_task_allocating_two_gb_on_small_fails_the_run_out_of_memory() {
         "the run is kept in the embedded store"
     );
 }
+
+#[test]
+fn dagy_cancel_from_another_terminal_stops_the_container_and_the_run_ends_cancelled() {
+    let docker = session();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("home");
+    let tasks: Vec<Value> = (1..=30)
+        .map(|i| {
+            let mut task =
+                json!({"id": format!("t{i}"), "handler": "sleep", "args": {"seconds": 1}});
+            if i > 1 {
+                task["depends_on"] = json!([format!("t{}", i - 1)]);
+            }
+            task
+        })
+        .collect();
+    let flow = write_flow(
+        dir.path(),
+        &json!({"spec_version": 1, "name": "to-cancel", "tasks": tasks}),
+    );
+    let run = dagy(&home)
+        .args([
+            "run",
+            "--tier",
+            "small",
+            "--backend",
+            "docker",
+            "--json",
+            "--quiet",
+        ])
+        .args(["--run-id", "cancel-me"])
+        .arg(&flow)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start dagy run");
+    // Wait until the container has completed a task, then cancel from "another terminal".
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let status = dagy(&home)
+            .args(["status", "cancel-me"])
+            .output()
+            .expect("dagy status");
+        let record: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+        let done = record["tasks"]
+            .as_array()
+            .is_some_and(|tasks| tasks.iter().any(|t| t["status"] == "completed"));
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no task completed in the container"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cancelled = dagy(&home)
+        .args(["cancel", "cancel-me"])
+        .output()
+        .expect("dagy cancel");
+    assert!(
+        cancelled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancelled.stderr)
+    );
+    let out = run.wait_with_output().expect("wait for dagy run");
+    let record: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a cancelled run is not a success"
+    );
+    assert_eq!(record["status"], "cancelled", "{record}");
+    let completed = record["tasks"].as_array().map_or(0, |t| {
+        t.iter().filter(|t| t["status"] == "completed").count()
+    });
+    assert!(
+        completed < 30,
+        "it stopped early: {completed} tasks completed"
+    );
+    let left = docker.docker(&["ps", "-a", "--filter", "label=dagy.run-id=cancel-me", "-q"]);
+    assert!(left.stdout.is_empty(), "the container is gone");
+}
