@@ -96,7 +96,9 @@ stop_moto() {
 
 # Docker, offline: installs docker.io and debootstrap with apt-get when missing (as root), and
 # starts dockerd in the background when `docker info` does not answer, its log in a temp file.
-# DOCKERD_PID is set only when this shell started it, so stop_docker stops only that one.
+# DOCKERD_PID is set only when this shell started it (never exported: a script run from the
+# suite must not stop the suite's dockerd), so stop_docker stops only that one.
+unset DOCKERD_PID
 ensure_docker() {
     local missing=()
     command -v dockerd >/dev/null || missing+=(docker.io)
@@ -120,7 +122,6 @@ ensure_docker() {
     DOCKERD_LOG=${DOCKERD_LOG:-$(mktemp -t dagy-dockerd.XXXXXX.log)}
     dockerd >"$DOCKERD_LOG" 2>&1 &
     DOCKERD_PID=$!
-    export DOCKERD_PID DOCKERD_LOG
     for _ in $(seq 1 120); do
         if docker info >/dev/null 2>&1; then
             echo "dockerd (pid $DOCKERD_PID) started, log $DOCKERD_LOG"

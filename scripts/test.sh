@@ -66,12 +66,32 @@ step "test tools (Debian: chromium, chromium-driver for the dashboard's browser 
 # Exports DAGY_CHROMIUM and DAGY_CHROMEDRIVER, which tests/browser.rs reads.
 ensure_chromium
 
-step "local AWS stand-ins"
-trap stop_moto EXIT
+step "local AWS stand-ins (moto; Docker, started when it does not answer)"
+stop_stand_ins() {
+    stop_moto
+    stop_docker
+}
+trap stop_stand_ins EXIT
 start_moto
+ensure_docker
 
 step "build"
 cargo build --workspace --all-targets --locked "${FEATURES[@]}"
+
+step "containers: the worker images, their tests, sam local invoke with every sample event"
+# Offline: the base image is made once by debootstrap and cached in ~/.cache/dagy/images; the
+# images are rebuilt from the release binary (cargo's cache) and Docker's layer cache. The
+# container tests are #[ignore]d in the workspace run below, so they run here once.
+timed() {
+    local start=$SECONDS
+    "$@"
+    echo "(${*:1:2}: $((SECONDS - start)) s)"
+}
+timed bash scripts/worker-image.sh --examples
+timed cargo test --workspace --locked "${FEATURES[@]}" --test containers -- --ignored
+sam_report=$(mktemp -t dagy-sam-local.XXXXXX.jsonl)
+timed bash scripts/sam-local.sh events/*.json >"$sam_report"
+echo "sam local invoke: $(wc -l <"$sam_report") events answered without an error (answers in $sam_report)"
 
 step "tests (unit, property, integration, CLI, doc)"
 cargo test --workspace --locked --no-fail-fast "${FEATURES[@]}"
@@ -88,6 +108,9 @@ rm -rf "$outside"
 
 step "the lambda: contract, from Python (examples/user-project/python)"
 python3 -m unittest discover -s examples/user-project/python
+
+step "the exec: contract, from Python (examples/python-worker/tasks)"
+python3 -m unittest discover -s examples/python-worker/tasks
 
 step "ASL validators (statelint, asl-validator) on examples and 300 random DAGs"
 bash scripts/check-asl.sh
