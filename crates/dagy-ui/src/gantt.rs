@@ -3,6 +3,8 @@
 
 use dagy_store::{TaskRecord, TaskStatus};
 
+use crate::time::format_duration;
+
 /// One attempt's bar.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Bar {
@@ -36,7 +38,8 @@ pub(crate) struct Row {
 pub(crate) struct Tick {
     /// Pixels from the plot's left.
     pub x: f64,
-    /// Time since the timeline's start, e.g. `30s`, `1m30s`.
+    /// Time since the timeline's start, as the page writes durations: `500 ms`, `1.5 s`,
+    /// `1m 30s`.
     pub label: String,
 }
 
@@ -157,26 +160,9 @@ fn ticks(span_ms: u64, scale: f64) -> Vec<Tick> {
     (0..=span_ms / step)
         .map(|k| Tick {
             x: (k * step) as f64 * scale,
-            label: compact(k * step),
+            label: format_duration(k * step),
         })
         .collect()
-}
-
-/// A short offset: `250ms`, `5s`, `1m30s`, `2h`, `1d12h`.
-pub(crate) fn compact(ms: u64) -> String {
-    let (s, m, h, d) = (ms / 1_000, ms / 60_000, ms / 3_600_000, ms / 86_400_000);
-    match ms {
-        0 => "0".into(),
-        _ if ms < 1_000 => format!("{ms}ms"),
-        _ if ms < 60_000 && !ms.is_multiple_of(1_000) => format!("{:.1}s", ms as f64 / 1_000.0),
-        _ if ms < 60_000 => format!("{s}s"),
-        _ if ms < 3_600_000 && !s.is_multiple_of(60) => format!("{m}m{:02}s", s % 60),
-        _ if ms < 3_600_000 => format!("{m}m"),
-        _ if ms < 86_400_000 && !m.is_multiple_of(60) => format!("{h}h{:02}m", m % 60),
-        _ if ms < 86_400_000 => format!("{h}h"),
-        _ if !h.is_multiple_of(24) => format!("{d}d{:02}h", h % 24),
-        _ => format!("{d}d"),
-    }
 }
 
 #[cfg(test)]
@@ -309,21 +295,26 @@ mod tests {
         ] {
             let ticks = ticks(span_ms, 1.0);
             assert!(ticks.len() <= 9, "{span_ms}: {}", ticks.len());
-            assert_eq!(ticks[0].label, "0");
+            assert_eq!(ticks[0].label, "0 ms");
         }
         let labels: Vec<String> = ticks(60_000, 1.0).into_iter().map(|t| t.label).collect();
-        assert_eq!(labels, ["0", "10s", "20s", "30s", "40s", "50s", "1m"]);
+        assert_eq!(
+            labels,
+            [
+                "0 ms", "10.0 s", "20.0 s", "30.0 s", "40.0 s", "50.0 s", "1m 00s"
+            ]
+        );
     }
 
     #[test]
-    fn offsets_are_compact() {
-        assert_eq!(compact(250), "250ms");
-        assert_eq!(compact(1_500), "1.5s");
-        assert_eq!(compact(5_000), "5s");
-        assert_eq!(compact(90_000), "1m30s");
-        assert_eq!(compact(7_200_000), "2h");
-        assert_eq!(compact(5_400_000), "1h30m");
-        assert_eq!(compact(129_600_000), "1d12h");
-        assert_eq!(compact(172_800_000), "2d");
+    fn marks_read_as_the_pages_durations() {
+        let labels =
+            |span_ms| -> Vec<String> { ticks(span_ms, 1.0).into_iter().map(|t| t.label).collect() };
+        assert_eq!(
+            labels(2_700),
+            ["0 ms", "500 ms", "1.0 s", "1.5 s", "2.0 s", "2.5 s"]
+        );
+        assert_eq!(labels(5_400_000)[1], "15m 00s");
+        assert!(labels(90_000_000).iter().all(|l| l.contains(' ')));
     }
 }
