@@ -9,6 +9,43 @@
     if (question && !window.confirm(question)) e.preventDefault();
   });
 
+  // The runs list: while a row shows a run that is not over, the page is read again every few
+  // seconds and the rows it still lists are updated in place (status, duration, "now on").
+  var runsTable = document.querySelector("table.runs");
+  if (runsTable) followRuns(runsTable);
+
+  function followRuns(table) {
+    var LIVE = { pending: 1, running: 1 };
+    function rows(root) { return root.querySelectorAll("tbody tr[data-run-id]"); }
+    function live() {
+      return Array.prototype.some.call(rows(table), function (tr) {
+        return LIVE[tr.getAttribute("data-status")] === 1;
+      });
+    }
+    function tick() {
+      fetch(location.pathname + location.search, { cache: "no-store" })
+        .then(function (r) {
+          if (!r.ok) throw new Error("HTTP " + r.status);
+          return r.text();
+        })
+        .then(function (html) {
+          var fresh = new Map();
+          rows(new DOMParser().parseFromString(html, "text/html")).forEach(function (tr) {
+            fresh.set(tr.getAttribute("data-run-id"), tr);
+          });
+          rows(table).forEach(function (tr) {
+            var next = fresh.get(tr.getAttribute("data-run-id"));
+            if (!next) return;
+            if (next.innerHTML !== tr.innerHTML) tr.innerHTML = next.innerHTML;
+            tr.setAttribute("data-status", next.getAttribute("data-status"));
+          });
+          if (live()) setTimeout(tick, 3000);
+        })
+        .catch(function () { setTimeout(tick, 10000); });
+    }
+    if (live()) setTimeout(tick, 3000);
+  }
+
   var run = document.querySelector(".run[data-run-id]");
   if (!run) return;
 
