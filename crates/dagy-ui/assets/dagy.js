@@ -133,10 +133,44 @@
     select(target.getAttribute("data-task-id"));
   });
 
+  // The graph box follows the work: on load and whenever a task starts running, the first
+  // running node is scrolled into view inside the box (not the page), until the user scrolls it.
+  var dagBox = document.getElementById("dag");
+  var userScrolled = false;
+  var ownScroll = null; // [top, left] the box was last scrolled to by this script
+  if (dagBox) {
+    dagBox.addEventListener("scroll", function () {
+      if (ownScroll && Math.abs(dagBox.scrollTop - ownScroll[0]) < 2 &&
+          Math.abs(dagBox.scrollLeft - ownScroll[1]) < 2) return;
+      userScrolled = true;
+    }, { passive: true });
+  }
+
+  function revealRunning() {
+    if (!dagBox || userScrolled) return;
+    var node = dagBox.querySelector('.node[data-status="running"]');
+    if (!node) return;
+    var box = dagBox.getBoundingClientRect();
+    var r = node.getBoundingClientRect();
+    var margin = 8;
+    function delta(lo, hi, boxLo, boxHi) {
+      if (lo < boxLo) return lo - boxLo - margin;
+      if (hi > boxHi) return Math.min(hi - boxHi + margin, lo - boxLo - margin);
+      return 0;
+    }
+    var dy = delta(r.top, r.bottom, box.top, box.bottom);
+    var dx = delta(r.left, r.right, box.left, box.right);
+    if (!dy && !dx) return;
+    dagBox.scrollTop += dy;
+    dagBox.scrollLeft += dx;
+    ownScroll = [dagBox.scrollTop, dagBox.scrollLeft];
+  }
+
   function field(name) { return run.querySelector('[data-field="' + name + '"]'); }
 
   function update(s) {
     var counts = {};
+    var started = false;
     s.tasks.forEach(function (t) {
       counts[t.status] = (counts[t.status] || 0) + 1;
       seen[t.id] = t.status + "/" + t.attempts;
@@ -146,8 +180,10 @@
         node.classList.remove("status-" + was);
         node.classList.add("status-" + t.status);
         node.setAttribute("data-status", t.status);
+        if (t.status === "running") started = true;
       }
     });
+    if (started) revealRunning();
     var status = field("status");
     status.className = "badge status-" + s.status;
     status.textContent = words(s.status);
@@ -222,6 +258,7 @@
     if (hash && decodeURIComponent(hash[1]) !== selected) select(decodeURIComponent(hash[1]));
   }
   window.addEventListener("hashchange", selectFromHash);
+  revealRunning();
   selectFromHash();
   refresh(logs, path + "/logs");
   if (run.getAttribute("data-final") !== "true") setTimeout(poll, every);
