@@ -39,10 +39,11 @@ mod error;
 pub mod manifest;
 pub mod run;
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use dagy_core::{HasDefaults, TaskDefaults};
+use dagy_core::{HandlerCatalog, HasDefaults, TaskDefaults};
 use dagy_engine::{HandlerRegistry, Task};
 
 pub use error::{ExecError, ManifestProblem};
@@ -117,7 +118,56 @@ pub fn load_exec_handlers(registry: &mut HandlerRegistry) -> Result<Vec<String>,
     }
 }
 
+/// Adds the `exec:` handlers of the manifest the environment names, when there is one, to
+/// `catalog`: what a router that never runs tasks checks flows against (the functions' entry
+/// points call it).
+pub fn with_exec_handlers<C: HandlerCatalog>(catalog: C) -> Result<WithExecHandlers<C>, ExecError> {
+    let manifest = ManifestLocation::from_env().load()?;
+    Ok(match manifest {
+        Some(manifest) => manifest.add_to(catalog),
+        None => WithExecHandlers {
+            catalog,
+            exec: BTreeSet::new(),
+        },
+    })
+}
+
+/// A catalog and the `exec:` handlers of a manifest ([`ExecManifest::add_to`]).
+#[derive(Debug, Clone)]
+pub struct WithExecHandlers<C> {
+    catalog: C,
+    exec: BTreeSet<String>,
+}
+
+impl<C: HandlerCatalog> HandlerCatalog for WithExecHandlers<C> {
+    fn has_handler(&self, name: &str) -> bool {
+        self.exec.contains(name) || self.catalog.has_handler(name)
+    }
+    fn handler_names(&self) -> Vec<String> {
+        let mut names = self.catalog.handler_names();
+        names.extend(self.exec.iter().cloned());
+        names
+    }
+}
+
 impl ExecManifest {
+    /// `catalog` with this manifest's handlers added.
+    ///
+    /// ```
+    /// use dagy_core::{Catalog, HandlerCatalog};
+    /// let manifest = dagy_exec::ExecManifest::parse("[handlers.hello]\nargv = [\"/bin/cat\"]")?;
+    /// let catalog = manifest.add_to(Catalog::from_names(["echo"]));
+    /// assert!(catalog.has_handler("exec:hello") && catalog.has_handler("echo"));
+    /// assert!(!catalog.has_handler("exec:other"));
+    /// # Ok::<(), dagy_exec::ExecError>(())
+    /// ```
+    pub fn add_to<C: HandlerCatalog>(&self, catalog: C) -> WithExecHandlers<C> {
+        WithExecHandlers {
+            catalog,
+            exec: self.entries().iter().map(ExecEntry::handler_name).collect(),
+        }
+    }
+
     /// Registers each entry as handler `exec:<name>`, with its declared timeout as the
     /// handler's default.
     ///

@@ -38,13 +38,18 @@ fn serve<F: std::future::Future<Output = Result<(), Error>>>(serve: F) -> Result
         .block_on(serve)
 }
 
-/// `registry` with `lambda:<function>` tasks invoked through the Lambda API.
+/// `registry` with `lambda:<function>` tasks invoked through the Lambda API, and the `exec:`
+/// handlers of a handler manifest when the function has one (a container image of your own).
 fn with_lambda_invoker(
     mut registry: HandlerRegistry,
     config: &aws_config::SdkConfig,
-) -> Arc<HandlerRegistry> {
+) -> Result<Arc<HandlerRegistry>, Error> {
     registry.set_lambda_invoker(Arc::new(LambdaTaskInvoker::from_sdk_config(config)));
-    Arc::new(registry)
+    let exec = dagy_exec::load_exec_handlers(&mut registry)?;
+    if !exec.is_empty() {
+        tracing::info!(handlers = ?exec, "command handlers registered");
+    }
+    Ok(Arc::new(registry))
 }
 
 /// The router function: HTTP API routes, schedules, direct actions, the sweep. It checks flows
@@ -52,9 +57,13 @@ fn with_lambda_invoker(
 ///
 /// Configuration: `DAGY_TABLE_NAME`, `DAGY_EXECUTOR_FUNCTION`, the backend variables
 /// (`DAGY_SFN_ROLE_ARN` with `DAGY_SFN_TASK_EXECUTOR_ARN` registers Step Functions;
-/// `DAGY_ECS_CLUSTER_ARN` with the other `DAGY_ECS_*` variables registers ECS Fargate).
+/// `DAGY_ECS_CLUSTER_ARN` with the other `DAGY_ECS_*` variables registers ECS Fargate). A
+/// handler manifest (`DAGY_HANDLERS_FILE`, or `/etc/dagy/handlers.toml` when present) adds its
+/// `exec:` handlers to the catalog: ship the worker image's manifest with the router to accept
+/// flows that name them.
 pub fn run_router(catalog: impl HandlerCatalog + Send + Sync + 'static) -> Result<(), Error> {
     serve(async move {
+        let catalog = dagy_exec::with_exec_handlers(catalog)?;
         let config = dagy_store_dynamodb::sdk_config().await;
         let store = dagy_store_dynamodb::DynamoStore::from_env(&config)?;
         let table = store.table().to_string();
@@ -97,7 +106,7 @@ pub fn run_executor(registry: HandlerRegistry) -> Result<(), Error> {
         let config = dagy_store_dynamodb::sdk_config().await;
         let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env(&config)?);
         let dispatcher: Arc<dyn Dispatcher> = Arc::new(LambdaDispatcher::from_env(&config)?);
-        let registry = with_lambda_invoker(registry, &config);
+        let registry = with_lambda_invoker(registry, &config)?;
         let (store, dispatcher, registry) = (&store, &dispatcher, &registry);
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
             let owner = format!("lambda:{}", event.context.request_id);
@@ -129,7 +138,7 @@ pub fn run_task_executor(registry: HandlerRegistry) -> Result<(), Error> {
     serve(async move {
         let config = dagy_store_dynamodb::sdk_config().await;
         let store = Arc::new(dagy_store_dynamodb::DynamoStore::from_env(&config)?);
-        let registry = with_lambda_invoker(registry, &config);
+        let registry = with_lambda_invoker(registry, &config)?;
         let executor = Executor::new(store, registry)
             .with_owner(STATE_MACHINE_OWNER)
             .with_observer(Arc::new(TracingObserver));

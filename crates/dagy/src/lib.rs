@@ -136,7 +136,8 @@ pub mod lambda {
     pub use lambda_runtime::Error;
 
     /// The router function. It checks flows against `catalog` (handler names; give it
-    /// `registry().catalog()`) and never runs a task.
+    /// `registry().catalog()`), plus the `exec:` handlers of a handler manifest when it has one
+    /// (`DAGY_HANDLERS_FILE`), and never runs a task.
     pub fn run_router(
         catalog: impl crate::HandlerCatalog + Send + Sync + 'static,
     ) -> Result<(), Error> {
