@@ -104,6 +104,25 @@ pub(crate) fn badge(status: &str, field: Option<&str>) -> String {
     )
 }
 
+/// How an attempt that ended as `result` (a task status, `running`, `interrupted`, `ended`)
+/// reads: an attempt another followed was recorded as `retrying`, which the page counts as a
+/// failure, so it reads "failed, retried".
+pub(crate) fn attempt_result(result: &str) -> String {
+    match result {
+        "retrying" => "failed, retried".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// An attempt's result as a badge coloured by `result` (amber for a retried failure).
+pub(crate) fn attempt_badge(result: &str) -> String {
+    format!(
+        "<span class=\"badge status-{}\">{}</span>",
+        Html(result),
+        Html(&attempt_result(result))
+    )
+}
+
 /// Text cut to `max` characters, with an ellipsis when cut.
 pub(crate) fn clip(text: &str, max: usize) -> (std::borrow::Cow<'_, str>, bool) {
     match text.char_indices().nth(max.saturating_sub(1)) {
@@ -158,5 +177,15 @@ mod tests {
         assert_eq!(clip("exactly10!", 10), ("exactly10!".into(), false));
         assert_eq!(clip("ééééééééééé", 5), ("éééé…".into(), true));
         assert_eq!(clip("", 3), ("".into(), false));
+    }
+
+    #[test]
+    fn a_retried_attempt_reads_as_a_failure() {
+        assert_eq!(attempt_result("retrying"), "failed, retried");
+        assert_eq!(attempt_result("timed_out"), "timed out");
+        assert_eq!(
+            attempt_badge("retrying"),
+            "<span class=\"badge status-retrying\">failed, retried</span>"
+        );
     }
 }

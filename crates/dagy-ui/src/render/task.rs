@@ -4,7 +4,7 @@ use dagy_core::TaskSpec;
 use dagy_store::{RunSnapshot, TaskRecord};
 use serde_json::Value;
 
-use super::{badge, w};
+use super::{attempt_badge, badge, w};
 use crate::escape::Html;
 use crate::time::{format_duration, format_utc, format_utc_time};
 
@@ -100,7 +100,7 @@ pub(crate) fn task_fragment(
                 "<tr><td>{}</td><td>{}</td><td>{took}</td><td>{waited}</td><td>{}</td></tr>",
                 span.attempt,
                 format_utc_time(span.started_at_ms),
-                badge(result, None)
+                attempt_badge(result)
             );
             previous_end = span.ended_at_ms;
         }
@@ -228,6 +228,11 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
         assert!(!html.contains("<script>"));
         assert!(html.contains("<dt>duration</dt><dd>3.0 s</dd>"));
+        assert!(
+            html.contains("<span class=\"badge status-retrying\">failed, retried</span>"),
+            "the first attempt failed and was retried: {html}"
+        );
+        assert!(!html.contains(">retrying<"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use dagy_store::RunSnapshot;
 
-use super::{clip, w};
+use super::{attempt_result, clip, w};
 use crate::escape::Html;
 use crate::gantt::{Timeline, timeline};
 use crate::time::{format_duration, format_utc};
@@ -98,12 +98,12 @@ fn svg(out: &mut String, snapshot: &RunSnapshot, t: &Timeline) {
             w!(
                 out,
                 "<rect class=\"a-{}\" x=\"{:.0}\" y=\"3\" width=\"{:.1}\" height=\"10\">\
-                 <title>#{} {}, {}</title></rect>",
+                 <title>#{} {} · {}</title></rect>",
                 bar.result,
                 LABEL_W + bar.x,
                 bar.width,
                 bar.attempt,
-                bar.result.replace('_', " "),
+                attempt_result(bar.result),
                 format_duration(bar.end_ms - bar.start_ms)
             );
         }
