@@ -8,10 +8,10 @@
 //! two processes, see each other's leases and attempts exactly as they would on DynamoDB; a
 //! process killed at any point loses nothing that was committed.
 //!
-//! Rows (see `docs/` for the DynamoDB layout this mirrors): `runs` (the run record as JSON,
-//! its flow, the fencing-token counter and the micro-step state, with the columns listings
-//! filter on), `tasks` (per task: its spec, its record as JSON and the cursor after it),
-//! `deployments` and `environments`.
+//! Rows (see `docs/` for the DynamoDB layout this mirrors): `runs` (the run record as JSON, the
+//! fencing-token counter and the micro-step state, with the columns listings filter on),
+//! `flows` (each run's flow, apart so a lease write does not rewrite it), `tasks` (per task:
+//! its spec, its record as JSON and the cursor after it), `deployments` and `environments`.
 //!
 //! ```
 //! # async fn demo() -> Result<(), dagy_store::StoreError> {
@@ -49,12 +49,11 @@ pub const DATABASE_FILE: &str = "runs.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The schema; `user_version` says which one a file has.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     run_id          TEXT PRIMARY KEY,
     record          TEXT NOT NULL,
-    flow            TEXT NOT NULL,
     next_token      INTEGER NOT NULL,
     cursor          TEXT,
     first_cancelled TEXT,
@@ -79,8 +78,20 @@ CREATE TABLE IF NOT EXISTS tasks (
     PRIMARY KEY (run_id, task_id)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_in_order ON tasks (run_id, position);
+CREATE TABLE IF NOT EXISTS flows (
+    run_id TEXT PRIMARY KEY REFERENCES runs (run_id),
+    flow   TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deployments (name TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS environments (name TEXT PRIMARY KEY, record TEXT NOT NULL);
+";
+
+/// Schema 1 kept each run's flow in its `runs` row, so every lease write rewrote the whole flow:
+/// schema 2 keeps it in `flows`.
+const MIGRATE_1_TO_2: &str = "
+CREATE TABLE flows (run_id TEXT PRIMARY KEY REFERENCES runs (run_id), flow TEXT NOT NULL);
+INSERT INTO flows (run_id, flow) SELECT run_id, flow FROM runs;
+ALTER TABLE runs DROP COLUMN flow;
 ";
 
 /// `$DAGY_HOME/runs.db`, with `DAGY_HOME` defaulting to `~/.dagy`.
@@ -128,8 +139,13 @@ impl SqliteStore {
         // WAL: readers never block the writer; NORMAL: a commit survives a killed process
         // (only a power cut can lose the last commits).
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA temp_store = MEMORY;",
+            )
             .map_err(|e| cannot("configure", &e))?;
+        // Every statement the store runs stays prepared for the connection's life.
+        connection.set_prepared_statement_cache_capacity(64);
         let version: i64 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(|e| cannot("read", &e))?;
@@ -140,9 +156,11 @@ impl SqliteStore {
                 path.display()
             )));
         }
+        let migration = if version == 1 { MIGRATE_1_TO_2 } else { "" };
         connection
             .execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {migration} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; \
+                 COMMIT;"
             ))
             .map_err(|e| cannot("set up", &e))?;
         Ok(SqliteStore {
@@ -240,27 +258,27 @@ struct RunRow {
 fn read_run(tx: &Transaction<'_>, run_id: &str) -> Result<RunRow, StoreError> {
     let what = format!("run {run_id}");
     let decoded = tx
-        .query_row(
+        .prepare_cached(
             "SELECT record, next_token, cursor, first_cancelled, first_failed
              FROM runs WHERE run_id = ?1",
-            [run_id],
-            |row| {
-                let record: String = row.get(0)?;
-                let next_token: i64 = row.get(1)?;
-                let cursor: Option<String> = row.get(2)?;
-                Ok((|| {
-                    Ok(RunRow {
-                        run: decode(&record, &what)?,
-                        next_token: u64::try_from(next_token).unwrap_or(0),
-                        steps: StepState {
-                            cursor: decode_opt(cursor, &format!("the cursor of {what}"))?,
-                            first_cancelled: row.get(3).map_err(db)?,
-                            first_failed: row.get(4).map_err(db)?,
-                        },
-                    })
-                })())
-            },
         )
+        .map_err(db)?
+        .query_row([run_id], |row| {
+            let record: String = row.get(0)?;
+            let next_token: i64 = row.get(1)?;
+            let cursor: Option<String> = row.get(2)?;
+            Ok((|| {
+                Ok(RunRow {
+                    run: decode(&record, &what)?,
+                    next_token: u64::try_from(next_token).unwrap_or(0),
+                    steps: StepState {
+                        cursor: decode_opt(cursor, &format!("the cursor of {what}"))?,
+                        first_cancelled: row.get(3).map_err(db)?,
+                        first_failed: row.get(4).map_err(db)?,
+                    },
+                })
+            })())
+        })
         .optional()
         .map_err(db)?;
     decoded.ok_or_else(|| StoreError::NotFound {
@@ -272,32 +290,31 @@ fn read_run(tx: &Transaction<'_>, run_id: &str) -> Result<RunRow, StoreError> {
 fn write_run(tx: &Transaction<'_>, row: &RunRow) -> Result<(), StoreError> {
     let run = &row.run;
     let cursor = row.steps.cursor.as_ref().map(encode).transpose()?;
-    tx.execute(
+    tx.prepare_cached(
         "UPDATE runs SET record = ?2, next_token = ?3, cursor = ?4, first_cancelled = ?5,
              first_failed = ?6, status = ?7, wake_at_ms = ?8
          WHERE run_id = ?1",
-        params![
-            run.run_id,
-            encode(run)?,
-            i64::try_from(row.next_token).unwrap_or(i64::MAX),
-            cursor,
-            row.steps.first_cancelled,
-            row.steps.first_failed,
-            run.status.to_string(),
-            i64::try_from(run.wake_at_ms).unwrap_or(i64::MAX),
-        ],
     )
+    .map_err(db)?
+    .execute(params![
+        run.run_id,
+        encode(run)?,
+        i64::try_from(row.next_token).unwrap_or(i64::MAX),
+        cursor,
+        row.steps.first_cancelled,
+        row.steps.first_failed,
+        run.status.to_string(),
+        i64::try_from(run.wake_at_ms).unwrap_or(i64::MAX),
+    ])
     .map_err(db)?;
     Ok(())
 }
 
 fn read_task(tx: &Transaction<'_>, run_id: &str, task_id: &str) -> Result<TaskRecord, StoreError> {
     let record: Option<String> = tx
-        .query_row(
-            "SELECT record FROM tasks WHERE run_id = ?1 AND task_id = ?2",
-            [run_id, task_id],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT record FROM tasks WHERE run_id = ?1 AND task_id = ?2")
+        .map_err(db)?
+        .query_row([run_id, task_id], |row| row.get(0))
         .optional()
         .map_err(db)?;
     let record = record.ok_or_else(|| StoreError::UnknownTask {
@@ -308,11 +325,10 @@ fn read_task(tx: &Transaction<'_>, run_id: &str, task_id: &str) -> Result<TaskRe
 }
 
 fn write_task(tx: &Transaction<'_>, run_id: &str, task: &TaskRecord) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE tasks SET record = ?3 WHERE run_id = ?1 AND task_id = ?2",
-        params![run_id, task.task_id, encode(task)?],
-    )
-    .map_err(db)?;
+    tx.prepare_cached("UPDATE tasks SET record = ?3 WHERE run_id = ?1 AND task_id = ?2")
+        .map_err(db)?
+        .execute(params![run_id, task.task_id, encode(task)?])
+        .map_err(db)?;
     Ok(())
 }
 
@@ -385,11 +401,9 @@ impl RunStore for SqliteStore {
         self.write(|tx| {
             if let Some(key) = &run.idempotency_key {
                 let existing: Option<String> = tx
-                    .query_row(
-                        "SELECT record FROM runs WHERE idempotency_key = ?1",
-                        [key],
-                        |row| row.get(0),
-                    )
+                    .prepare_cached("SELECT record FROM runs WHERE idempotency_key = ?1")
+                    .map_err(db)?
+                    .query_row([key], |row| row.get(0))
                     .optional()
                     .map_err(db)?;
                 if let Some(record) = existing {
@@ -400,11 +414,9 @@ impl RunStore for SqliteStore {
                 }
             }
             let exists: bool = tx
-                .query_row(
-                    "SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)",
-                    [&run.run_id],
-                    |row| row.get(0),
-                )
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM runs WHERE run_id = ?1)")
+                .map_err(db)?
+                .query_row([&run.run_id], |row| row.get(0))
                 .map_err(db)?;
             if exists {
                 return Err(StoreError::Invalid(format!(
@@ -412,24 +424,28 @@ impl RunStore for SqliteStore {
                     run.run_id
                 )));
             }
-            tx.execute(
-                "INSERT INTO runs (run_id, record, flow, next_token, cursor, status, flow_name,
+            tx.prepare_cached(
+                "INSERT INTO runs (run_id, record, next_token, cursor, status, flow_name,
                      deployment, created_at_ms, wake_at_ms, idempotency_key)
-                 VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                params![
-                    run.run_id,
-                    encode(&run)?,
-                    flow,
-                    first.as_ref().map(encode).transpose()?,
-                    run.status.to_string(),
-                    run.flow_name,
-                    run.deployment,
-                    as_i64(run.created_at_ms),
-                    as_i64(run.wake_at_ms),
-                    run.idempotency_key,
-                ],
+                 VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
+            .map_err(db)?
+            .execute(params![
+                run.run_id,
+                encode(&run)?,
+                first.as_ref().map(encode).transpose()?,
+                run.status.to_string(),
+                run.flow_name,
+                run.deployment,
+                as_i64(run.created_at_ms),
+                as_i64(run.wake_at_ms),
+                run.idempotency_key,
+            ])
             .map_err(db)?;
+            tx.prepare_cached("INSERT INTO flows (run_id, flow) VALUES (?1, ?2)")
+                .map_err(db)?
+                .execute(params![run.run_id, flow])
+                .map_err(db)?;
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO tasks (run_id, position, task_id, spec, record, next)
@@ -456,9 +472,11 @@ impl RunStore for SqliteStore {
         self.read(|tx| {
             let run = read_run(tx, run_id)?.run;
             let flow: String = tx
-                .query_row("SELECT flow FROM runs WHERE run_id = ?1", [run_id], |row| {
-                    row.get(0)
-                })
+                .query_row(
+                    "SELECT flow FROM flows WHERE run_id = ?1",
+                    [run_id],
+                    |row| row.get(0),
+                )
                 .map_err(db)?;
             Ok(RunSnapshot {
                 run,
@@ -540,6 +558,33 @@ impl RunStore for SqliteStore {
                 state: row.steps,
                 task,
             }))
+        })
+    }
+
+    async fn acquire_step(
+        &self,
+        run_id: &str,
+        owner: &str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<(Lease, Option<StepView>), StoreError> {
+        // One transaction for both: the lease write and the step's reads.
+        self.write(|tx| {
+            let mut row = read_run(tx, run_id)?;
+            let lease = rules::acquire(&mut row.run, &mut row.next_token, owner, now_ms, ttl_ms)?;
+            write_run(tx, &row)?;
+            let task = match &row.steps.cursor {
+                None => None,
+                Some(cursor) => Some(step_task(tx, run_id, cursor)?),
+            };
+            Ok((
+                lease,
+                Some(StepView {
+                    run: row.run,
+                    state: row.steps,
+                    task,
+                }),
+            ))
         })
     }
 
@@ -753,11 +798,11 @@ impl RunStore for SqliteStore {
 /// The task at `cursor` with its spec, the cursor after it and its upstream records.
 fn step_task(tx: &Transaction<'_>, run_id: &str, cursor: &Cursor) -> Result<StepTask, StoreError> {
     let found: Option<(String, String, Option<String>)> = tx
-        .query_row(
-            "SELECT spec, record, next FROM tasks WHERE run_id = ?1 AND task_id = ?2",
-            [run_id, &cursor.task_id],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-        )
+        .prepare_cached("SELECT spec, record, next FROM tasks WHERE run_id = ?1 AND task_id = ?2")
+        .map_err(db)?
+        .query_row([run_id, &cursor.task_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()
         .map_err(db)?;
     let what = format!("task {} of run {run_id}", cursor.task_id);

@@ -56,3 +56,34 @@ async fn an_unwritable_place_is_a_clear_error() {
         .to_string();
     assert!(error.contains("cannot create the folder"), "{error}");
 }
+
+#[tokio::test]
+async fn a_schema_1_database_is_migrated_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("runs.db");
+    // Schema 1: the flow in the runs row.
+    let old = rusqlite::Connection::open(&path).expect("raw open");
+    old.execute_batch(
+        r#"CREATE TABLE runs (run_id TEXT PRIMARY KEY, record TEXT NOT NULL, flow TEXT NOT NULL,
+             next_token INTEGER NOT NULL, cursor TEXT, first_cancelled TEXT, first_failed TEXT,
+             status TEXT NOT NULL, flow_name TEXT NOT NULL, deployment TEXT,
+             created_at_ms INTEGER NOT NULL, wake_at_ms INTEGER NOT NULL,
+             idempotency_key TEXT UNIQUE);
+           CREATE TABLE tasks (run_id TEXT NOT NULL, position INTEGER NOT NULL,
+             task_id TEXT NOT NULL, spec TEXT NOT NULL, record TEXT NOT NULL, next TEXT,
+             PRIMARY KEY (run_id, task_id));
+           INSERT INTO runs VALUES ('old', '{"run_id":"old","flow_name":"f","status":"completed","created_at_ms":1}',
+             '{"spec_version":1,"name":"f","tasks":[{"id":"a","handler":"echo"}]}', 2, NULL, NULL,
+             NULL, 'completed', 'f', NULL, 1, 1, NULL);
+           INSERT INTO tasks VALUES ('old', 0, 'a', '{"id":"a","handler":"echo"}',
+             '{"task_id":"a","status":"completed"}', NULL);
+           PRAGMA user_version = 1;"#,
+    )
+    .expect("a schema 1 database");
+    drop(old);
+    let store = SqliteStore::open(&path).expect("open and migrate");
+    let snapshot = store.load_run("old").await.expect("the old run");
+    assert_eq!(snapshot.flow.tasks[0].id, "a");
+    assert_eq!(snapshot.tasks.len(), 1);
+    dagy_store::conformance::run_all(&store, "migrated").await;
+}
