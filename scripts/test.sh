@@ -88,7 +88,7 @@ timed() {
     echo "(${*:1:2}: $((SECONDS - start)) s)"
 }
 timed bash scripts/worker-image.sh --examples
-timed cargo test --workspace --locked "${FEATURES[@]}" --test containers -- --ignored
+timed cargo test --workspace --locked "${FEATURES[@]}" --test containers --test local_fargate -- --ignored
 sam_report=$(mktemp -t dagy-sam-local.XXXXXX.jsonl)
 timed bash scripts/sam-local.sh events/*.json >"$sam_report"
 echo "sam local invoke: $(wc -l <"$sam_report") events answered without an error (answers in $sam_report)"

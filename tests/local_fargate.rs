@@ -35,6 +35,7 @@ fn write_flow(dir: &Path, flow: &Value) -> std::path::PathBuf {
 }
 
 #[test]
+#[ignore = "needs Docker and the worker image: scripts/test.sh runs it in its containers step"]
 fn a_chain_on_small_runs_in_a_container_with_one_gib_and_half_a_cpu() {
     let docker = session();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -123,6 +124,7 @@ fn a_chain_on_small_runs_in_a_container_with_one_gib_and_half_a_cpu() {
 }
 
 #[test]
+#[ignore = "needs Docker and the worker image: scripts/test.sh runs it in its containers step"]
 fn a_task_allocating_two_gb_on_small_fails_the_run_out_of_memory() {
     let _docker = session();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -170,6 +172,7 @@ fn a_task_allocating_two_gb_on_small_fails_the_run_out_of_memory() {
 }
 
 #[test]
+#[ignore = "needs Docker and the worker image: scripts/test.sh runs it in its containers step"]
 fn dagy_cancel_from_another_terminal_stops_the_container_and_the_run_ends_cancelled() {
     let docker = session();
     let dir = tempfile::tempdir().expect("temp dir");
