@@ -85,7 +85,7 @@ step "containers: the worker images, their tests, sam local invoke with every sa
 timed() {
     local start=$SECONDS
     "$@"
-    echo "(${*:1:2}: $((SECONDS - start)) s)"
+    echo "(${*:1:2}: $((SECONDS - start)) s)" >&2
 }
 timed bash scripts/worker-image.sh --examples
 timed cargo test --workspace --locked "${FEATURES[@]}" --test containers --test local_fargate -- --ignored
