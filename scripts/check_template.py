@@ -3,7 +3,8 @@
 
 1. Variables: every DAGY_* variable the code reads is set on the function that reads it, and the
    template sets none that nothing reads. (DAGY_RUN_ID and the worker's DAGY_TABLE_NAME are set
-   per task by the ECS backend, not by the template.)
+   per task by the ECS backend, not by the template; DAGY_OUTPUT, DAGY_TASK_ID and DAGY_ATTEMPT
+   are set by dagy-exec for the processes of exec: handlers.)
 2. Routes: the HTTP API's routes are exactly the router's.
 3. Schedules: their inputs are events the router understands (an action it has, or a
    deployment).
@@ -25,12 +26,16 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_TASK = {"DAGY_RUN_ID"}
+# Set by dagy-exec for each exec: handler's process, read by nothing in Dagy.
+FOR_PROCESSES = {"DAGY_OUTPUT", "DAGY_TASK_ID", "DAGY_ATTEMPT"}
 
 # Which binary reads which variables, by the source files each one's code reads them from.
 READERS = {
-    "dagy-router": ["crates/dagy-functions/src", "crates/dagy-core/src", "crates/dagy-store-dynamodb/src"],
-    "dagy-executor": ["crates/dagy-functions/src/dispatch.rs", "crates/dagy-store-dynamodb/src"],
-    "dagy-task-executor": ["crates/dagy-store-dynamodb/src"],
+    "dagy-router": ["crates/dagy-functions/src", "crates/dagy-core/src", "crates/dagy-store-dynamodb/src",
+                    "crates/dagy-exec/src"],
+    "dagy-executor": ["crates/dagy-functions/src/dispatch.rs", "crates/dagy-store-dynamodb/src",
+                      "crates/dagy-exec/src"],
+    "dagy-task-executor": ["crates/dagy-store-dynamodb/src", "crates/dagy-exec/src"],
 }
 
 
@@ -61,7 +66,7 @@ def variables_read(paths):
         files = [path] if path.is_file() else path.rglob("*.rs")
         for f in files:
             found |= set(re.findall(r'"(DAGY_[A-Z_]+)"', f.read_text()))
-    return found - PER_TASK
+    return found - PER_TASK - FOR_PROCESSES
 
 
 def router_routes():
