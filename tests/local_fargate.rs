@@ -255,3 +255,63 @@ fn dagy_cancel_from_another_terminal_stops_the_container_and_the_run_ends_cancel
     let left = docker.docker(&["ps", "-a", "--filter", "label=dagy.run-id=cancel-me", "-q"]);
     assert!(left.stdout.is_empty(), "the container is gone");
 }
+
+#[test]
+#[ignore = "needs Docker and the worker image: scripts/test.sh runs it in its containers step"]
+fn a_run_on_dynamodb_runs_in_a_container_that_reaches_the_table_over_the_host_network() {
+    let _docker = session();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let table = support::unique("docker-dynamodb");
+    let on_moto = |cmd: &mut Command| {
+        support::with_test_credentials(cmd)
+            .env("AWS_ENDPOINT_URL", support::endpoint())
+            .env("DAGY_TABLE_NAME", &table);
+    };
+    let mut create = dagy(&dir.path().join("home"));
+    on_moto(&mut create);
+    let created = create
+        .args(["table", "create"])
+        .output()
+        .expect("table create");
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let flow = write_flow(
+        dir.path(),
+        &json!({"spec_version": 1, "name": "on-dynamodb", "tasks": [
+            {"id": "a", "handler": "sum", "args": {"add": 2}},
+            {"id": "b", "handler": "sum", "args": {"add": 3}, "depends_on": ["a"]}
+        ]}),
+    );
+    let mut run = dagy(&dir.path().join("home"));
+    on_moto(&mut run);
+    let out = run
+        .args([
+            "run",
+            "--tier",
+            "small",
+            "--backend",
+            "docker",
+            "--store",
+            "dynamodb",
+        ])
+        .args(["--json", "--quiet"])
+        .arg(&flow)
+        .output()
+        .expect("dagy run");
+    let record: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(record["status"], "completed", "{record}");
+    assert_eq!(record["tasks"][1]["output"], json!(5), "{record}");
+    assert!(
+        !dir.path().join("home").join("runs.db").exists(),
+        "nothing went to the embedded store"
+    );
+}

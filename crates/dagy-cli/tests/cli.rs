@@ -407,7 +407,7 @@ fn run_tier_takes_lambda_tiers_here_and_ecs_tiers_in_docker() {
         ])
         .args(["--store", "memory"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("leave out --store memory"));
 }
 

@@ -74,8 +74,8 @@ pub enum LocalBackend {
     Docker,
 }
 
-/// Checks that `--tier` and `--backend` go together (the ECS tiers need a container); the
-/// problem, as a usage error, when they do not.
+/// Checks that `--tier`, `--backend` and `--store` go together (the ECS tiers need a container,
+/// a container a store it can reach); the problem, as a usage error, when they do not.
 fn check_tier(args: &RunArgs) -> Result<(), String> {
     match (args.tier, args.backend) {
         (Some(tier @ (RuntimeTier::Nano | RuntimeTier::Micro)), LocalBackend::Docker) => {
@@ -89,6 +89,11 @@ fn check_tier(args: &RunArgs) -> Result<(), String> {
              --backend docker to run it in a local container with the tier's limits (leave \
              --tier out to run a Fargate-tier flow here without a budget)"
         )),
+        _ if args.backend == LocalBackend::Docker && args.store == StoreKind::Memory => Err(
+            "--backend docker needs a store the container can reach: leave out --store memory \
+             (the embedded database is mounted into the container) or use --store dynamodb"
+                .into(),
+        ),
         _ => Ok(()),
     }
 }
