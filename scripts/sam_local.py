@@ -13,10 +13,11 @@ the SAM venv's Python (for samcli.yamlhelper). Usage:
 - Order: set-up routes first, then the trigger, then events that read or act on its run, then
   the run's ends, the schedules and the sweep (events this script does not know come last).
   `RUN_ID` in an event becomes the run the first trigger made; when no given event triggers a
-  run, events/http-put-deployment.json and events/http-trigger-run.json are sent first as
-  set-up (their answers on stderr). A task-executor event runs one task, as a Step Functions
-  Task state does once the states before it ran: the tasks before it in the run's order are run
-  first, as set-up, by task-executor invocations of their own.
+  run, events/http-put-environment.json, http-put-deployment.json and http-trigger-run.json are
+  sent first as set-up (their answers on stderr); a trigger without the first two gets them.
+  A task-executor event runs one task, as a Step Functions Task state does once the states
+  before it ran: the tasks before it in the run's order are run first, as set-up, by
+  task-executor invocations of their own.
 - Environment: `sam local invoke` only overrides variables the template declares, so the script
   writes a copy of the built template (template.local.yaml, in the build directory) that also
   declares AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_LAMBDA, and an --env-vars file that points
@@ -201,11 +202,14 @@ def main():
     events = ordered(args.events)
     stems = {Path(e).stem for e in events}
     texts = {e: Path(e).read_text() for e in events}
-    setup = []
+    # A trigger needs the deployment "hello", which needs the environment "prod".
+    prerequisites = ["http-put-environment", "http-put-deployment"]
     if any("RUN_ID" in t for t in texts.values()) and not stems & TRIGGERS:
-        setup = ["http-trigger-run"]
-    if (stems | set(setup)) & TRIGGERS and "http-put-deployment" not in stems:
-        setup.insert(0, "http-put-deployment")
+        setup = prerequisites + ["http-trigger-run"]
+    elif stems & TRIGGERS:
+        setup = [p for p in prerequisites if p not in stems]
+    else:
+        setup = []
 
     run_id = None
     failures = 0
@@ -220,7 +224,10 @@ def main():
     for name in setup:
         path = args.events_dir / f"{name}.json"
         answer = set_up(path, json.loads(path.read_text()))
-        run_id = run_id or run_id_of(answer)
+        if name in TRIGGERS:
+            run_id = run_id_of(answer)
+            if run_id is None:
+                raise SystemExit(f"set-up {path} made no run: {json.dumps(answer)}")
 
     def run_tasks_before(event):
         """Runs the tasks before the event's task in its run's order (a state machine's earlier

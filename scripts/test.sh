@@ -90,7 +90,7 @@ timed() {
 timed bash scripts/worker-image.sh --examples
 timed cargo test --workspace --locked "${FEATURES[@]}" --test containers --test local_fargate -- --ignored
 sam_report=$(mktemp -t dagy-sam-local.XXXXXX.jsonl)
-timed bash scripts/sam-local.sh events/*.json >"$sam_report"
+DAGY_BIN="$CARGO_TARGET_DIR/debug/dagy" timed bash scripts/sam-local.sh events/*.json >"$sam_report"
 echo "sam local invoke: $(wc -l <"$sam_report") events answered without an error (answers in $sam_report)"
 
 step "tests (unit, property, integration, CLI, doc)"
