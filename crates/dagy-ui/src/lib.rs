@@ -1,7 +1,7 @@
 //! Dagy's run dashboard: the recent runs, and for each run its DAG coloured by task status, a
 //! timeline of every attempt, the plan that chose its tier, a log tail and a cancel button,
 //! served as HTML (with a small script that follows a live run) over any
-//! [`RunStore`](dagy_store::RunStore).
+//! [`RunStore`].
 //!
 //! ```no_run
 //! use std::sync::Arc;
