@@ -547,18 +547,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn load_step(&self, run_id: &str) -> Result<Option<StepView>, StoreError> {
-        self.read(|tx| {
-            let row = read_run(tx, run_id)?;
-            let task = match &row.steps.cursor {
-                None => None,
-                Some(cursor) => Some(step_task(tx, run_id, cursor)?),
-            };
-            Ok(Some(StepView {
-                run: row.run,
-                state: row.steps,
-                task,
-            }))
-        })
+        self.read(|tx| Ok(Some(step_view(tx, read_run(tx, run_id)?)?)))
     }
 
     async fn acquire_step(
@@ -573,18 +562,7 @@ impl RunStore for SqliteStore {
             let mut row = read_run(tx, run_id)?;
             let lease = rules::acquire(&mut row.run, &mut row.next_token, owner, now_ms, ttl_ms)?;
             write_run(tx, &row)?;
-            let task = match &row.steps.cursor {
-                None => None,
-                Some(cursor) => Some(step_task(tx, run_id, cursor)?),
-            };
-            Ok((
-                lease,
-                Some(StepView {
-                    run: row.run,
-                    state: row.steps,
-                    task,
-                }),
-            ))
+            Ok((lease, Some(step_view(tx, row)?)))
         })
     }
 
@@ -793,6 +771,20 @@ impl RunStore for SqliteStore {
             Ok(row.run)
         })
     }
+}
+
+/// What a micro step reads of the run in `row`: the run, its step state and the task at its
+/// cursor.
+fn step_view(tx: &Transaction<'_>, row: RunRow) -> Result<StepView, StoreError> {
+    let task = match &row.steps.cursor {
+        None => None,
+        Some(cursor) => Some(step_task(tx, &row.run.run_id, cursor)?),
+    };
+    Ok(StepView {
+        run: row.run,
+        state: row.steps,
+        task,
+    })
 }
 
 /// The task at `cursor` with its spec, the cursor after it and its upstream records.
