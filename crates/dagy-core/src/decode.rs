@@ -57,7 +57,7 @@ pub fn decode_flow_spec(value: &Value) -> Result<FlowSpec, Error> {
 /// Decodes one task of a flow, with the checks and messages of [`decode_flow_spec`].
 pub fn decode_task_spec(value: &Value) -> Result<TaskSpec, Error> {
     let mut d = Decoder::default();
-    let (task, _) = d.task(0, value);
+    let (task, _) = d.task(0, value.clone());
     if d.problems.is_empty() {
         Ok(task)
     } else {
@@ -74,28 +74,96 @@ pub(crate) struct Decoded {
 }
 
 pub(crate) fn decode(value: &Value) -> Decoded {
-    let mut d = Decoder::default();
-    let mut spec = FlowSpec {
+    let Some(root) = value.as_object() else {
+        return not_an_object(type_name(value));
+    };
+    let tasks = match root.get("tasks") {
+        None => TasksField::Missing,
+        Some(Value::Array(items)) => {
+            let mut list = TaskList::default();
+            for item in items {
+                list.push(item.clone());
+            }
+            TasksField::List(list)
+        }
+        Some(other) => TasksField::Other(type_name(other)),
+    };
+    decode_root(root, tasks)
+}
+
+/// Parses and decodes FlowSpec text in one pass. Each task is decoded as soon as it is read and
+/// its JSON dropped, so a flow of 100,000 tasks is never held as one [`Value`] tree (which costs
+/// more memory than the flow itself).
+pub(crate) fn decode_text(text: &str) -> Result<Decoded, Error> {
+    if !text.trim_start().starts_with('{') {
+        // Not an object (or not JSON): the same problem, or syntax error, as from a `Value`.
+        return Ok(decode(&parse_json(text)?));
+    }
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let (root, tasks) = serde::Deserializer::deserialize_map(&mut deserializer, RootVisitor)
+        .and_then(|root| deserializer.end().map(|()| root))
+        .map_err(|e| Error::Syntax {
+            message: strip_position(&e.to_string()),
+            line: e.line(),
+            column: e.column(),
+        })?;
+    Ok(decode_root(&root, tasks))
+}
+
+/// A spec with nothing read yet.
+fn empty_spec() -> FlowSpec {
+    FlowSpec {
         spec_version: SPEC_VERSION,
         name: String::new(),
         parameters: Map::new(),
         tasks: Vec::new(),
-    };
-    let mut tasks_without_id = BTreeSet::new();
-    let Some(root) = value.as_object() else {
-        d.push(
-            ProblemKind::WrongType,
-            "flow",
-            None,
-            format!(
-                "a flow must be a JSON object with spec_version, name and tasks, got {}",
-                type_name(value)
-            ),
-        );
-        return d.finish(spec, tasks_without_id);
-    };
-    d.unknown_fields(root, FLOW_FIELDS, "", None);
+    }
+}
 
+/// The decoded spec of a document whose root is not an object, with that problem.
+fn not_an_object(type_name: &str) -> Decoded {
+    let mut d = Decoder::default();
+    d.push(
+        ProblemKind::WrongType,
+        "flow",
+        None,
+        format!("a flow must be a JSON object with spec_version, name and tasks, got {type_name}"),
+    );
+    d.finish(empty_spec(), BTreeSet::new())
+}
+
+/// A flow's `tasks` field, as read.
+enum TasksField {
+    Missing,
+    List(TaskList),
+    /// Not a list: the JSON type it is.
+    Other(&'static str),
+}
+
+/// Tasks decoded one at a time, with their problems.
+#[derive(Default)]
+struct TaskList {
+    decoder: Decoder,
+    tasks: Vec<TaskSpec>,
+    without_id: BTreeSet<usize>,
+}
+
+impl TaskList {
+    fn push(&mut self, item: Value) {
+        let index = self.tasks.len();
+        let (task, has_id) = self.decoder.task(index, item);
+        if !has_id {
+            self.without_id.insert(index);
+        }
+        self.tasks.push(task);
+    }
+}
+
+/// The flow's fields but `tasks`, then its tasks: every problem, in the document's field order.
+fn decode_root(root: &Map<String, Value>, tasks: TasksField) -> Decoded {
+    let mut d = Decoder::default();
+    let mut spec = empty_spec();
+    d.unknown_fields(root, FLOW_FIELDS, "", None);
     match root.get("spec_version") {
         None => d.push(
             ProblemKind::MissingField,
@@ -127,8 +195,112 @@ pub(crate) fn decode(value: &Value) -> Decoded {
             ),
         ),
     }
-    d.tasks(root, &mut spec, &mut tasks_without_id);
-    d.finish(spec, tasks_without_id)
+    let mut without_id = BTreeSet::new();
+    match tasks {
+        TasksField::Missing => d.push(
+            ProblemKind::MissingField,
+            "tasks",
+            None,
+            "add a \"tasks\" list with at least one task".into(),
+        ),
+        TasksField::List(list) => {
+            d.problems.extend(list.decoder.problems);
+            spec.tasks = list.tasks;
+            without_id = list.without_id;
+        }
+        TasksField::Other(type_name) => d.push(
+            ProblemKind::WrongType,
+            "tasks",
+            None,
+            format!("tasks must be a list of task objects, got {type_name}"),
+        ),
+    }
+    d.finish(spec, without_id)
+}
+
+/// Reads a flow object: its `tasks` through [`TasksVisitor`], its other fields as values.
+struct RootVisitor;
+
+impl<'de> serde::de::Visitor<'de> for RootVisitor {
+    type Value = (Map<String, Value>, TasksField);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a flow object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut root = Map::new();
+        let mut tasks = TasksField::Missing;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "tasks" {
+                tasks = map.next_value_seed(TasksVisitor)?;
+                // Keep the key, so the field order of problems and of `unknown_fields` holds.
+                root.insert(key, Value::Null);
+            } else {
+                root.insert(key, map.next_value()?);
+            }
+        }
+        Ok((root, tasks))
+    }
+}
+
+/// Reads a flow's `tasks`: a list decoded task by task, or what else it is.
+struct TasksVisitor;
+
+impl<'de> serde::de::DeserializeSeed<'de> for TasksVisitor {
+    type Value = TasksField;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<TasksField, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for TasksVisitor {
+    type Value = TasksField;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a list of tasks")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TasksField, A::Error> {
+        let mut list = TaskList::default();
+        while let Some(item) = seq.next_element::<Value>()? {
+            list.push(item);
+        }
+        Ok(TasksField::List(list))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TasksField, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(TasksField::Other("an object"))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<TasksField, E> {
+        Ok(TasksField::Other("a string"))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<TasksField, E> {
+        Ok(TasksField::Other("a boolean"))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<TasksField, E> {
+        Ok(TasksField::Other("a number"))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<TasksField, E> {
+        Ok(TasksField::Other("a number"))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<TasksField, E> {
+        Ok(TasksField::Other("a number"))
+    }
+
+    fn visit_unit<E>(self) -> Result<TasksField, E> {
+        Ok(TasksField::Other("null"))
+    }
 }
 
 #[derive(Default)]
@@ -208,81 +380,49 @@ impl Decoder {
         }
     }
 
-    /// The flow's `tasks`, each decoded into `spec`; the indices of those without an id go to
-    /// `without_id`.
-    fn tasks(
-        &mut self,
-        root: &Map<String, Value>,
-        spec: &mut FlowSpec,
-        tasks_without_id: &mut BTreeSet<usize>,
-    ) {
-        match root.get("tasks") {
-            None => self.push(
-                ProblemKind::MissingField,
-                "tasks",
-                None,
-                "add a \"tasks\" list with at least one task".into(),
-            ),
-            Some(Value::Array(items)) => {
-                for (index, item) in items.iter().enumerate() {
-                    let (task, has_id) = self.task(index, item);
-                    if !has_id {
-                        tasks_without_id.insert(index);
-                    }
-                    spec.tasks.push(task);
-                }
-            }
-            Some(other) => self.push(
-                ProblemKind::WrongType,
-                "tasks",
-                None,
-                format!(
-                    "tasks must be a list of task objects, got {}",
-                    type_name(other)
-                ),
-            ),
-        }
-    }
-
     /// Decodes one task; the flag says whether its id could be read.
-    fn task(&mut self, index: usize, value: &Value) -> (TaskSpec, bool) {
+    fn task(&mut self, index: usize, value: Value) -> (TaskSpec, bool) {
         let at = format!("tasks[{index}]");
         let mut task = TaskSpec::new("", "");
-        let Some(object) = value.as_object() else {
-            self.push(
-                ProblemKind::WrongType,
-                &at,
-                None,
-                format!(
-                    "each task must be an object with id and handler, got {}",
-                    type_name(value)
-                ),
-            );
-            return (task, false);
+        let mut object = match value {
+            Value::Object(object) => object,
+            other => {
+                self.push(
+                    ProblemKind::WrongType,
+                    &at,
+                    None,
+                    format!(
+                        "each task must be an object with id and handler, got {}",
+                        type_name(&other)
+                    ),
+                );
+                return (task, false);
+            }
         };
-        let id = self.required_string(object, "id", &format!("{at}.id"), None);
+        let id = self.required_string(&object, "id", &format!("{at}.id"), None);
         let has_id = id.is_some();
         task.id = id.unwrap_or_default();
         let tid = has_id.then_some(task.id.as_str()).map(str::to_string);
         let tid = tid.as_deref();
         let field = |name: &str| format!("{at}.{name}");
 
-        self.unknown_fields(object, TASK_FIELDS, &format!("{at}."), tid);
-        if let Some(handler) = self.required_string(object, "handler", &field("handler"), tid) {
+        self.unknown_fields(&object, TASK_FIELDS, &format!("{at}."), tid);
+        if let Some(handler) = self.required_string(&object, "handler", &field("handler"), tid) {
             task.handler = handler;
         }
-        task.depends_on = self.dependencies(object, &at, tid);
-        if let Some(args) = object.get("args") {
-            task.args = args.clone();
-        }
-        if let Some(retries) = self.retries(object, &at, tid) {
+        task.depends_on = self.dependencies(&object, &at, tid);
+        if let Some(retries) = self.retries(&object, &at, tid) {
             task.retries = retries;
         }
-        task.retry_delay_seconds = self.retry_delay(object, &at, tid);
-        task.retry_jitter_factor = self.optional_f64(object, "retry_jitter_factor", &at, tid);
-        task.timeout_seconds = self.optional_f64(object, "timeout_seconds", &at, tid);
-        task.runtime_tier = self.runtime_tier(object, &at, tid);
-        task.memory_mb = self.memory_mb(object, &at, tid);
+        task.retry_delay_seconds = self.retry_delay(&object, &at, tid);
+        task.retry_jitter_factor = self.optional_f64(&object, "retry_jitter_factor", &at, tid);
+        task.timeout_seconds = self.optional_f64(&object, "timeout_seconds", &at, tid);
+        task.runtime_tier = self.runtime_tier(&object, &at, tid);
+        task.memory_mb = self.memory_mb(&object, &at, tid);
+        // Moved, not copied: the task's JSON is dropped after this.
+        if let Some(args) = object.remove("args") {
+            task.args = args;
+        }
         (task, has_id)
     }
 

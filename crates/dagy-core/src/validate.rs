@@ -117,8 +117,7 @@ impl FlowSpec {
 impl Flow {
     /// Parses FlowSpec JSON text and validates it.
     pub fn from_json(text: &str, catalog: Option<&dyn HandlerCatalog>) -> Result<Flow, Error> {
-        let value = decode::parse_json(text)?;
-        Flow::from_value(&value, catalog)
+        finish(decode::decode_text(text)?, catalog)
     }
 
     /// Validates an already-parsed FlowSpec document.

@@ -149,6 +149,18 @@ fn plan_every_way(flow: &Flow) {
 }
 
 /// Checks any outcome of decoding and validating.
+/// Every problem of an outcome, in order, as (kind, path, message); none for a valid flow.
+fn problems_of(outcome: &Result<Flow, Error>) -> Vec<(ProblemKind, String, String)> {
+    match outcome {
+        Ok(_) => Vec::new(),
+        Err(e) => e
+            .problems()
+            .iter()
+            .map(|p| (p.kind, p.path.clone(), p.message.clone()))
+            .collect(),
+    }
+}
+
 fn check_outcome(outcome: &Result<Flow, Error>) -> Result<(), TestCaseError> {
     match outcome {
         Ok(flow) => check_flow(flow),
@@ -1010,8 +1022,18 @@ proptest! {
     fn any_json_value_is_decoded_without_panic(value in arb_json()) {
         check_outcome(&Flow::from_value(&value, None))?;
         // The same value as a flow's task list reaches the task decoder.
-        let wrapped = json!({"spec_version": 1, "name": "f", "tasks": [value]});
+        let wrapped = json!({"spec_version": 1, "name": "f", "tasks": [value.clone()]});
         check_outcome(&Flow::from_value(&wrapped, None))?;
+        // As the flow's `tasks`, and as a whole document: the streaming text decoder finds the
+        // same problems, with the same words, as the decoder of a parsed value.
+        let as_tasks = json!({"spec_version": 1, "name": "f", "tasks": value.clone()});
+        for document in [&value, &wrapped, &as_tasks] {
+            let text = serde_json::to_string(document).expect("a Value serializes");
+            prop_assert_eq!(
+                problems_of(&Flow::from_value(document, None)),
+                problems_of(&Flow::from_json(&text, None))
+            );
+        }
     }
 
     /// Any text: no panic, and a well-formed outcome.
