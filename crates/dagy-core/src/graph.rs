@@ -28,6 +28,11 @@ impl Flow {
         &self.spec
     }
 
+    /// The spec it was validated from, given back.
+    pub fn into_spec(self) -> FlowSpec {
+        self.spec
+    }
+
     /// The flow's name.
     pub fn name(&self) -> &str {
         &self.spec.name

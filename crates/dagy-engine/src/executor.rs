@@ -265,7 +265,7 @@ impl Executor {
         };
         let new = NewRun {
             run,
-            flow: flow.spec().clone(),
+            flow: flow.clone(),
         };
         Ok(self.store.create_run(new).await?)
     }

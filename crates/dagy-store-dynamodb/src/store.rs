@@ -1642,25 +1642,20 @@ fn rand_token() -> u64 {
     hasher.finish()
 }
 
-/// Splits text into pieces of at most `max` bytes, at character boundaries.
 /// The items of a new run: one per task and one per chunk of its flow's JSON, and the run item
 /// (which names how many chunks there are).
 fn new_run_items(
     run: &RunRecord,
-    flow: &dagy_core::FlowSpec,
+    flow: &dagy_core::Flow,
     abandoned: u64,
 ) -> Result<(Vec<Item>, Item), StoreError> {
-    let flow_json = serde_json::to_string(flow)
+    let flow_json = serde_json::to_string(flow.spec())
         .map_err(|e| StoreError::Invalid(format!("the flow cannot be stored: {e}")))?;
-    let dagy_store::StepLinks {
-        first,
-        next: mut links,
-    } = dagy_store::step_links(flow)?;
-    let mut items: Vec<Item> = Vec::with_capacity(flow.tasks.len() + 1);
-    for task in &flow.tasks {
+    let dagy_store::StepLinks { first, next } = dagy_store::step_links(flow);
+    let mut items: Vec<Item> = Vec::with_capacity(flow.tasks().len() + 1);
+    for (task, next) in flow.tasks().iter().zip(next) {
         let mut task_item = item::task_item(&run.run_id, &task.id, abandoned);
         task_item.insert("spec".into(), item::json(task)?);
-        let next = links.remove(&task.id).flatten();
         task_item.insert("next".into(), item::json(&next)?);
         items.push(task_item);
     }
@@ -1680,6 +1675,7 @@ fn new_run_items(
     Ok((items, run_item))
 }
 
+/// Splits text into pieces of at most `max` bytes, at character boundaries.
 fn chunk_text(text: &str, max: usize) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut rest = text;

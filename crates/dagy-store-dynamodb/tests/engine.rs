@@ -333,7 +333,7 @@ async fn oversized_runs_are_refused_with_the_limit_and_leave_nothing_behind() {
         let err = store
             .create_run(NewRun {
                 run,
-                flow: spec.clone(),
+                flow: spec.clone().validate(None).expect("a valid chain"),
             })
             .await
             .expect_err("too large");

@@ -34,7 +34,10 @@ async fn running_run(store: &DynamoStore, run_id: &str) -> dagy_store::Lease {
         finished_at_ms: None,
     };
     store
-        .create_run(NewRun { run, flow })
+        .create_run(NewRun {
+            run,
+            flow: flow.validate(None).expect("a valid flow"),
+        })
         .await
         .expect("create");
     store

@@ -31,7 +31,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use dagy_core::{FlowSpec, TaskSpec};
+use dagy_core::{Flow, TaskSpec};
 use dagy_store::{
     AttemptOutcome, AttemptStart, Created, Cursor, DISPATCH_GRACE_MS, DeploymentRecord,
     EnvironmentRecord, Lease, NewRun, RunFilter, RunPage, RunRecord, RunSnapshot, RunStatus,
@@ -366,14 +366,14 @@ fn as_i64(value: u64) -> i64 {
 /// The task rows of a new run: position, id, spec, record, next cursor.
 type NewTaskRow = (i64, String, String, String, Option<String>);
 
-fn new_task_rows(flow: &FlowSpec) -> Result<(Option<Cursor>, Vec<NewTaskRow>), StoreError> {
-    let dagy_store::StepLinks { first, mut next } = dagy_store::step_links(flow)?;
+fn new_task_rows(flow: &Flow) -> Result<(Option<Cursor>, Vec<NewTaskRow>), StoreError> {
+    let dagy_store::StepLinks { first, next } = dagy_store::step_links(flow);
     let rows = flow
-        .tasks
+        .tasks()
         .iter()
+        .zip(next)
         .enumerate()
-        .map(|(position, spec)| {
-            let after = next.remove(&spec.id).flatten();
+        .map(|(position, (spec, after))| {
             Ok((
                 i64::try_from(position).unwrap_or(i64::MAX),
                 spec.id.clone(),
@@ -395,7 +395,7 @@ impl RunStore for SqliteStore {
     async fn create_run(&self, new: NewRun) -> Result<Created, StoreError> {
         dagy_store::check_new_run(&new)?;
         let (first, task_rows) = new_task_rows(&new.flow)?;
-        let flow = encode(&new.flow)?;
+        let flow = encode(new.flow.spec())?;
         let mut run = new.run;
         run.wake_at_ms = run.created_at_ms.saturating_add(DISPATCH_GRACE_MS);
         self.write(|tx| {

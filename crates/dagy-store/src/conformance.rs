@@ -62,7 +62,7 @@ fn new_run(run_id: &str, key: Option<&str>) -> NewRun {
             started_at_ms: None,
             finished_at_ms: None,
         },
-        flow,
+        flow: flow.validate(None).expect("the conformance flow is valid"),
     }
 }
 
@@ -840,7 +840,7 @@ async fn lapsed_runs_are_found_and_live_or_final_ones_are_not(store: &dyn RunSto
 async fn deployments_and_environments_round_trip(store: &dyn RunStore, prefix: &str) {
     let name = format!("{prefix}-deploy");
     assert_eq!(store.get_deployment(&name).await.expect("get"), None);
-    let flow = new_run("unused", None).flow;
+    let flow = new_run("unused", None).flow.into_spec();
     let deployment = DeploymentRecord {
         name: name.clone(),
         flow,

@@ -29,8 +29,8 @@ pub use error::StoreError;
 pub use memory::{MemoryStore, list_key};
 pub use record::{
     AttemptOutcome, AttemptSpan, AttemptStart, DeploymentRecord, EnvironmentRecord, Lease, NewRun,
-    PlanRecord, RunFilter, RunPage, RunRecord, RunSnapshot, RunStatus, TaskErrorRecord, TaskRecord,
-    TaskStatus,
+    PlanRecord, RunFilter, RunPage, RunRecord, RunReport, RunSnapshot, RunStatus, TaskErrorRecord,
+    TaskRecord, TaskReport, TaskStatus,
 };
 pub use step::{Cursor, StepLinks, StepState, StepTask, StepView, Verdict, step_links};
 

@@ -150,7 +150,7 @@ impl RunStore for MemoryStore {
         }
         let tasks: Vec<TaskRecord> = new
             .flow
-            .tasks
+            .tasks()
             .iter()
             .map(|t| TaskRecord::pending(t.id.clone()))
             .collect();
@@ -164,14 +164,7 @@ impl RunStore for MemoryStore {
                 .idempotency
                 .insert(key.clone(), new.run.run_id.clone());
         }
-        let crate::StepLinks {
-            first,
-            next: mut links,
-        } = crate::step_links(&new.flow)?;
-        let next = tasks
-            .iter()
-            .map(|t| links.remove(&t.task_id).flatten())
-            .collect();
+        let crate::StepLinks { first, next } = crate::step_links(&new.flow);
         let mut run = new.run;
         run.wake_at_ms = run.created_at_ms.saturating_add(DISPATCH_GRACE_MS);
         let new_run = run.clone();
@@ -180,7 +173,7 @@ impl RunStore for MemoryStore {
             Entry {
                 snapshot: RunSnapshot {
                     run: new_run,
-                    flow: new.flow,
+                    flow: new.flow.into_spec(),
                     tasks,
                 },
                 task_index,

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use dagy_core::{BackendKind, ExecutionMode, FlowSpec, Plan, RuntimeTier};
+use dagy_core::{BackendKind, ExecutionMode, Flow, FlowSpec, Plan, RuntimeTier};
 
 /// The states of a run. A run only moves forward: `pending` -> `running` -> one of the four
 /// final states, or `pending` -> `cancelled`.
@@ -307,8 +307,8 @@ impl TaskRecord {
 pub struct NewRun {
     /// The run record; its status must be `pending`.
     pub run: RunRecord,
-    /// The flow it runs (kept so any executor can resume it).
-    pub flow: FlowSpec,
+    /// The flow it runs, validated (its spec is kept so any executor can resume it).
+    pub flow: Flow,
 }
 
 /// A run as read back: the record, its flow and every task in flow order.
@@ -326,41 +326,69 @@ impl RunSnapshot {
     /// The run as clients see it (`dagy run --json`, `GET /runs/{id}`): status, plan,
     /// parameters, times, and per task its status, attempts, duration, output and error.
     pub fn to_json(&self) -> Value {
+        serde_json::to_value(self.report()).unwrap_or(Value::Null)
+    }
+
+    /// What [`RunSnapshot::to_json`] holds, borrowed, to be serialized without building a
+    /// [`Value`] tree (`dagy run --json` of 100,000 tasks writes it straight out).
+    pub fn report(&self) -> RunReport<'_> {
         let run = &self.run;
-        let duration = match (run.started_at_ms, run.finished_at_ms) {
-            (Some(s), Some(f)) => Value::from(f.saturating_sub(s)),
-            _ => Value::Null,
-        };
-        let tasks: Vec<Value> = self
-            .tasks
-            .iter()
-            .map(|t| {
-                serde_json::json!({
-                    "id": t.task_id,
-                    "status": t.status,
-                    "attempts": t.attempts,
-                    "duration_ms": t.duration_ms(),
-                    "output": t.output,
-                    "error": t.error,
-                    "history": t.history,
-                })
-            })
-            .collect();
-        serde_json::json!({
-            "run_id": run.run_id,
-            "flow": run.flow_name,
-            "deployment": run.deployment,
-            "status": run.status,
-            "error": run.error,
-            "cancel_requested": run.cancel_requested,
-            "plan": run.plan,
-            "parameters": run.parameters,
-            "created_at_ms": run.created_at_ms,
-            "started_at_ms": run.started_at_ms,
-            "finished_at_ms": run.finished_at_ms,
-            "duration_ms": duration,
-            "tasks": tasks,
-        })
+        RunReport {
+            run_id: &run.run_id,
+            flow: &run.flow_name,
+            deployment: run.deployment.as_deref(),
+            status: run.status,
+            error: run.error.as_deref(),
+            cancel_requested: run.cancel_requested,
+            plan: run.plan.as_ref(),
+            parameters: &run.parameters,
+            created_at_ms: run.created_at_ms,
+            started_at_ms: run.started_at_ms,
+            finished_at_ms: run.finished_at_ms,
+            duration_ms: run
+                .finished_at_ms
+                .zip(run.started_at_ms)
+                .map(|(f, s)| f.saturating_sub(s)),
+            tasks: self.tasks.iter().map(TaskReport).collect(),
+        }
+    }
+}
+
+/// A run as clients see it: see [`RunSnapshot::report`].
+#[derive(Debug, Serialize)]
+pub struct RunReport<'a> {
+    run_id: &'a str,
+    flow: &'a str,
+    deployment: Option<&'a str>,
+    status: RunStatus,
+    error: Option<&'a str>,
+    cancel_requested: bool,
+    plan: Option<&'a PlanRecord>,
+    parameters: &'a Map<String, Value>,
+    created_at_ms: u64,
+    started_at_ms: Option<u64>,
+    finished_at_ms: Option<u64>,
+    duration_ms: Option<u64>,
+    tasks: Vec<TaskReport<'a>>,
+}
+
+/// A task as clients see it, in a [`RunReport`].
+#[derive(Debug)]
+pub struct TaskReport<'a>(&'a TaskRecord);
+
+impl Serialize for TaskReport<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let t = self.0;
+        let mut map = serializer.serialize_map(Some(7))?;
+        map.serialize_entry("id", &t.task_id)?;
+        map.serialize_entry("status", &t.status)?;
+        map.serialize_entry("attempts", &t.attempts)?;
+        map.serialize_entry("duration_ms", &t.duration_ms())?;
+        map.serialize_entry("output", &t.output)?;
+        map.serialize_entry("error", &t.error)?;
+        map.serialize_entry("history", &t.history)?;
+        map.end()
     }
 }
 

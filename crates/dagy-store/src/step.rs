@@ -3,12 +3,10 @@
 //! upstream records, never the whole run. The first task that did not complete decides the
 //! final status, recorded on the run as the cursor passes it.
 
-use std::collections::HashMap;
-
-use dagy_core::{FlowSpec, TaskSpec};
+use dagy_core::{Flow, TaskSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::{RunRecord, RunStatus, StoreError, TaskRecord, TaskStatus};
+use crate::{RunRecord, RunStatus, TaskRecord, TaskStatus};
 
 /// A position in a run's order: the task there and the tasks it depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,16 +102,12 @@ pub struct StepView {
 pub struct StepLinks {
     /// The first task's cursor (`None` for a flow without tasks).
     pub first: Option<Cursor>,
-    /// For each task id, the cursor after it (`None` after the last).
-    pub next: HashMap<String, Option<Cursor>>,
+    /// For each task, in declaration order, the cursor after it (`None` after the last).
+    pub next: Vec<Option<Cursor>>,
 }
 
 /// The cursors of a new run of `flow`.
-pub fn step_links(flow: &FlowSpec) -> Result<StepLinks, StoreError> {
-    let flow = flow
-        .clone()
-        .validate(None)
-        .map_err(|e| StoreError::Invalid(format!("the run's flow is not valid: {e}")))?;
+pub fn step_links(flow: &Flow) -> StepLinks {
     let cursor_at = |position: usize| {
         flow.order().get(position).map(|&index| {
             let task = flow.task(index);
@@ -123,14 +117,12 @@ pub fn step_links(flow: &FlowSpec) -> Result<StepLinks, StoreError> {
             }
         })
     };
-    let next = flow
-        .order()
-        .iter()
-        .enumerate()
-        .map(|(position, &index)| (flow.task(index).id.clone(), cursor_at(position + 1)))
-        .collect();
-    Ok(StepLinks {
+    let mut next = vec![None; flow.tasks().len()];
+    for (position, &index) in flow.order().iter().enumerate() {
+        next[index] = cursor_at(position + 1);
+    }
+    StepLinks {
         first: cursor_at(0),
         next,
-    })
+    }
 }

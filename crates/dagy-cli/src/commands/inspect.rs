@@ -99,7 +99,7 @@ fn on_run(args: RunArgs, cancel: bool) -> anyhow::Result<ExitCode> {
         .await;
         match found {
             Ok(snapshot) => {
-                crate::output::out!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
+                crate::output::json(&snapshot.report());
                 Ok(ExitCode::SUCCESS)
             }
             Err(StoreError::NotFound { run_id }) => {

@@ -210,7 +210,7 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
         .await
         .map_err(|e| resume_hint(e.into()))?;
     if args.json {
-        crate::output::out!("{}", serde_json::to_string_pretty(&snapshot.to_json())?);
+        crate::output::json(&snapshot.report());
     } else {
         progress.summary(&snapshot);
     }

@@ -59,7 +59,7 @@ pub fn new_run(run_id: &str, flow: FlowSpec, created_at_ms: u64) -> NewRun {
             started_at_ms: None,
             finished_at_ms: None,
         },
-        flow,
+        flow: flow.validate(None).expect("a valid flow"),
     }
 }
 
