@@ -198,7 +198,7 @@ async fn the_sweep_ends_stopped_executions_leaves_running_ones_and_starts_missin
                 parameters: Map::new(),
                 ..template.run.clone()
             },
-            flow: template.flow.clone().validate(None).expect("a valid flow"),
+            flow: dagy_core::Flow::from_shared(template.flow.clone(), None).expect("a valid flow"),
         })
         .await
         .expect("created");

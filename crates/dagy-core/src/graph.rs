@@ -3,6 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::error::{Problem, ProblemKind};
 use crate::flow::{FlowSpec, TaskSpec};
@@ -13,7 +14,7 @@ use crate::flow::{FlowSpec, TaskSpec};
 /// Tasks are addressed by their index in [`FlowSpec::tasks`] (declaration order).
 #[derive(Debug, Clone)]
 pub struct Flow {
-    spec: FlowSpec,
+    spec: Arc<FlowSpec>,
     index: HashMap<String, usize>,
     dependencies: Vec<Vec<usize>>,
     dependents: Vec<Vec<usize>>,
@@ -28,9 +29,14 @@ impl Flow {
         &self.spec
     }
 
-    /// The spec it was validated from, given back.
+    /// The spec, shared: a store keeps it without a copy.
+    pub fn shared_spec(&self) -> &Arc<FlowSpec> {
+        &self.spec
+    }
+
+    /// The spec it was validated from, given back (copied only if it is shared).
     pub fn into_spec(self) -> FlowSpec {
-        self.spec
+        Arc::unwrap_or_clone(self.spec)
     }
 
     /// The flow's name.
@@ -126,7 +132,7 @@ impl Flow {
 /// (`index`: id to position; `dependencies`: each task's dependencies as positions).
 /// Fails with a [`ProblemKind::Cycle`] problem when the dependencies loop.
 pub(crate) fn build(
-    spec: FlowSpec,
+    spec: Arc<FlowSpec>,
     index: HashMap<String, usize>,
     dependencies: Vec<Vec<usize>>,
 ) -> Result<Flow, Problem> {

@@ -1,6 +1,7 @@
 //! Semantic validation: names, numbers, handlers, and the dependency graph.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -105,12 +106,7 @@ impl FlowSpec {
     ///
     /// With a `catalog`, handler names not in it (other than `lambda:` handlers) are problems.
     pub fn validate(self, catalog: Option<&dyn HandlerCatalog>) -> Result<Flow, Error> {
-        let decoded = Decoded {
-            spec: self,
-            problems: Vec::new(),
-            tasks_without_id: BTreeSet::new(),
-        };
-        finish(decoded, catalog)
+        Flow::from_shared(Arc::new(self), catalog)
     }
 }
 
@@ -124,15 +120,35 @@ impl Flow {
     pub fn from_value(value: &Value, catalog: Option<&dyn HandlerCatalog>) -> Result<Flow, Error> {
         finish(decode::decode(value), catalog)
     }
+
+    /// Validates a shared spec without copying it: the flow and whoever else holds the spec
+    /// (a store, a run's snapshot) share one copy.
+    pub fn from_shared(
+        spec: Arc<FlowSpec>,
+        catalog: Option<&dyn HandlerCatalog>,
+    ) -> Result<Flow, Error> {
+        check_and_build(spec, catalog, &BTreeSet::new(), Vec::new())
+    }
 }
 
 fn finish(decoded: Decoded, catalog: Option<&dyn HandlerCatalog>) -> Result<Flow, Error> {
     let Decoded {
         spec,
-        mut problems,
+        problems,
         tasks_without_id,
     } = decoded;
-    let (index, dependencies) = check(&spec, catalog, &tasks_without_id, &mut problems);
+    check_and_build(Arc::new(spec), catalog, &tasks_without_id, problems)
+}
+
+/// Adds the semantic problems of `spec` to those already found; builds its graph when there
+/// are none.
+fn check_and_build(
+    spec: Arc<FlowSpec>,
+    catalog: Option<&dyn HandlerCatalog>,
+    tasks_without_id: &BTreeSet<usize>,
+    mut problems: Vec<Problem>,
+) -> Result<Flow, Error> {
+    let (index, dependencies) = check(&spec, catalog, tasks_without_id, &mut problems);
     if !problems.is_empty() {
         return Err(Error::InvalidFlow(problems));
     }

@@ -190,6 +190,31 @@ pub struct NewRunRequest {
     pub idempotency_key: Option<String>,
 }
 
+/// A run's task records in `flow`'s declaration order: as stores return them (checked, without
+/// copies), or put in that order; the problem when a task has no record.
+fn in_declaration_order(flow: &Flow, records: Vec<TaskRecord>) -> Result<Vec<TaskRecord>, String> {
+    let in_order = records.len() == flow.tasks().len()
+        && records
+            .iter()
+            .zip(flow.tasks())
+            .all(|(record, spec)| record.task_id == spec.id);
+    if in_order {
+        return Ok(records);
+    }
+    let mut by_id: std::collections::HashMap<String, TaskRecord> = records
+        .into_iter()
+        .map(|t| (t.task_id.clone(), t))
+        .collect();
+    flow.tasks()
+        .iter()
+        .map(|spec| {
+            by_id
+                .remove(&spec.id)
+                .ok_or_else(|| format!("no record for task {}", spec.id))
+        })
+        .collect()
+}
+
 /// A new random run id: 32 hex digits.
 pub fn new_run_id() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -562,7 +587,7 @@ impl<'a> Session<'a> {
     ) -> Result<Session<'a>, EngineError> {
         let run_id = lease.run_id.clone();
         let snapshot = exec.store.load_run(&run_id).await?;
-        let flow = match snapshot.flow.validate(None) {
+        let flow = match Flow::from_shared(snapshot.flow, None) {
             Ok(flow) => flow,
             Err(e) => {
                 let message = e.to_string();
@@ -572,21 +597,12 @@ impl<'a> Session<'a> {
                 return Err(EngineError::InvalidStoredFlow { run_id, message });
             }
         };
-        let mut by_id: std::collections::HashMap<String, TaskRecord> = snapshot
-            .tasks
-            .into_iter()
-            .map(|t| (t.task_id.clone(), t))
-            .collect();
-        let mut tasks = Vec::with_capacity(flow.tasks().len());
-        for spec in flow.tasks() {
-            let record = by_id
-                .remove(&spec.id)
-                .ok_or_else(|| EngineError::CorruptRun {
-                    run_id: run_id.clone(),
-                    message: format!("no record for task {}", spec.id),
-                })?;
-            tasks.push(record);
-        }
+        let tasks = in_declaration_order(&flow, snapshot.tasks).map_err(|message| {
+            EngineError::CorruptRun {
+                run_id: run_id.clone(),
+                message,
+            }
+        })?;
         Ok(Self::with(exec, options, lease, flow, snapshot.run, tasks))
     }
 

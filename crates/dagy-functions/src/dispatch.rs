@@ -321,7 +321,7 @@ impl Dispatcher for StepFunctionsDispatcher {
             return Err(FunctionError::BackendUnavailable(backend));
         }
         let snapshot = self.store.load_run(run_id).await?;
-        let flow = snapshot.flow.validate(None).map_err(|e| {
+        let flow = dagy_core::Flow::from_shared(snapshot.flow, None).map_err(|e| {
             FunctionError::Dispatch(format!("run {run_id} holds a flow that is not valid: {e}"))
         })?;
         let machine = Self::state_machine_of(&snapshot.run);

@@ -844,7 +844,7 @@ impl RunStore for DynamoStore {
         }
         Ok(RunSnapshot {
             run,
-            flow,
+            flow: std::sync::Arc::new(flow),
             tasks: ordered,
         })
     }

@@ -204,7 +204,7 @@ async fn a_large_flow_is_stored_in_chunks_and_read_back_whole() {
     let id = start(&store, spec.clone(), &registry).await;
     let snap = store.load_run(&id).await.expect("load");
     assert_eq!(
-        snap.flow, spec,
+        *snap.flow, spec,
         "the flow survives chunking (over 300 KB of JSON)"
     );
     assert_eq!(snap.tasks.len(), 400);

@@ -480,7 +480,7 @@ impl RunStore for SqliteStore {
                 .map_err(db)?;
             Ok(RunSnapshot {
                 run,
-                flow: decode(&flow, &format!("the flow of run {run_id}"))?,
+                flow: std::sync::Arc::new(decode(&flow, &format!("the flow of run {run_id}"))?),
                 tasks: all_tasks(tx, run_id)?,
             })
         })

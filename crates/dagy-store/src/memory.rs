@@ -173,7 +173,7 @@ impl RunStore for MemoryStore {
             Entry {
                 snapshot: RunSnapshot {
                     run: new_run,
-                    flow: new.flow.into_spec(),
+                    flow: new.flow.shared_spec().clone(),
                     tasks,
                 },
                 task_index,

@@ -1,6 +1,7 @@
 //! What the store keeps of a run: the run record, one record per task, and the lease.
 
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -316,8 +317,8 @@ pub struct NewRun {
 pub struct RunSnapshot {
     /// The run record.
     pub run: RunRecord,
-    /// The flow.
-    pub flow: FlowSpec,
+    /// The flow, shared with the store that holds it (the memory store) or decoded once.
+    pub flow: Arc<FlowSpec>,
     /// The tasks, in the flow's declaration order.
     pub tasks: Vec<TaskRecord>,
 }

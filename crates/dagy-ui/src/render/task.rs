@@ -173,7 +173,7 @@ mod tests {
                 started_at_ms: Some(0),
                 finished_at_ms: None,
             },
-            flow: FlowBuilder::new("f").build(),
+            flow: FlowBuilder::new("f").build().into(),
             tasks: vec![],
         }
     }
