@@ -39,9 +39,10 @@ struct Entry {
     snapshot: RunSnapshot,
     task_index: HashMap<String, usize>,
     next_token: u64,
-    /// The step state, and the cursor after each task (by task index).
+    /// The step state, and the task after each task in run order (by task index): cursors
+    /// are made from the flow when a step reads them.
     steps: StepState,
-    next: Vec<Option<Cursor>>,
+    next: Vec<Option<usize>>,
 }
 
 impl MemoryStore {
@@ -164,7 +165,12 @@ impl RunStore for MemoryStore {
                 .idempotency
                 .insert(key.clone(), new.run.run_id.clone());
         }
-        let crate::StepLinks { first, next } = crate::step_links(&new.flow);
+        let order = new.flow.order();
+        let mut next = vec![None; order.len()];
+        for pair in order.windows(2) {
+            next[pair[0]] = Some(pair[1]);
+        }
+        let first = order.first().map(|&index| Cursor::at(new.flow.task(index)));
         let mut run = new.run;
         run.wake_at_ms = run.created_at_ms.saturating_add(DISPATCH_GRACE_MS);
         let new_run = run.clone();
@@ -279,7 +285,7 @@ impl RunStore for MemoryStore {
                 Some(StepTask {
                     spec: entry.snapshot.flow.tasks[index].clone(),
                     record,
-                    next: entry.next[index].clone(),
+                    next: entry.next[index].map(|i| Cursor::at(&entry.snapshot.flow.tasks[i])),
                     upstream,
                 })
             }

@@ -188,6 +188,8 @@ pub fn start_attempt(
     task.lease_token = Some(lease.token);
     task.owner = Some(lease.attempt_owner().to_string());
     task.started_at_ms.get_or_insert(now_ms);
+    // Most tasks run once: room for one span, not the four a first push reserves.
+    task.history.reserve_exact(1);
     task.history.push(AttemptSpan {
         attempt,
         started_at_ms: now_ms,

@@ -17,6 +17,16 @@ pub struct Cursor {
     pub depends_on: Vec<String>,
 }
 
+impl Cursor {
+    /// The cursor at `task`.
+    pub fn at(task: &TaskSpec) -> Cursor {
+        Cursor {
+            task_id: task.id.clone(),
+            depends_on: task.depends_on.clone(),
+        }
+    }
+}
+
 /// How a task that did not complete bears on its run's final status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -109,13 +119,9 @@ pub struct StepLinks {
 /// The cursors of a new run of `flow`.
 pub fn step_links(flow: &Flow) -> StepLinks {
     let cursor_at = |position: usize| {
-        flow.order().get(position).map(|&index| {
-            let task = flow.task(index);
-            Cursor {
-                task_id: task.id.clone(),
-                depends_on: task.depends_on.clone(),
-            }
-        })
+        flow.order()
+            .get(position)
+            .map(|&index| Cursor::at(flow.task(index)))
     };
     let mut next = vec![None; flow.tasks().len()];
     for (position, &index) in flow.order().iter().enumerate() {
