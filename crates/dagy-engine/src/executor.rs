@@ -1,6 +1,7 @@
 //! The local executor: one task at a time, in topological order, every transition written
 //! through the store before the next step starts.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -495,8 +496,6 @@ pub(crate) struct Session<'a> {
     pub(crate) exec: &'a Executor,
     pub(crate) options: &'a RunOptions,
     pub(crate) lease: Lease,
-    /// A shared lease is not renewed: each worker joined it for as long as it may run.
-    shared: bool,
     renewed_at: Instant,
     pub(crate) flow: Flow,
     pub(crate) run: RunRecord,
@@ -505,6 +504,35 @@ pub(crate) struct Session<'a> {
     /// Every task before this position in the run order is final: the scan for the next
     /// ready task starts here, so a run costs O(tasks), not O(tasks²).
     cursor: usize,
+    /// The lease renewal beat and the attempt deadline, kept for the whole session: timers
+    /// made afresh for each attempt woke the runtime's parked thread (a system call and a
+    /// context switch per task).
+    timers: Timers,
+}
+
+/// A session's timers: see [`Session::timers`].
+struct Timers {
+    beat: tokio::time::Interval,
+    stop_at: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Timers {
+    fn new(period: Duration) -> Timers {
+        let mut beat = tokio::time::interval_at(Instant::now() + period, period);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Timers {
+            beat,
+            stop_at: Box::pin(tokio::time::sleep_until(far_future())),
+        }
+    }
+}
+
+/// Longer than any deadline.
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// An instant no deadline reaches.
+fn far_future() -> Instant {
+    Instant::now() + CENTURY
 }
 
 /// How an attempt's wait ended.
@@ -620,10 +648,16 @@ impl<'a> Session<'a> {
             Budget::Flow(d) => Some(Instant::now() + d),
             _ => None,
         };
+        // A shared lease is not renewed: each worker joined it for as long as it may run, so
+        // its first beat is past any deadline.
+        let beat = if lease.worker.is_some() {
+            CENTURY
+        } else {
+            exec.lease_ttl / 3
+        };
         Session {
             exec,
             options,
-            shared: lease.worker.is_some(),
             lease,
             renewed_at: Instant::now(),
             flow,
@@ -631,6 +665,7 @@ impl<'a> Session<'a> {
             tasks,
             budget_deadline,
             cursor: 0,
+            timers: Timers::new(beat),
         }
     }
 
@@ -935,16 +970,10 @@ impl<'a> Session<'a> {
         .with_state(self.exec.registry.shared_state());
         let input = self.input_of(index);
         let mut handle = self.spawn_handler(spec, ctx.clone(), input);
-        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        let stop_at = tokio::time::sleep_until(deadline.unwrap_or(far));
-        tokio::pin!(stop_at);
-        let period = if self.shared {
-            // Never renewed (see `Session::shared`): the first beat is past any deadline.
-            Duration::from_secs(100 * 365 * 24 * 3600)
-        } else {
-            self.exec.lease_ttl / 3
-        };
-        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        let stop_at = deadline.unwrap_or_else(far_future);
+        if self.timers.stop_at.deadline() != stop_at {
+            self.timers.stop_at.as_mut().reset(stop_at);
+        }
         loop {
             tokio::select! {
                 joined = &mut handle => {
@@ -965,12 +994,12 @@ impl<'a> Session<'a> {
                     };
                     return Ok(AttemptEnd::Returned(joined));
                 }
-                () = &mut stop_at => {
+                () = self.timers.stop_at.as_mut() => {
                     ctx.cancel.cancel();
                     handle.abort();
                     return Ok(if by_budget { AttemptEnd::BudgetExhausted } else { AttemptEnd::TimedOut });
                 }
-                _ = heartbeat.tick() => {
+                _ = self.timers.beat.tick() => {
                     match self.exec.store.renew_lease(&self.lease, now_ms(), millis(self.exec.lease_ttl)).await {
                         Ok(lease) => {
                             self.lease = lease;
