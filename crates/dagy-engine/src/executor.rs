@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use dagy_core::{ExecutionMode, Flow, Plan, TaskSpec};
 use dagy_store::{
-    AttemptOutcome, Created, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore, StepState,
-    StepTask, StepView, StoreError, TaskErrorRecord, TaskRecord, TaskStatus, Verdict, now_ms,
+    AttemptOutcome, Created, Cursor, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore,
+    StepState, StepTask, StepView, StoreError, TaskErrorRecord, TaskRecord, TaskStatus, Verdict,
+    now_ms,
 };
 
 use crate::error::EngineError;
@@ -377,6 +378,7 @@ impl Executor {
         }
         let ran = step.record.task_id.clone();
         let mut session = Session::for_step(self, options, lease, run, &step)?;
+        session.advance_to = step.next.clone();
         let index = session.tasks.len() - 1;
         let blocked = session.tasks[..index]
             .iter()
@@ -392,6 +394,9 @@ impl Executor {
                 ended => return self.settle_whole(session.lease, options, ended).await,
             }
         };
+        if session.advanced {
+            return Ok(StepOutcome::Continue { ran, status });
+        }
         if options.stopping() {
             return self
                 .settle_whole(session.lease, options, TaskEnd::Cancelled)
@@ -504,6 +509,11 @@ pub(crate) struct Session<'a> {
     /// Every task before this position in the run order is final: the scan for the next
     /// ready task starts here, so a run costs O(tasks), not O(tasks²).
     cursor: usize,
+    /// In a micro step with a task after this one: the cursor to move to with the task's last
+    /// attempt end (one write, which also releases the lease).
+    advance_to: Option<Cursor>,
+    /// Whether that write was made: the step is over.
+    advanced: bool,
     /// The lease renewal beat and the attempt deadline, kept for the whole session: timers
     /// made afresh for each attempt woke the runtime's parked thread (a system call and a
     /// context switch per task).
@@ -665,6 +675,8 @@ impl<'a> Session<'a> {
             tasks,
             budget_deadline,
             cursor: 0,
+            advance_to: None,
+            advanced: false,
             timers: Timers::new(beat),
         }
     }
@@ -1073,16 +1085,45 @@ impl<'a> Session<'a> {
     }
 
     /// Writes how attempt `attempt` of task `id` ended, under this session's lease.
+    /// Writes how an attempt ended. The last attempt of a micro step's task also moves the
+    /// run's cursor on (see [`Session::advance_to`]), in the same write where the store can.
     pub(crate) async fn write_attempt_end(
-        &self,
+        &mut self,
         id: &str,
         attempt: u32,
         outcome: AttemptOutcome,
     ) -> Result<(), EngineError> {
-        self.exec
-            .store
-            .finish_attempt(&self.lease, id, attempt, outcome, now_ms())
-            .await?;
+        let verdict = match &outcome {
+            AttemptOutcome::Completed(_) => Some(None),
+            AttemptOutcome::Finished(status, error) => {
+                Some(Verdict::of_end(id, *status, Some(error)))
+            }
+            AttemptOutcome::Retrying(_) => None,
+        };
+        let store = &self.exec.store;
+        match verdict {
+            // A stop asked for during the attempt: the step settles the run under its lease.
+            Some(verdict) if self.advance_to.is_some() && !self.options.stopping() => {
+                let to = self.advance_to.take();
+                store
+                    .finish_and_advance(
+                        &self.lease,
+                        id,
+                        attempt,
+                        outcome,
+                        to.as_ref(),
+                        verdict.as_ref(),
+                        now_ms(),
+                    )
+                    .await?;
+                self.advanced = true;
+            }
+            _ => {
+                store
+                    .finish_attempt(&self.lease, id, attempt, outcome, now_ms())
+                    .await?;
+            }
+        }
         Ok(())
     }
 

@@ -359,6 +359,45 @@ fn query_runs(
         .collect()
 }
 
+/// Records how a task's attempt ended (the run already fenced): `finish_attempt`'s write.
+#[allow(clippy::too_many_arguments)]
+fn end_attempt(
+    tx: &Transaction<'_>,
+    row: &RunRow,
+    lease: &Lease,
+    task_id: &str,
+    attempt: u32,
+    outcome: AttemptOutcome,
+    intended: TaskStatus,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    let mut task = read_task(tx, &lease.run_id, task_id)?;
+    rules::finish_attempt(
+        &row.run, &mut task, lease, attempt, outcome, intended, now_ms,
+    )?;
+    write_task(tx, &lease.run_id, &task)
+}
+
+/// Moves the run's cursor from `from` to `to` with `verdict`, and frees the run (the lease
+/// already fenced): `advance_cursor`'s write.
+fn move_cursor(
+    tx: &Transaction<'_>,
+    mut row: RunRow,
+    from: &str,
+    to: Option<&Cursor>,
+    verdict: Option<&Verdict>,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    if row.steps.cursor.as_ref().map(|c| c.task_id.as_str()) == Some(from) {
+        row.steps.cursor = to.cloned();
+        if let Some(verdict) = verdict {
+            row.steps.record(verdict);
+        }
+    }
+    rules::free(&mut row.run, now_ms);
+    write_run(tx, &row)
+}
+
 fn as_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
@@ -575,16 +614,9 @@ impl RunStore for SqliteStore {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            let mut row = read_run(tx, &lease.run_id)?;
+            let row = read_run(tx, &lease.run_id)?;
             rules::fence(&row.run, lease)?;
-            if row.steps.cursor.as_ref().map(|c| c.task_id.as_str()) == Some(from) {
-                row.steps.cursor = to.cloned();
-                if let Some(verdict) = verdict {
-                    row.steps.record(verdict);
-                }
-            }
-            rules::free(&mut row.run, now_ms);
-            write_run(tx, &row)
+            move_cursor(tx, row, from, to, verdict, now_ms)
         })
     }
 
@@ -617,11 +649,27 @@ impl RunStore for SqliteStore {
         self.write(|tx| {
             let row = read_run(tx, &lease.run_id)?;
             rules::fence(&row.run, lease)?;
-            let mut task = read_task(tx, &lease.run_id, task_id)?;
-            rules::finish_attempt(
-                &row.run, &mut task, lease, attempt, outcome, intended, now_ms,
-            )?;
-            write_task(tx, &lease.run_id, &task)
+            end_attempt(tx, &row, lease, task_id, attempt, outcome, intended, now_ms)
+        })
+    }
+
+    /// One transaction: a micro step's end is one commit, not two.
+    async fn finish_and_advance(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        to: Option<&Cursor>,
+        verdict: Option<&Verdict>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (intended, _) = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
+        self.write(|tx| {
+            let row = read_run(tx, &lease.run_id)?;
+            rules::fence(&row.run, lease)?;
+            end_attempt(tx, &row, lease, task_id, attempt, outcome, intended, now_ms)?;
+            move_cursor(tx, row, task_id, to, verdict, now_ms)
         })
     }
 

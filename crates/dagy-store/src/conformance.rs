@@ -38,6 +38,7 @@ pub async fn run_all(store: &dyn RunStore, prefix: &str) {
     lapsed_runs_are_found_and_live_or_final_ones_are_not(store, prefix).await;
     deployments_and_environments_round_trip(store, prefix).await;
     a_step_reads_the_cursors_task_and_its_upstream_and_moves_on(store, prefix).await;
+    a_steps_last_attempt_end_moves_the_cursor_with_it(store, prefix).await;
 }
 
 fn new_run(run_id: &str, key: Option<&str>) -> NewRun {
@@ -875,6 +876,67 @@ async fn deployments_and_environments_round_trip(store: &dyn RunStore, prefix: &
             .await
             .expect("get"),
         None
+    );
+}
+
+/// `finish_and_advance`: the task ends, the cursor moves past it with the verdict and the lease
+/// is released; under a stale lease nothing is written.
+async fn a_steps_last_attempt_end_moves_the_cursor_with_it(store: &dyn RunStore, prefix: &str) {
+    let id = format!("{prefix}-step-end");
+    let lease = created(store, &id).await;
+    let second = Cursor {
+        task_id: "b".into(),
+        depends_on: vec!["a".into()],
+    };
+    store
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start a");
+    let error = TaskErrorRecord {
+        error_type: "Boom".into(),
+        message: "boom".into(),
+    };
+    let failed = Verdict::Failed("task a failed: boom".into());
+    let ended = AttemptOutcome::Finished(TaskStatus::Failed, error.clone());
+    let stale = Lease {
+        token: lease.token + 1,
+        ..lease.clone()
+    };
+    let refused = store
+        .finish_and_advance(
+            &stale,
+            "a",
+            1,
+            ended.clone(),
+            Some(&second),
+            Some(&failed),
+            T0 + 1,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost { .. })),
+        "a stale lease writes nothing: {refused:?}"
+    );
+    let view = store.load_step(&id).await.expect("load").expect("state");
+    assert_eq!(
+        view.task.expect("still at a").record.status,
+        TaskStatus::Running
+    );
+
+    store
+        .finish_and_advance(&lease, "a", 1, ended, Some(&second), Some(&failed), T0 + 1)
+        .await
+        .expect("finish a and move on");
+    let run = store.get_run(&id).await.expect("run");
+    assert_eq!(run.lease, None, "the step's end releases the lease");
+    let view = store.load_step(&id).await.expect("load").expect("state");
+    let at = view.task.expect("the cursor is at b");
+    assert_eq!(at.spec.id, "b");
+    assert_eq!(at.upstream[0].status, TaskStatus::Failed);
+    assert_eq!(at.upstream[0].error, Some(error));
+    assert_eq!(
+        view.state.final_status(),
+        (RunStatus::Failed, Some("task a failed: boom".into()))
     );
 }
 

@@ -305,6 +305,29 @@ pub trait RunStore: Send + Sync {
         now_ms: u64,
     ) -> Result<(), StoreError>;
 
+    /// Records a task's last attempt end and moves the cursor past the task, as
+    /// [`finish_attempt`](RunStore::finish_attempt) then
+    /// [`advance_cursor`](RunStore::advance_cursor) from `task_id` would: a micro step's
+    /// last write. A store that can make both one write (one transaction) does; otherwise
+    /// a crash between the two leaves the task final at the cursor, which the next step moves
+    /// past.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_and_advance(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        to: Option<&Cursor>,
+        verdict: Option<&Verdict>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.finish_attempt(lease, task_id, attempt, outcome, now_ms)
+            .await?;
+        self.advance_cursor(lease, task_id, to, verdict, now_ms)
+            .await
+    }
+
     /// Gives tasks that will not run (again) their final status (`skipped`, `cancelled`,
     /// `timed_out`, or `failed` for a task whose retries someone else gave up on).
     /// Tasks already final are left as they are.

@@ -6,7 +6,7 @@
 use dagy_core::{Flow, TaskSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::{RunRecord, RunStatus, TaskRecord, TaskStatus};
+use crate::{RunRecord, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus};
 
 /// A position in a run's order: the task there and the tasks it depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,9 +39,18 @@ pub enum Verdict {
 impl Verdict {
     /// The verdict of a task that ended `record.status`; `None` when it completed.
     pub fn of(record: &TaskRecord) -> Option<Verdict> {
-        let why = record.error.as_ref().map_or("", |e| e.message.as_str());
-        let message = format!("task {} {}: {why}", record.task_id, record.status);
-        match record.status {
+        Verdict::of_end(&record.task_id, record.status, record.error.as_ref())
+    }
+
+    /// The verdict of task `task_id` ending `status` with `error`; `None` when it completed.
+    pub fn of_end(
+        task_id: &str,
+        status: TaskStatus,
+        error: Option<&TaskErrorRecord>,
+    ) -> Option<Verdict> {
+        let why = error.map_or("", |e| e.message.as_str());
+        let message = format!("task {task_id} {status}: {why}");
+        match status {
             TaskStatus::Completed => None,
             TaskStatus::Cancelled => Some(Verdict::Cancelled(message)),
             _ => Some(Verdict::Failed(message)),
