@@ -4,7 +4,8 @@
 Cold start: the time from starting a function's release binary to its first answer, with this
 script playing the Lambda Runtime API on loopback (GET .../invocation/next hands out the event,
 POST .../response or .../error ends the clock). That is the init (runtime client, AWS SDK
-configuration, store and dispatcher set-up) plus one event. The router answers
+configuration, store and dispatcher set-up: what Lambda reports as Init Duration, up to the first
+GET .../invocation/next, printed as "init ms") plus one event ("answer ms", min and max of it). The router answers
 events/http-backends.json (no I/O); the executor and the task-executor read a run from DynamoDB
 (moto on loopback, started by scripts/bench-functions.sh) that does not exist, and answer with
 that error.
@@ -32,6 +33,7 @@ RUNS = int(os.environ.get("BENCH_RUNS", "15"))
 
 class RuntimeApi(http.server.BaseHTTPRequestHandler):
     event = b"{}"
+    init_done = 0.0
     answered = None  # threading.Event, set by the server
     handed_out = False
 
@@ -46,6 +48,7 @@ class RuntimeApi(http.server.BaseHTTPRequestHandler):
             time.sleep(30)  # the function waits for a next event that never comes
             return
         RuntimeApi.handed_out = True
+        RuntimeApi.init_done = time.perf_counter()
         self.send_response(200)
         self.send_header("Lambda-Runtime-Aws-Request-Id", "bench-request")
         self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 900_000))
@@ -86,13 +89,14 @@ def cold_start(binary, event, env):
     proc = subprocess.Popen([str(binary)], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ok = RuntimeApi.answered.wait(30)
     elapsed = time.perf_counter() - start
+    init = RuntimeApi.init_done - start
     proc.kill()
     proc.wait()
     server.shutdown()
     server.server_close()
     if not ok:
         raise SystemExit(f"{binary.name} did not answer within 30 s")
-    return elapsed * 1000, RuntimeApi.last
+    return init * 1000, elapsed * 1000, RuntimeApi.last
 
 
 def zipped_size(binary):
@@ -122,19 +126,24 @@ def main():
         ("TaskExecutorFunction", {"run_id": "bench-no-such-run", "task_id": "t1"}),
     ]
     print(f"sam build output {build_dir}, {RUNS} cold starts each; machine: {os.cpu_count()} cores")
-    print(f"{'function':<20} {'median ms':>10} {'min ms':>8} {'max ms':>8} {'binary MB':>10} {'zipped MB':>10}  answer")
+    print(
+        f"{'function':<20} {'init ms':>8} {'answer ms':>10} {'min ms':>8} {'max ms':>8} "
+        f"{'binary MB':>10} {'zipped MB':>10}  answer"
+    )
     for name, event in cases:
         binary = build_dir / name / "bootstrap"
         if not binary.exists():
             raise SystemExit(f"{binary} is missing: run scripts/bench-functions.sh (it runs sam build)")
-        times = []
+        inits, times = [], []
         answer = None
         for _ in range(RUNS):
-            ms, answer = cold_start(binary, event, common)
+            init_ms, ms, answer = cold_start(binary, event, common)
+            inits.append(init_ms)
             times.append(ms)
         kind = "error" if answer[0].endswith("/error") else "response"
         print(
-            f"{name:<20} {statistics.median(times):>10.1f} {min(times):>8.1f} {max(times):>8.1f} "
+            f"{name:<20} {statistics.median(inits):>8.1f} {statistics.median(times):>10.1f} "
+            f"{min(times):>8.1f} {max(times):>8.1f} "
             f"{binary.stat().st_size / 1e6:>10.2f} {zipped_size(binary) / 1e6:>10.2f}  {kind}: {answer[1][:60].decode(errors='replace')}"
         )
 
