@@ -6,7 +6,9 @@ For each chain length N (default 100 and 1000) this times two whole processes, e
 
 - Dagy: `DAGY run chainN.json --json --quiet`, a flow of N `sum` tasks t0..t{N-1}, each adding
   `args.add = 1` to its upstream's output (so t{N-1} outputs N). No --tier: the tier that dagy
-  resolves by default is the one compared (printed per size). Checked: exit 0, run status
+  resolves by default is the one compared (printed per size). Twice: on the default store (the
+  embedded SQLite database, in a temporary DAGY_HOME: every attempt's start and end committed
+  before the run goes on) and with `--store memory` (no history kept). Checked: exit 0, run status
   "completed", every task completed and t{N-1}'s output equal to N.
 - Prefect 3: `python chainN.py` in Prefect's own venv, a flow that calls `add(prev, 1)` N times,
   each task's result feeding the next (direct synchronous calls), and asserts the result is N.
@@ -86,8 +88,12 @@ def fail(what, proc):
     sys.exit(1)
 
 
-def run_dagy(dagy, path, n):
-    secs, proc = timed([dagy, "run", str(path), "--json", "--quiet"])
+STORES = ("sqlite", "memory")
+
+
+def run_dagy(dagy, path, n, store, home):
+    env = dict(os.environ, DAGY_HOME=str(home))
+    secs, proc = timed([dagy, "run", str(path), "--json", "--quiet", "--store", store], env=env)
     if proc.returncode != 0:
         fail(f"dagy chain{n}", proc)
     record = json.loads(proc.stdout)
@@ -161,16 +167,20 @@ def main():
     print(f"median wall time of {args.repeat} run(s) of the whole process per tool and size; "
           "one untimed warm-up run of each tool per size")
 
-    dagy_med, prefect_med = {}, {}
+    dagy_med, prefect_med = {store: {} for store in STORES}, {}
     with tempfile.TemporaryDirectory(prefix="dagy-bench-prefect-") as tmp:
         tmp = Path(tmp)
         for n in sizes:
             flow_path = tmp / f"chain{n}.json"
             flow_path.write_text(json.dumps(dagy_flow(n)))
-            run_dagy(args.dagy, flow_path, n)  # warm-up (page cache)
-            runs = [run_dagy(args.dagy, flow_path, n) for _ in range(args.repeat)]
-            dagy_times = [s for s, _ in runs]
-            tiers = sorted({t for _, t in runs if t})
+            dagy_times, tiers = {}, set()
+            for store in STORES:
+                home = tmp / f"dagy-home-{store}-{n}"
+                run_dagy(args.dagy, flow_path, n, store, home)  # warm-up (page cache)
+                runs = [run_dagy(args.dagy, flow_path, n, store, home) for _ in range(args.repeat)]
+                dagy_times[store] = [s for s, _ in runs]
+                tiers |= {t for _, t in runs if t}
+                dagy_med[store][n] = statistics.median(dagy_times[store])
 
             program = tmp / f"chain{n}.py"
             program.write_text(PREFECT_PROGRAM.format(n=n))
@@ -184,23 +194,25 @@ def main():
             prefect_times = [run_prefect(args.prefect_python, program, env, n)
                              for _ in range(args.repeat)]
 
-            dagy_med[n] = statistics.median(dagy_times)
             prefect_med[n] = statistics.median(prefect_times)
             made = ", creates prefect.db: Alembic migrations, block types" if migrated else ""
             print(f"prefect warm-up, N={n}: first run in a fresh PREFECT_HOME (1-task chain"
                   f"{made}) took {fmt(first)}, untimed")
-            print(f"N={n}: dagy {fmt(dagy_med[n])} (tier {'/'.join(tiers) or '?'}), "
-                  f"prefect {fmt(prefect_med[n])}, prefect/dagy {prefect_med[n] / dagy_med[n]:.0f}x"
-                  f"   [dagy runs: {', '.join(fmt(s) for s in dagy_times)}; "
-                  f"prefect runs: {', '.join(fmt(s) for s in prefect_times)}]", flush=True)
+            for store in STORES:
+                med = dagy_med[store][n]
+                print(f"N={n}: dagy --store {store} {fmt(med)} (tier {'/'.join(sorted(tiers)) or '?'}), "
+                      f"prefect {fmt(prefect_med[n])}, prefect/dagy {prefect_med[n] / med:.0f}x"
+                      f"   [dagy runs: {', '.join(fmt(s) for s in dagy_times[store])}; "
+                      f"prefect runs: {', '.join(fmt(s) for s in prefect_times)}]", flush=True)
 
     if len(sizes) >= 2:
         lo, hi = sizes[0], sizes[-1]
-        d = (dagy_med[hi] - dagy_med[lo]) / (hi - lo)
         p = (prefect_med[hi] - prefect_med[lo]) / (hi - lo)
-        ratio = f"{p / d:.0f}x" if d > 0 else "n/a (dagy's marginal is within noise)"
-        print(f"marginal cost per task (N={lo} to N={hi}): dagy {d * 1e6:.1f} us, "
-              f"prefect {p * 1e3:.2f} ms, prefect/dagy {ratio}")
+        for store in STORES:
+            d = (dagy_med[store][hi] - dagy_med[store][lo]) / (hi - lo)
+            ratio = f"{p / d:.0f}x" if d > 0 else "n/a (dagy's marginal is within noise)"
+            print(f"marginal cost per task (N={lo} to N={hi}): dagy --store {store} "
+                  f"{d * 1e6:.1f} us, prefect {p * 1e3:.2f} ms, prefect/dagy {ratio}")
 
 
 if __name__ == "__main__":
