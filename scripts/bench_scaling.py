@@ -6,13 +6,15 @@ Prints per-task wall time, peak memory (RSS) per task, and on DynamoDB the reque
 response bytes per task. Figures, not a test: the suite checks the properties behind them
 (a micro step's requests and bytes do not grow with the flow).
 
-Usage: scripts/bench-scaling.sh [--sizes 100,1000,10000,100000] [--dynamodb-sizes 100,1000]
+Usage: scripts/bench-scaling.sh [--sizes 100,1000,10000,100000] [--sqlite-sizes 1000,10000]
+                               [--dynamodb-sizes 100,300]
 """
 
 import argparse
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,14 +23,15 @@ import time
 
 
 def chain(n, path):
-    tasks = []
-    for i in range(n):
-        task = {"id": f"t{i}", "handler": "sum", "args": {"add": 1}}
-        if i:
-            task["depends_on"] = [f"t{i - 1}"]
-        tasks.append(task)
+    """Writes a chain of `n` tasks, one at a time (this process must stay small: see `run`)."""
     with open(path, "w") as f:
-        json.dump({"spec_version": 1, "name": f"chain{n}", "tasks": tasks}, f)
+        f.write(f'{{"spec_version": 1, "name": "chain{n}", "tasks": [')
+        for i in range(n):
+            task = {"id": f"t{i}", "handler": "sum", "args": {"add": 1}}
+            if i:
+                task["depends_on"] = [f"t{i - 1}"]
+            f.write(("," if i else "") + json.dumps(task))
+        f.write("]}")
 
 
 class CountingProxy:
@@ -82,7 +85,11 @@ class CountingProxy:
 
 
 def run(cmd, env):
-    """Runs `cmd`; returns its wall time and its own peak RSS in bytes (from wait4)."""
+    """Runs `cmd`; returns its wall time and its own peak RSS in bytes (from wait4).
+
+    A child's peak RSS counts what it inherited at the fork: this process must stay small, so the
+    run record is left in a file and only its head (the run's own fields) is read back.
+    """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
@@ -91,10 +98,18 @@ def run(cmd, env):
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if proc.returncode != 0 or json.loads(stdout)["status"] != "completed":
-        sys.exit(f"{' '.join(cmd)} failed: {stderr[-2000:]}")
+        head = out.read(4096).decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    # `dagy run --json` writes the run's fields first, two spaces in; tasks are deeper.
+    if proc.returncode != 0 or '\n  "status": "completed",' not in head:
+        sys.exit(f"{' '.join(cmd)} failed: {stderr[-2000:]}{head[:500]}")
     return elapsed, usage.ru_maxrss * 1024
+
+
+def measure(cmd, make_env, repeat):
+    """Runs `cmd` `repeat` times (each in `make_env()`); the median wall time and the peak RSS."""
+    runs = [run(cmd, make_env()) for _ in range(repeat)]
+    return statistics.median(secs for secs, _ in runs), max(rss for _, rss in runs)
 
 
 def free_port():
@@ -109,22 +124,37 @@ def main():
         os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/dagy/target")),
         "release", "dagy"))
     ap.add_argument("--sizes", default="100,1000,10000,100000")
+    ap.add_argument("--sqlite-sizes", default="1000,10000")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per row (median time, peak RSS)")
     ap.add_argument("--dynamodb-sizes", default="100,300")
     ap.add_argument("--moto", default=os.path.expanduser("~/.cache/dagy/venv/bin/moto_server"))
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="dagy-scaling-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DAGY_")}
-    print(f"machine: nproc={os.cpu_count()}; dagy: {args.dagy}")
+    print(f"machine: nproc={os.cpu_count()}; dagy: {args.dagy}; median of {args.repeat} runs "
+          "(DynamoDB: one run)")
     print("| tasks | tier | store | per task | peak RSS | RSS per task | requests per task | response bytes per task |")
     print("|---:|---|---|---:|---:|---:|---:|---:|")
     for n in [int(x) for x in args.sizes.split(",")]:
         path = os.path.join(tmp, f"chain{n}.json")
         chain(n, path)
         for tier in ("nano", "micro"):
-            secs, rss = run([args.dagy, "run", path, "--tier", tier, "--store", "memory", "--json",
-                             "--quiet"], env)
+            secs, rss = measure([args.dagy, "run", path, "--tier", tier, "--store", "memory",
+                                 "--json", "--quiet"], lambda: env, args.repeat)
             print(f"| {n:,} | {tier} | memory | {secs / n * 1e6:.1f} µs | {rss / 2**20:.0f} MiB "
                   f"| {rss / n / 1024:.1f} KiB | | |", flush=True)
+    # The default store: the embedded database in a fresh DAGY_HOME for each run.
+    for n in [int(x) for x in args.sqlite_sizes.split(",") if x]:
+        path = os.path.join(tmp, f"chain{n}.json")
+        chain(n, path)
+        for tier in ("nano", "micro"):
+            secs, rss = measure(
+                [args.dagy, "run", path, "--tier", tier, "--json", "--quiet"],
+                lambda: dict(env, DAGY_HOME=tempfile.mkdtemp(prefix="home-", dir=tmp)),
+                args.repeat,
+            )
+            print(f"| {n:,} | {tier} | SQLite (the default) | {secs / n * 1e6:.1f} µs "
+                  f"| {rss / 2**20:.0f} MiB | {rss / n / 1024:.1f} KiB | | |", flush=True)
     sizes = [int(x) for x in args.dynamodb_sizes.split(",") if x]
     if not sizes:
         return
