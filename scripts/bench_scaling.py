@@ -135,7 +135,7 @@ def main():
           "(DynamoDB: one run)")
     print("| tasks | tier | store | per task | peak RSS | RSS per task | requests per task | response bytes per task |")
     print("|---:|---|---|---:|---:|---:|---:|---:|")
-    for n in [int(x) for x in args.sizes.split(",")]:
+    for n in [int(x) for x in args.sizes.split(",") if x]:
         path = os.path.join(tmp, f"chain{n}.json")
         chain(n, path)
         for tier in ("nano", "micro"):

@@ -87,3 +87,53 @@ async fn a_schema_1_database_is_migrated_and_keeps_its_runs() {
     assert_eq!(snapshot.tasks.len(), 1);
     dagy_store::conformance::run_all(&store, "migrated").await;
 }
+
+#[tokio::test]
+async fn a_schema_2_database_is_migrated_to_the_status_index_and_keeps_its_open_runs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("runs.db");
+    // Schema 2: open runs indexed by wake_at_ms.
+    let old = rusqlite::Connection::open(&path).expect("raw open");
+    old.execute_batch(
+        r#"CREATE TABLE runs (run_id TEXT PRIMARY KEY, record TEXT NOT NULL,
+             next_token INTEGER NOT NULL, cursor TEXT, first_cancelled TEXT, first_failed TEXT,
+             status TEXT NOT NULL, flow_name TEXT NOT NULL, deployment TEXT,
+             created_at_ms INTEGER NOT NULL, wake_at_ms INTEGER NOT NULL,
+             idempotency_key TEXT UNIQUE);
+           CREATE INDEX runs_active ON runs (wake_at_ms) WHERE status IN ('pending', 'running');
+           CREATE TABLE tasks (run_id TEXT NOT NULL, position INTEGER NOT NULL,
+             task_id TEXT NOT NULL, spec TEXT NOT NULL, record TEXT NOT NULL, next TEXT,
+             PRIMARY KEY (run_id, task_id));
+           CREATE TABLE flows (run_id TEXT PRIMARY KEY, flow TEXT NOT NULL);
+           INSERT INTO runs VALUES ('waiting', '{"run_id":"waiting","flow_name":"f","status":"pending","created_at_ms":1,"wake_at_ms":5}',
+             1, NULL, NULL, NULL, 'pending', 'f', NULL, 1, 5, NULL);
+           INSERT INTO flows VALUES ('waiting', '{"spec_version":1,"name":"f","tasks":[{"id":"a","handler":"echo"}]}');
+           INSERT INTO tasks VALUES ('waiting', 0, 'a', '{"id":"a","handler":"echo"}',
+             '{"task_id":"a","status":"pending"}', NULL);
+           PRAGMA user_version = 2;"#,
+    )
+    .expect("a schema 2 database");
+    drop(old);
+    let store = SqliteStore::open(&path).expect("open and migrate");
+    let lapsed = store.find_lapsed_runs(10, 10).await.expect("sweep");
+    assert_eq!(lapsed.len(), 1, "the open run is still found: {lapsed:?}");
+    assert_eq!(lapsed[0].run_id, "waiting");
+    drop(store);
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    let indexes: Vec<String> = raw
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'")
+        .expect("query")
+        .query_map([], |row| row.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("names");
+    assert!(indexes.contains(&"runs_open".to_string()), "{indexes:?}");
+    assert!(!indexes.contains(&"runs_active".to_string()), "{indexes:?}");
+    let version: i64 = raw
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("version");
+    assert_eq!(version, 3);
+    drop(raw);
+    let store = SqliteStore::open(&path).expect("open again");
+    dagy_store::conformance::run_all(&store, "migrated-2").await;
+}
