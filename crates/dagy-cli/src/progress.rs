@@ -151,7 +151,8 @@ impl Progress {
             .max()
             .unwrap_or(4)
             .max(4);
-        let mut out = std::io::stdout().lock();
+        // Buffered: one write for the table, not one per task (standard output is line-buffered).
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
         let _ = writeln!(out);
         let listed = snapshot
             .tasks
@@ -210,6 +211,7 @@ impl Progress {
                 .as_ref()
                 .map_or(String::new(), |e| format!(": {e}"))
         );
+        let _ = out.flush();
     }
 }
 
