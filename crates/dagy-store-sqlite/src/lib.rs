@@ -206,6 +206,33 @@ impl SqliteStore {
         Ok(value)
     }
 
+    /// Records how an attempt ended and, with `then`, moves the cursor past its task, in one
+    /// transaction: `finish_attempt` and `finish_and_advance`.
+    fn end_attempt(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        then: Option<(Option<&Cursor>, Option<&Verdict>)>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (intended, _) = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
+        self.write(|tx| {
+            let row = read_run(tx, &lease.run_id)?;
+            rules::fence(&row.run, lease)?;
+            let mut task = read_task(tx, &lease.run_id, task_id)?;
+            rules::finish_attempt(
+                &row.run, &mut task, lease, attempt, outcome, intended, now_ms,
+            )?;
+            write_task(tx, &lease.run_id, &task)?;
+            match then {
+                Some((to, verdict)) => move_cursor(tx, row, task_id, to, verdict, now_ms),
+                None => Ok(()),
+            }
+        })
+    }
+
     /// Runs `work` in one read transaction (a consistent snapshot).
     fn read<T>(
         &self,
@@ -313,30 +340,26 @@ fn write_run(tx: &Transaction<'_>, row: &RunRow) -> Result<(), StoreError> {
     let cursor = row.steps.cursor.as_ref().map(encode).transpose()?;
     let next_token = i64::try_from(row.next_token).unwrap_or(i64::MAX);
     let wake_at_ms = i64::try_from(run.wake_at_ms).unwrap_or(i64::MAX);
-    let (steps, run_id) = (&row.steps, &run.run_id);
-    let written = if run.status == row.read_status {
-        tx.prepare_cached(KEEP_STATUS).map_err(db)?.execute(params![
-            run_id,
-            record,
-            next_token,
-            cursor,
-            steps.first_cancelled,
-            steps.first_failed,
-            wake_at_ms,
-        ])
+    let status = run.status.to_string();
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &run.run_id,
+        &record,
+        &next_token,
+        &cursor,
+        &row.steps.first_cancelled,
+        &row.steps.first_failed,
+        &wake_at_ms,
+    ];
+    let sql = if run.status == row.read_status {
+        KEEP_STATUS
     } else {
-        tx.prepare_cached(NEW_STATUS).map_err(db)?.execute(params![
-            run_id,
-            record,
-            next_token,
-            cursor,
-            steps.first_cancelled,
-            steps.first_failed,
-            wake_at_ms,
-            run.status.to_string(),
-        ])
+        values.push(&status);
+        NEW_STATUS
     };
-    written.map_err(db)?;
+    tx.prepare_cached(sql)
+        .map_err(db)?
+        .execute(values.as_slice())
+        .map_err(db)?;
     Ok(())
 }
 
@@ -387,25 +410,6 @@ fn query_runs(
         .map_err(db)?;
     rows.map(|text| decode(&text.map_err(db)?, "a run"))
         .collect()
-}
-
-/// Records how a task's attempt ended (the run already fenced): `finish_attempt`'s write.
-#[allow(clippy::too_many_arguments)]
-fn end_attempt(
-    tx: &Transaction<'_>,
-    row: &RunRow,
-    lease: &Lease,
-    task_id: &str,
-    attempt: u32,
-    outcome: AttemptOutcome,
-    intended: TaskStatus,
-    now_ms: u64,
-) -> Result<(), StoreError> {
-    let mut task = read_task(tx, &lease.run_id, task_id)?;
-    rules::finish_attempt(
-        &row.run, &mut task, lease, attempt, outcome, intended, now_ms,
-    )?;
-    write_task(tx, &lease.run_id, &task)
 }
 
 /// Moves the run's cursor from `from` to `to` with `verdict`, and frees the run (the lease
@@ -675,12 +679,7 @@ impl RunStore for SqliteStore {
         outcome: AttemptOutcome,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let (intended, _) = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
-        self.write(|tx| {
-            let row = read_run(tx, &lease.run_id)?;
-            rules::fence(&row.run, lease)?;
-            end_attempt(tx, &row, lease, task_id, attempt, outcome, intended, now_ms)
-        })
+        self.end_attempt(lease, task_id, attempt, outcome, None, now_ms)
     }
 
     /// One transaction: a micro step's end is one commit, not two.
@@ -694,13 +693,14 @@ impl RunStore for SqliteStore {
         verdict: Option<&Verdict>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let (intended, _) = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
-        self.write(|tx| {
-            let row = read_run(tx, &lease.run_id)?;
-            rules::fence(&row.run, lease)?;
-            end_attempt(tx, &row, lease, task_id, attempt, outcome, intended, now_ms)?;
-            move_cursor(tx, row, task_id, to, verdict, now_ms)
-        })
+        self.end_attempt(
+            lease,
+            task_id,
+            attempt,
+            outcome,
+            Some((to, verdict)),
+            now_ms,
+        )
     }
 
     async fn settle_tasks(

@@ -57,13 +57,19 @@ async fn an_unwritable_place_is_a_clear_error() {
     assert!(error.contains("cannot create the folder"), "{error}");
 }
 
-#[tokio::test]
-async fn a_schema_1_database_is_migrated_and_keeps_its_runs() {
+/// A database file made by an older Dagy: `sql` run on a fresh file.
+fn old_database(sql: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("runs.db");
-    // Schema 1: the flow in the runs row.
     let old = rusqlite::Connection::open(&path).expect("raw open");
-    old.execute_batch(
+    old.execute_batch(sql).expect("an old database");
+    (dir, path)
+}
+
+#[tokio::test]
+async fn a_schema_1_database_is_migrated_and_keeps_its_runs() {
+    // Schema 1: the flow in the runs row.
+    let (_dir, path) = old_database(
         r#"CREATE TABLE runs (run_id TEXT PRIMARY KEY, record TEXT NOT NULL, flow TEXT NOT NULL,
              next_token INTEGER NOT NULL, cursor TEXT, first_cancelled TEXT, first_failed TEXT,
              status TEXT NOT NULL, flow_name TEXT NOT NULL, deployment TEXT,
@@ -78,9 +84,7 @@ async fn a_schema_1_database_is_migrated_and_keeps_its_runs() {
            INSERT INTO tasks VALUES ('old', 0, 'a', '{"id":"a","handler":"echo"}',
              '{"task_id":"a","status":"completed"}', NULL);
            PRAGMA user_version = 1;"#,
-    )
-    .expect("a schema 1 database");
-    drop(old);
+    );
     let store = SqliteStore::open(&path).expect("open and migrate");
     let snapshot = store.load_run("old").await.expect("the old run");
     assert_eq!(snapshot.flow.tasks[0].id, "a");
@@ -90,11 +94,8 @@ async fn a_schema_1_database_is_migrated_and_keeps_its_runs() {
 
 #[tokio::test]
 async fn a_schema_2_database_is_migrated_to_the_status_index_and_keeps_its_open_runs() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("runs.db");
     // Schema 2: open runs indexed by wake_at_ms.
-    let old = rusqlite::Connection::open(&path).expect("raw open");
-    old.execute_batch(
+    let (_dir, path) = old_database(
         r#"CREATE TABLE runs (run_id TEXT PRIMARY KEY, record TEXT NOT NULL,
              next_token INTEGER NOT NULL, cursor TEXT, first_cancelled TEXT, first_failed TEXT,
              status TEXT NOT NULL, flow_name TEXT NOT NULL, deployment TEXT,
@@ -111,9 +112,7 @@ async fn a_schema_2_database_is_migrated_to_the_status_index_and_keeps_its_open_
            INSERT INTO tasks VALUES ('waiting', 0, 'a', '{"id":"a","handler":"echo"}',
              '{"task_id":"a","status":"pending"}', NULL);
            PRAGMA user_version = 2;"#,
-    )
-    .expect("a schema 2 database");
-    drop(old);
+    );
     let store = SqliteStore::open(&path).expect("open and migrate");
     let lapsed = store.find_lapsed_runs(10, 10).await.expect("sweep");
     assert_eq!(lapsed.len(), 1, "the open run is still found: {lapsed:?}");
