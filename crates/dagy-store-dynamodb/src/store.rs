@@ -131,6 +131,29 @@ struct AttemptEnd<'a> {
     now_ms: u64,
 }
 
+impl<'a> AttemptEnd<'a> {
+    /// Checks `outcome` against the store's limits; what ending the attempt writes.
+    fn checked(
+        limits: StoreLimits,
+        lease: &'a Lease,
+        task_id: &'a str,
+        attempt: u32,
+        outcome: &'a AttemptOutcome,
+        now_ms: u64,
+    ) -> Result<AttemptEnd<'a>, StoreError> {
+        let (status, output) = dagy_store::check_outcome(limits, task_id, outcome)?;
+        Ok(AttemptEnd {
+            lease,
+            task_id,
+            attempt,
+            outcome,
+            status,
+            output: output.unwrap_or_default(),
+            now_ms,
+        })
+    }
+}
+
 /// What a conditional update of a run item did.
 enum Updated {
     /// It was applied: the item as it is now.
@@ -1033,35 +1056,12 @@ impl RunStore for DynamoStore {
         verdict: Option<&Verdict>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let wake = now_ms.saturating_add(DISPATCH_GRACE_MS);
-        let mut update = String::from(
-            "REMOVE lease_owner SET #cur = :to, lease_expires_at_ms = :zero, \
-             wake_at_ms = :wake, active_sk = :wake",
-        );
-        let mut values = vec![
-            (":to", item::json(&to)?),
-            (":zero", n(0)),
-            (":wake", n(wake)),
-            (":token", n(lease.token)),
-            (":me", s(&lease.owner)),
-            (":running", run_status(RunStatus::Running)),
-        ];
-        match verdict {
-            Some(Verdict::Cancelled(why)) => {
-                update.push_str(", first_cancelled = if_not_exists(first_cancelled, :why)");
-                values.push((":why", s(why)));
-            }
-            Some(Verdict::Failed(why)) => {
-                update.push_str(", first_failed = if_not_exists(first_failed, :why)");
-                values.push((":why", s(why)));
-            }
-            None => {}
-        }
+        let (update, values) = cursor_move(lease, to, verdict, now_ms)?;
         let result = self
             .update_run(
                 &lease.run_id,
                 &update,
-                "lease_token = :token AND lease_owner = :me AND #st = :running",
+                CURSOR_MOVE_CONDITION,
                 &[STATUS, CURSOR],
                 values,
             )
@@ -1173,22 +1173,13 @@ impl RunStore for DynamoStore {
         outcome: AttemptOutcome,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let (status, output) = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
-        let end = AttemptEnd {
-            lease,
-            task_id,
-            attempt,
-            outcome: &outcome,
-            status,
-            output: output.unwrap_or_default(),
-            now_ms,
-        };
+        let end = AttemptEnd::checked(self.limits, lease, task_id, attempt, &outcome, now_ms)?;
         let mine = |t: &TaskRecord| {
             t.attempts == attempt
                 && t.lease_token == Some(lease.token)
                 && t.owner.as_deref() == Some(lease.attempt_owner())
         };
-        let landed = |t: &TaskRecord| t.status == status && mine(t);
+        let landed = |t: &TaskRecord| t.status == end.status && mine(t);
         let conflict = |t: TaskRecord| StoreError::TaskConflict {
             run_id: lease.run_id.clone(),
             task_id: task_id.to_string(),
@@ -1222,6 +1213,53 @@ impl RunStore for DynamoStore {
                 }
             }
             Some(task) => Err(conflict(task)),
+        }
+    }
+
+    /// One `TransactWriteItems` when the step's end lands as written: the attempt's end on
+    /// the task item and the cursor move on the run item (whose lease condition fences both).
+    /// Any refusal writes nothing, and the two calls then give the precise answer (a retried
+    /// request that already landed, a history without spans, a lost lease).
+    async fn finish_and_advance(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        to: Option<&Cursor>,
+        verdict: Option<&Verdict>,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let end = AttemptEnd::checked(self.limits, lease, task_id, attempt, &outcome, now_ms)?;
+        let span = usize::try_from(attempt.saturating_sub(1)).ok();
+        let task_update = self.end_update(&end, span)?;
+        let (update, values) = cursor_move(lease, to, verdict, now_ms)?;
+        let mut run_update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(run_key(&lease.run_id).into_iter().collect()))
+            .update_expression(update)
+            .condition_expression(CURSOR_MOVE_CONDITION);
+        for (placeholder, name) in [STATUS, CURSOR] {
+            run_update = run_update.expression_attribute_names(placeholder, name);
+        }
+        for (k, v) in values {
+            run_update = run_update.expression_attribute_values(k, v);
+        }
+        let items = vec![
+            TransactWriteItem::builder()
+                .update(built(run_update.build())?)
+                .build(),
+            TransactWriteItem::builder().update(task_update).build(),
+        ];
+        match self.transact(items).await {
+            Ok(()) => Ok(()),
+            Err(e) if transaction_reasons(&e).is_some() => {
+                self.finish_attempt(lease, task_id, attempt, outcome.clone(), now_ms)
+                    .await?;
+                self.advance_cursor(lease, task_id, to, verdict, now_ms)
+                    .await
+            }
+            Err(e) => Err(unavailable("TransactWriteItems", &e)),
         }
     }
 
@@ -1640,6 +1678,46 @@ fn rand_token() -> u64 {
             .map_or(0, |d| d.as_nanos()),
     );
     hasher.finish()
+}
+
+/// The condition of a cursor move: the run is running under this lease.
+const CURSOR_MOVE_CONDITION: &str = "lease_token = :token AND lease_owner = :me AND #st = :running";
+
+/// The update that moves a run's cursor to `to`, records `verdict` when the run has none of its
+/// kind yet, and releases the lease, with its values (`#st` and `#cur` named).
+type CursorMove = (String, Vec<(&'static str, AttributeValue)>);
+
+fn cursor_move(
+    lease: &Lease,
+    to: Option<&Cursor>,
+    verdict: Option<&Verdict>,
+    now_ms: u64,
+) -> Result<CursorMove, StoreError> {
+    let wake = now_ms.saturating_add(DISPATCH_GRACE_MS);
+    let mut update = String::from(
+        "REMOVE lease_owner SET #cur = :to, lease_expires_at_ms = :zero, \
+         wake_at_ms = :wake, active_sk = :wake",
+    );
+    let mut values = vec![
+        (":to", item::json(&to)?),
+        (":zero", n(0)),
+        (":wake", n(wake)),
+        (":token", n(lease.token)),
+        (":me", s(&lease.owner)),
+        (":running", run_status(RunStatus::Running)),
+    ];
+    match verdict {
+        Some(Verdict::Cancelled(why)) => {
+            update.push_str(", first_cancelled = if_not_exists(first_cancelled, :why)");
+            values.push((":why", s(why)));
+        }
+        Some(Verdict::Failed(why)) => {
+            update.push_str(", first_failed = if_not_exists(first_failed, :why)");
+            values.push((":why", s(why)));
+        }
+        None => {}
+    }
+    Ok((update, values))
 }
 
 /// The items of a new run: one per task and one per chunk of its flow's JSON, and the run item
