@@ -1730,11 +1730,12 @@ fn new_run_items(
     let flow_json = serde_json::to_string(flow.spec())
         .map_err(|e| StoreError::Invalid(format!("the flow cannot be stored: {e}")))?;
     let dagy_store::StepLinks { first, next } = dagy_store::step_links(flow);
+    let cursor = |index: Option<usize>| index.map(|i| Cursor::at(flow.task(i)));
     let mut items: Vec<Item> = Vec::with_capacity(flow.tasks().len() + 1);
     for (task, next) in flow.tasks().iter().zip(next) {
         let mut task_item = item::task_item(&run.run_id, &task.id, abandoned);
         task_item.insert("spec".into(), item::json(task)?);
-        task_item.insert("next".into(), item::json(&next)?);
+        task_item.insert("next".into(), item::json(&cursor(next))?);
         items.push(task_item);
     }
     let chunks = chunk_text(&flow_json, FLOW_CHUNK_BYTES);
@@ -1749,7 +1750,7 @@ fn new_run_items(
     }
     let mut run_item = item::run_item(run, abandoned)?;
     run_item.insert("flow_chunks".into(), n(chunks.len() as u64));
-    run_item.insert("cursor".into(), item::json(&first)?);
+    run_item.insert("cursor".into(), item::json(&cursor(first))?);
     Ok((items, run_item))
 }
 

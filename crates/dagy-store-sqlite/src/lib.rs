@@ -441,6 +441,7 @@ type NewTaskRow = (i64, String, String, String, Option<String>);
 
 fn new_task_rows(flow: &Flow) -> Result<(Option<Cursor>, Vec<NewTaskRow>), StoreError> {
     let dagy_store::StepLinks { first, next } = dagy_store::step_links(flow);
+    let cursor = |index: Option<usize>| index.map(|i| Cursor::at(flow.task(i)));
     let rows = flow
         .tasks()
         .iter()
@@ -452,11 +453,11 @@ fn new_task_rows(flow: &Flow) -> Result<(Option<Cursor>, Vec<NewTaskRow>), Store
                 spec.id.clone(),
                 encode(spec)?,
                 encode(&TaskRecord::pending(spec.id.clone()))?,
-                after.as_ref().map(encode).transpose()?,
+                cursor(after).as_ref().map(encode).transpose()?,
             ))
         })
         .collect::<Result<_, StoreError>>()?;
-    Ok((first, rows))
+    Ok((cursor(first), rows))
 }
 
 #[async_trait]

@@ -165,12 +165,8 @@ impl RunStore for MemoryStore {
                 .idempotency
                 .insert(key.clone(), new.run.run_id.clone());
         }
-        let order = new.flow.order();
-        let mut next = vec![None; order.len()];
-        for pair in order.windows(2) {
-            next[pair[0]] = Some(pair[1]);
-        }
-        let first = order.first().map(|&index| Cursor::at(new.flow.task(index)));
+        let crate::StepLinks { first, next } = crate::step_links(&new.flow);
+        let first = first.map(|index| Cursor::at(new.flow.task(index)));
         let mut run = new.run;
         run.wake_at_ms = run.created_at_ms.saturating_add(DISPATCH_GRACE_MS);
         let new_run = run.clone();

@@ -116,28 +116,25 @@ pub struct StepView {
     pub task: Option<StepTask>,
 }
 
-/// The cursors of a new run, in its flow's run order.
+/// Where a new run's cursor goes, as task indices in declaration order ([`Cursor::at`] makes
+/// the cursor at one).
 #[derive(Debug, Clone)]
 pub struct StepLinks {
-    /// The first task's cursor (`None` for a flow without tasks).
-    pub first: Option<Cursor>,
-    /// For each task, in declaration order, the cursor after it (`None` after the last).
-    pub next: Vec<Option<Cursor>>,
+    /// The first task in run order (`None` for a flow without tasks).
+    pub first: Option<usize>,
+    /// For each task, the task after it in run order (`None` after the last).
+    pub next: Vec<Option<usize>>,
 }
 
-/// The cursors of a new run of `flow`.
+/// The step links of a new run of `flow`.
 pub fn step_links(flow: &Flow) -> StepLinks {
-    let cursor_at = |position: usize| {
-        flow.order()
-            .get(position)
-            .map(|&index| Cursor::at(flow.task(index)))
-    };
-    let mut next = vec![None; flow.tasks().len()];
-    for (position, &index) in flow.order().iter().enumerate() {
-        next[index] = cursor_at(position + 1);
+    let order = flow.order();
+    let mut next = vec![None; order.len()];
+    for pair in order.windows(2) {
+        next[pair[0]] = Some(pair[1]);
     }
     StepLinks {
-        first: cursor_at(0),
+        first: order.first().copied(),
         next,
     }
 }
