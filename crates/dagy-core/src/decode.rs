@@ -30,11 +30,16 @@ pub const TASK_FIELDS: &[&str] = &[
 
 /// Parses FlowSpec JSON text, reporting a syntax error with its line and column.
 pub fn parse_json(text: &str) -> Result<Value, Error> {
-    serde_json::from_str(text).map_err(|e| Error::Syntax {
+    serde_json::from_str(text).map_err(syntax_error)
+}
+
+/// A JSON syntax error, with its line and column apart from its message.
+fn syntax_error(e: serde_json::Error) -> Error {
+    Error::Syntax {
         message: strip_position(&e.to_string()),
         line: e.line(),
         column: e.column(),
-    })
+    }
 }
 
 fn strip_position(message: &str) -> String {
@@ -102,11 +107,7 @@ pub(crate) fn decode_text(text: &str) -> Result<Decoded, Error> {
     let mut deserializer = serde_json::Deserializer::from_str(text);
     let (root, tasks) = serde::Deserializer::deserialize_map(&mut deserializer, RootVisitor)
         .and_then(|root| deserializer.end().map(|()| root))
-        .map_err(|e| Error::Syntax {
-            message: strip_position(&e.to_string()),
-            line: e.line(),
-            column: e.column(),
-        })?;
+        .map_err(syntax_error)?;
     Ok(decode_root(&root, tasks))
 }
 

@@ -1084,41 +1084,40 @@ impl<'a> Session<'a> {
         })
     }
 
-    /// Writes how attempt `attempt` of task `id` ended, under this session's lease.
-    /// Writes how an attempt ended. The last attempt of a micro step's task also moves the
-    /// run's cursor on (see [`Session::advance_to`]), in the same write where the store can.
+    /// Writes how attempt `attempt` of task `id` ended, under this session's lease. The last
+    /// attempt of a micro step's task also moves the run's cursor on (see
+    /// [`Session::advance_to`]), in the same write where the store can; not when a stop was
+    /// asked for during the attempt: the step then settles the run under its lease.
     pub(crate) async fn write_attempt_end(
         &mut self,
         id: &str,
         attempt: u32,
         outcome: AttemptOutcome,
     ) -> Result<(), EngineError> {
-        let verdict = match &outcome {
-            AttemptOutcome::Completed(_) => Some(None),
-            AttemptOutcome::Finished(status, error) => {
-                Some(Verdict::of_end(id, *status, Some(error)))
-            }
-            AttemptOutcome::Retrying(_) => None,
-        };
+        let ends_step = !matches!(outcome, AttemptOutcome::Retrying(_)) && !self.options.stopping();
         let store = &self.exec.store;
-        match verdict {
-            // A stop asked for during the attempt: the step settles the run under its lease.
-            Some(verdict) if self.advance_to.is_some() && !self.options.stopping() => {
-                let to = self.advance_to.take();
+        match self.advance_to.take_if(|_| ends_step) {
+            Some(to) => {
+                let verdict = match &outcome {
+                    AttemptOutcome::Finished(status, error) => {
+                        Verdict::of_end(id, *status, Some(error))
+                    }
+                    _ => None,
+                };
                 store
                     .finish_and_advance(
                         &self.lease,
                         id,
                         attempt,
                         outcome,
-                        to.as_ref(),
+                        Some(&to),
                         verdict.as_ref(),
                         now_ms(),
                     )
                     .await?;
                 self.advanced = true;
             }
-            _ => {
+            None => {
                 store
                     .finish_attempt(&self.lease, id, attempt, outcome, now_ms())
                     .await?;
