@@ -255,7 +255,7 @@ pub fn translate(flow: &Flow, task_executor_arn: &str) -> StateMachine {
     let names: Vec<String> = levels
         .iter()
         .enumerate()
-        .map(|(n, level)| match level.as_slice() {
+        .map(|(n, level)| match level {
             [single] => task_state_name(&flow.task(*single).id),
             _ => level_state_name(n),
         })
@@ -265,7 +265,7 @@ pub fn translate(flow: &Flow, task_executor_arn: &str) -> StateMachine {
         let next = names
             .get(n + 1)
             .map_or(RECORD_SUCCESS.to_string(), Clone::clone);
-        let state = match level.as_slice() {
+        let state = match level {
             [single] => {
                 let mut state = task_state(flow.task(*single), task_executor_arn);
                 state.next = Some(next);

@@ -438,6 +438,8 @@ impl Decoder {
         match object.get("depends_on") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
+                // Exactly as many as named: a growing Vec keeps room for four.
+                depends_on.reserve_exact(items.len());
                 for (i, item) in items.iter().enumerate() {
                     match item {
                         Value::String(s) => depends_on.push(s.clone()),

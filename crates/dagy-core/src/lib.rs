@@ -35,6 +35,7 @@ pub mod flow;
 pub mod graph;
 pub mod json;
 pub mod plan;
+pub mod positions;
 pub mod tier;
 pub mod validate;
 

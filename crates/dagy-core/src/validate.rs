@@ -1,6 +1,6 @@
 //! Semantic validation: names, numbers, handlers, and the dependency graph.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -9,6 +9,7 @@ use crate::decode::{self, Decoded};
 use crate::error::{Error, Problem, ProblemKind};
 use crate::flow::{FlowSpec, LAMBDA_HANDLER_PREFIX, RetryDelay};
 use crate::graph::{self, Flow};
+use crate::positions::{IdIndex, PositionLists};
 
 /// The longest task id accepted (leaves room for ASL state-name prefixes within 80 characters).
 pub const MAX_TASK_ID_LEN: usize = 64;
@@ -172,10 +173,11 @@ fn check(
     catalog: Option<&dyn HandlerCatalog>,
     tasks_without_id: &BTreeSet<usize>,
     problems: &mut Vec<Problem>,
-) -> (HashMap<String, usize>, Vec<Vec<usize>>) {
+) -> (IdIndex, PositionLists) {
     check_flow_fields(spec, problems);
     let index = index_ids(spec, tasks_without_id, problems);
-    let mut dependencies = Vec::with_capacity(spec.tasks.len());
+    let edges = spec.tasks.iter().map(|t| t.depends_on.len()).sum();
+    let mut dependencies = PositionLists::with_capacity(spec.tasks.len(), edges);
     for (i, task) in spec.tasks.iter().enumerate() {
         let tid = if tasks_without_id.contains(&i) {
             ""
@@ -184,7 +186,7 @@ fn check(
         };
         check_handler(problems, i, tid, &task.handler, catalog);
         check_numbers(problems, i, tid, task);
-        dependencies.push(resolve_dependencies(problems, i, tid, task, &index));
+        dependencies.push(resolve_dependencies(problems, i, tid, spec, &index));
     }
     (index, dependencies)
 }
@@ -237,8 +239,9 @@ fn index_ids(
     spec: &FlowSpec,
     tasks_without_id: &BTreeSet<usize>,
     problems: &mut Vec<Problem>,
-) -> HashMap<String, usize> {
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(spec.tasks.len());
+) -> IdIndex {
+    let id_at = |i: usize| spec.tasks[i].id.as_str();
+    let mut index = IdIndex::with_capacity(spec.tasks.len());
     for (i, task) in spec.tasks.iter().enumerate() {
         if tasks_without_id.contains(&i) {
             continue;
@@ -252,7 +255,7 @@ fn index_ids(
                 reason,
             );
         }
-        if let Some(&first) = index.get(task.id.as_str()) {
+        if let Err(first) = index.insert(&task.id, i, id_at) {
             push(
                 problems,
                 ProblemKind::DuplicateId,
@@ -263,8 +266,6 @@ fn index_ids(
                     task.id
                 ),
             );
-        } else {
-            index.insert(task.id.clone(), i);
         }
     }
     index
@@ -276,9 +277,10 @@ fn resolve_dependencies(
     problems: &mut Vec<Problem>,
     i: usize,
     tid: &str,
-    task: &crate::TaskSpec,
-    index: &HashMap<String, usize>,
+    spec: &FlowSpec,
+    index: &IdIndex,
 ) -> Vec<usize> {
+    let task = &spec.tasks[i];
     let mut resolved = Vec::with_capacity(task.depends_on.len());
     let mut listed: HashSet<&str> = HashSet::with_capacity(task.depends_on.len());
     for (j, dep) in task.depends_on.iter().enumerate() {
@@ -291,7 +293,7 @@ fn resolve_dependencies(
                 tid,
                 format!("\"{dep}\" is listed twice; list each dependency once"),
             );
-        } else if let Some(&d) = index.get(dep.as_str()) {
+        } else if let Some(d) = index.get(dep, |p| spec.tasks[p].id.as_str()) {
             resolved.push(d);
         } else {
             push(

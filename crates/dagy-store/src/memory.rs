@@ -1,5 +1,6 @@
 //! The embedded store: every rule of the trait, held in process memory.
 
+use dagy_core::positions::IdIndex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -37,7 +38,8 @@ struct State {
 #[derive(Debug)]
 struct Entry {
     snapshot: RunSnapshot,
-    task_index: HashMap<String, usize>,
+    /// Each task's position in `snapshot.tasks`, by its id there.
+    task_index: IdIndex,
     next_token: u64,
     /// The step state, and the task after each task in run order (by task index): cursors
     /// are made from the flow when a step reads them.
@@ -109,10 +111,14 @@ impl Entry {
         Ok((&self.snapshot.run, &mut self.snapshot.tasks[index]))
     }
 
+    /// The position of the task with this id, if the run has it.
+    fn position(&self, task_id: &str) -> Option<usize> {
+        let tasks = &self.snapshot.tasks;
+        self.task_index.get(task_id, |i| tasks[i].task_id.as_str())
+    }
+
     fn index_of(&self, task_id: &str) -> Result<usize, StoreError> {
-        self.task_index
-            .get(task_id)
-            .copied()
+        self.position(task_id)
             .ok_or_else(|| StoreError::UnknownTask {
                 run_id: self.snapshot.run.run_id.clone(),
                 task_id: task_id.to_string(),
@@ -155,11 +161,11 @@ impl RunStore for MemoryStore {
             .iter()
             .map(|t| TaskRecord::pending(t.id.clone()))
             .collect();
-        let task_index = tasks
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.task_id.clone(), i))
-            .collect();
+        let mut task_index = IdIndex::with_capacity(tasks.len());
+        for (i, task) in tasks.iter().enumerate() {
+            // A validated flow's ids are unique: nothing is refused.
+            let _ = task_index.insert(&task.task_id, i, |p| tasks[p].task_id.as_str());
+        }
         if let Some(key) = &new.run.idempotency_key {
             state
                 .idempotency
@@ -263,9 +269,8 @@ impl RunStore for MemoryStore {
         let mut state = self.lock();
         let entry = state.entry(run_id)?;
         let record_of = |id: &str| -> Result<(usize, TaskRecord), StoreError> {
-            let index = *entry
-                .task_index
-                .get(id)
+            let index = entry
+                .position(id)
                 .ok_or_else(|| StoreError::Corrupt(format!("run {run_id} has no task {id}")))?;
             Ok((index, entry.snapshot.tasks[index].clone()))
         };

@@ -24,7 +24,7 @@ pub(crate) fn graph_of(spec: &FlowSpec) -> Graph {
                 .flat_map(|i| flow.dependencies(i).iter().map(move |&d| (d, i)))
                 .collect();
             Graph {
-                levels: flow.levels().to_vec(),
+                levels: flow.levels().iter().map(<[usize]>::to_vec).collect(),
                 edges,
                 problem: None,
             }
