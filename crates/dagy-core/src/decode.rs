@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Problem, ProblemKind};
-use crate::flow::{FlowSpec, RetryDelay, SPEC_VERSION, TaskSpec};
+use crate::flow::{FlowSpec, RetryDelay, SPEC_VERSION, TaskArgs, TaskSpec};
 use crate::tier::RuntimeTier;
 
 /// The fields a flow object may have.
@@ -420,10 +420,11 @@ impl Decoder {
         task.timeout_seconds = self.optional_f64(&object, "timeout_seconds", &at, tid);
         task.runtime_tier = self.runtime_tier(&object, &at, tid);
         task.memory_mb = self.memory_mb(&object, &at, tid);
-        // Moved, not copied: the task's JSON is dropped after this.
-        if let Some(args) = object.remove("args") {
-            task.args = fitted(args);
-        }
+        // Kept as text (see `TaskArgs`): the parsed value is dropped with the task's JSON.
+        task.args = object
+            .remove("args")
+            .filter(|args| !args.is_null())
+            .map(TaskArgs::from);
         (task, has_id)
     }
 
@@ -597,23 +598,6 @@ impl Decoder {
                 None
             }
         }
-    }
-}
-
-/// `value` without spare room at its top: a decoded object reserves room for more entries than
-/// it has (three for one), which adds up to a few hundred bytes a task over a large flow.
-fn fitted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut fitted = Map::with_capacity(map.len());
-            fitted.extend(map);
-            Value::Object(fitted)
-        }
-        Value::Array(mut items) => {
-            items.shrink_to_fit();
-            Value::Array(items)
-        }
-        other => other,
     }
 }
 

@@ -850,7 +850,7 @@ struct TaskOptions {
 impl TaskOptions {
     fn apply(&self, task: &mut TaskSpec) {
         task.handler = self.handler.clone();
-        task.args = self.args.clone();
+        task.args = (!self.args.is_null()).then(|| self.args.clone().into());
         task.retries = self.retries;
         task.retry_delay_seconds = self.delay.clone();
         task.retry_jitter_factor = self.jitter;

@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use dagy_core::{ExecutionMode, Flow, Plan, TaskSpec};
+use dagy_core::{ExecutionMode, Flow, Plan, TaskArgs, TaskSpec};
 use dagy_store::{
     AttemptOutcome, Created, Cursor, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore,
     StepState, StepTask, StepView, StoreError, TaskErrorRecord, TaskRecord, TaskStatus, Verdict,
@@ -1080,7 +1080,7 @@ impl<'a> Session<'a> {
         json!({
             "parameters": self.run.parameters,
             "upstream": upstream,
-            "args": self.flow.task(index).args,
+            "args": self.flow.task(index).args.as_ref().map(TaskArgs::to_value),
         })
     }
 

@@ -468,7 +468,7 @@ async fn a_chain_passing_its_upstream_output_on_completes_at_any_length() {
     let h = harness();
     let mut spec = chain(2_000, "pass", Value::Null);
     spec.tasks[0].handler = "deep".into();
-    spec.tasks[0].args = json!({"levels": 100});
+    spec.tasks[0].args = Some(json!({"levels": 100}).into());
     let (outcome, snap) = h.run(spec, &RunOptions::default()).await;
     assert_eq!(outcome, StepOutcome::Finished(RunStatus::Completed));
     assert_eq!(snap.tasks[0].output, snap.tasks[1_999].output);

@@ -79,7 +79,7 @@ use std::sync::Arc;
 
 pub use dagy_core::{
     Catalog, Flow, FlowBuilder, FlowSpec, HandlerCatalog, HasDefaults, RetryDelay, RuntimeTier,
-    TaskBuilder, TaskDefaults, TaskSpec,
+    TaskArgs, TaskBuilder, TaskDefaults, TaskSpec,
 };
 pub use dagy_engine::{
     HandlerRegistry, Input, Parameters, ResultExt, State, Task, TaskContext, TaskError, TaskResult,
