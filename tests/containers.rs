@@ -116,7 +116,7 @@ async fn a_python_flow_runs_in_the_example_image_on_the_hosts_embedded_store() {
             .tasks
             .iter()
             .find(|t| t.task_id == id)
-            .and_then(|t| t.output.clone())
+            .and_then(dagy_store::TaskRecord::output_value)
             .unwrap_or(Value::Null)
     };
     assert_eq!(output("measure"), json!(42));
@@ -183,7 +183,7 @@ async fn a_task_past_the_memory_limit_gets_the_container_killed_for_memory() {
         String::from_utf8_lossy(&out.stdout)
     );
     let snapshot = load(home.path(), &run_id).await;
-    assert_eq!(snapshot.tasks[0].output, Some(json!({"mb": 256})));
+    assert_eq!(snapshot.tasks[0].output_value(), Some(json!({"mb": 256})));
 
     // 2 GiB does not: the kernel kills the container, which Docker records.
     let (home, run_id) = home_with_run(&flow(2048), dagy_handlers::registry()).await;

@@ -939,7 +939,7 @@ async fn state_machines_run_by_aws_local_stepfunctions_drive_the_task_executor()
         "the branches overlapped: b {b0}..{b1}, c {c0}..{c1}"
     );
     assert_eq!(
-        task(&snapshot, "d").output,
+        task(&snapshot, "d").output_value(),
         Some(json!(1)),
         "sleep outputs add nothing"
     );

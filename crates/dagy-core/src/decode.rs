@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Problem, ProblemKind};
-use crate::flow::{FlowSpec, RetryDelay, SPEC_VERSION, TaskArgs, TaskSpec};
+use crate::flow::{FlowSpec, RetryDelay, SPEC_VERSION, TaskSpec};
+use crate::json::JsonText;
 use crate::tier::RuntimeTier;
 
 /// The fields a flow object may have.
@@ -420,11 +421,11 @@ impl Decoder {
         task.timeout_seconds = self.optional_f64(&object, "timeout_seconds", &at, tid);
         task.runtime_tier = self.runtime_tier(&object, &at, tid);
         task.memory_mb = self.memory_mb(&object, &at, tid);
-        // Kept as text (see `TaskArgs`): the parsed value is dropped with the task's JSON.
+        // Kept as text (see `JsonText`): the parsed value is dropped with the task's JSON.
         task.args = object
             .remove("args")
             .filter(|args| !args.is_null())
-            .map(TaskArgs::from);
+            .map(JsonText::from);
         (task, has_id)
     }
 

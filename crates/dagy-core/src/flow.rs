@@ -8,9 +8,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::json::JsonText;
 use crate::tier::RuntimeTier;
 
 /// The only FlowSpec version this build understands.
@@ -40,9 +40,10 @@ pub struct TaskSpec {
     /// Ids of the tasks whose outputs this task needs; they run first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
-    /// A JSON value handed to the handler as `input.args` (`None`: `null`).
+    /// A JSON value handed to the handler as `input.args` (`None`: `null`), kept as text: every
+    /// tier holds the whole flow, and text takes a fraction of a parsed value's memory.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub args: Option<TaskArgs>,
+    pub args: Option<JsonText>,
     /// How many times a failed attempt is tried again (0: never).
     #[serde(skip_serializing_if = "is_zero")]
     pub retries: u32,
@@ -90,65 +91,6 @@ impl TaskSpec {
     /// The Lambda function this task invokes, when its handler is `lambda:<name>`.
     pub fn lambda_function(&self) -> Option<&str> {
         self.handler.strip_prefix(LAMBDA_HANDLER_PREFIX)
-    }
-}
-
-/// A task's `args`, kept as compact JSON text and parsed for each attempt's input. Every tier
-/// holds the whole flow, and text takes a fraction of the memory of a parsed [`Value`]: a
-/// small object's map is about 230 bytes, its text about 10.
-///
-/// ```
-/// use dagy_core::flow::TaskArgs;
-///
-/// let args = TaskArgs::from(serde_json::json!({"table": "sales", "days": 7}));
-/// assert_eq!(args.json(), r#"{"table":"sales","days":7}"#);
-/// assert_eq!(args.to_value()["days"], 7);
-/// ```
-#[derive(Clone)]
-pub struct TaskArgs(Box<RawValue>);
-
-impl TaskArgs {
-    /// The JSON text.
-    pub fn json(&self) -> &str {
-        self.0.get()
-    }
-
-    /// The value, parsed.
-    pub fn to_value(&self) -> Value {
-        // The text was written from a `Value` (any depth: it is read without serde_json's
-        // recursion limit), so it always parses back.
-        crate::json::from_str(self.0.get()).expect("args text written from a Value parses")
-    }
-}
-
-impl From<Value> for TaskArgs {
-    fn from(value: Value) -> TaskArgs {
-        TaskArgs::from(&value)
-    }
-}
-
-impl From<&Value> for TaskArgs {
-    fn from(value: &Value) -> TaskArgs {
-        // Writing a `Value` as JSON cannot fail: its map keys are strings, its numbers finite.
-        TaskArgs(serde_json::value::to_raw_value(value).expect("a Value writes as JSON"))
-    }
-}
-
-impl PartialEq for TaskArgs {
-    fn eq(&self, other: &TaskArgs) -> bool {
-        self.json() == other.json()
-    }
-}
-
-impl fmt::Debug for TaskArgs {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.json())
-    }
-}
-
-impl Serialize for TaskArgs {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
     }
 }
 
@@ -390,7 +332,7 @@ impl TaskBuilder {
     }
     /// Sets the handler's `args` (`null` clears them).
     pub fn args(mut self, args: Value) -> Self {
-        self.0.args = (!args.is_null()).then(|| TaskArgs::from(args));
+        self.0.args = (!args.is_null()).then(|| JsonText::from(args));
         self
     }
     /// Sets how many times a failed attempt is retried.

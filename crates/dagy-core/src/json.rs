@@ -16,8 +16,12 @@
 //! assert_eq!(dagy_core::json::depth(&value), 300);
 //! ```
 
+use std::fmt;
+
 use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The deepest nesting of arrays and objects a task output may have. Deeper outputs are a
 /// task error (`OutputTooDeep`). Measured: encoding, decoding and dropping 1,500 levels fits
@@ -123,6 +127,37 @@ pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, serde_json::Er
 
 #[cfg(test)]
 mod tests {
+    use super::JsonText;
+
+    #[test]
+    fn json_text_keeps_the_text_and_reads_back_through_every_path() {
+        let value = serde_json::json!({"b": [1, 2.5, "x"], "a": null});
+        let text = JsonText::from(&value);
+        assert_eq!(
+            text.json(),
+            r#"{"b":[1,2.5,"x"],"a":null}"#,
+            "compact, keys in order"
+        );
+        assert_eq!(text.to_value(), value);
+        // Serialised as the value it holds, to text and to a `Value`; read back from both.
+        let record = serde_json::json!({"output": &text});
+        assert_eq!(record["output"], value);
+        let written = serde_json::to_string(&[&text]).expect("writes");
+        assert_eq!(written, r#"[{"b":[1,2.5,"x"],"a":null}]"#);
+        let [read]: [JsonText; 1] = from_str(&written).expect("reads");
+        assert_eq!(read, text);
+        let from_value: JsonText = serde_json::from_value(value.clone()).expect("from a Value");
+        assert_eq!(from_value, text);
+    }
+
+    #[test]
+    fn json_text_reads_values_deeper_than_serde_json_allows() {
+        let deep = "[".repeat(400) + &"]".repeat(400);
+        let text: JsonText = from_str(&deep).expect("reads");
+        assert_eq!(depth(&text.to_value()), 400);
+        assert_eq!(JsonText::from(text.to_value()).json(), deep);
+    }
+
     use super::*;
     use serde_json::json;
 
@@ -188,5 +223,75 @@ mod tests {
     #[test]
     fn trailing_garbage_is_still_an_error() {
         assert!(from_str::<Value>("[1] x").is_err());
+    }
+}
+
+/// A JSON value kept as its compact text: a task's `args` in a flow, a task's output in a run
+/// record. A run holds one of each per task, and text takes a fraction of the memory of a
+/// parsed [`Value`] (a one-field object's map is about 230 bytes, its text about 10); the
+/// engine parses one when a task's input needs it, and the stores keep text anyway.
+///
+/// ```
+/// use dagy_core::json::JsonText;
+///
+/// let args = JsonText::from(serde_json::json!({"table": "sales", "days": 7}));
+/// assert_eq!(args.json(), r#"{"table":"sales","days":7}"#);
+/// assert_eq!(args.to_value()["days"], 7);
+/// ```
+#[derive(Clone)]
+pub struct JsonText(Box<RawValue>);
+
+impl JsonText {
+    /// The JSON text.
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The value, parsed.
+    pub fn to_value(&self) -> Value {
+        // Written from a `Value` or read by serde_json as a value, and read back here without
+        // serde_json's recursion limit (the depth is bounded where the text came in), so it
+        // always parses.
+        from_str(self.0.get()).expect("JsonText holds one JSON value")
+    }
+}
+
+impl From<Value> for JsonText {
+    fn from(value: Value) -> JsonText {
+        JsonText::from(&value)
+    }
+}
+
+impl From<&Value> for JsonText {
+    fn from(value: &Value) -> JsonText {
+        // Writing a `Value` as JSON cannot fail: its map keys are strings, its numbers finite.
+        JsonText(serde_json::value::to_raw_value(value).expect("a Value writes as JSON"))
+    }
+}
+
+impl PartialEq for JsonText {
+    /// The same text: values written the same way (keys in the same order) compare equal.
+    fn eq(&self, other: &JsonText) -> bool {
+        self.json() == other.json()
+    }
+}
+
+impl fmt::Debug for JsonText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.json())
+    }
+}
+
+impl Serialize for JsonText {
+    /// The text as it is, not re-encoded.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonText {
+    /// From JSON text, the value's text is kept as read, without building a [`Value`].
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<JsonText, D::Error> {
+        Box::<RawValue>::deserialize(deserializer).map(JsonText)
     }
 }

@@ -43,7 +43,7 @@ pub use backend::{BackendKind, Capabilities, EcsSettings, Limit, Settings, StepF
 pub use error::{Error, Problem, ProblemKind, Refusal};
 pub use fargate::FargateSize;
 pub use flow::{
-    FlowBuilder, FlowSpec, HasDefaults, RetryDelay, TaskArgs, TaskBuilder, TaskDefaults, TaskSpec,
+    FlowBuilder, FlowSpec, HasDefaults, RetryDelay, TaskBuilder, TaskDefaults, TaskSpec,
 };
 pub use graph::Flow;
 pub use plan::{ExecutionMode, Fallback, Plan, PlanRequest, plan, state_count};

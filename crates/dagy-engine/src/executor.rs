@@ -10,7 +10,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use dagy_core::{ExecutionMode, Flow, Plan, TaskArgs, TaskSpec};
+use dagy_core::json::JsonText;
+use dagy_core::{ExecutionMode, Flow, Plan, TaskSpec};
 use dagy_store::{
     AttemptOutcome, Created, Cursor, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore,
     StepState, StepTask, StepView, StoreError, TaskErrorRecord, TaskRecord, TaskStatus, Verdict,
@@ -1074,13 +1075,14 @@ impl<'a> Session<'a> {
             .iter()
             .map(|&d| {
                 let t = &self.tasks[d];
-                (t.task_id.clone(), t.output.clone().unwrap_or(Value::Null))
+                let output = t.output.as_ref().map_or(Value::Null, JsonText::to_value);
+                (t.task_id.clone(), output)
             })
             .collect();
         json!({
             "parameters": self.run.parameters,
             "upstream": upstream,
-            "args": self.flow.task(index).args.as_ref().map(TaskArgs::to_value),
+            "args": self.flow.task(index).args.as_ref().map(JsonText::to_value),
         })
     }
 
@@ -1159,6 +1161,7 @@ impl<'a> Session<'a> {
                 .await;
         }
         let id = self.flow.task(index).id.clone();
+        let output = JsonText::from(output);
         self.write_attempt_end(&id, attempt, AttemptOutcome::Completed(output.clone()))
             .await?;
         let task = &mut self.tasks[index];

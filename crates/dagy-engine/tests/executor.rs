@@ -344,7 +344,7 @@ async fn each_task_gets_parameters_upstream_outputs_and_its_args() {
         .expect("run");
     let snap = h.store.load_run(&id).await.expect("load");
     assert_eq!(
-        snap.tasks[2].output,
+        snap.tasks[2].output_value(),
         Some(json!({
             "parameters": {"day": "tue", "region": "eu"},
             "upstream": {"a": 2, "b": 3},
@@ -418,8 +418,8 @@ async fn an_output_at_the_depth_limit_is_stored() {
         .build();
     let (outcome, snap) = h.run(spec, &RunOptions::default()).await;
     assert_eq!(outcome, StepOutcome::Finished(RunStatus::Completed));
-    let output = snap.tasks[0].output.as_ref().expect("output");
-    assert_eq!(dagy_core::json::depth(output), levels);
+    let output = snap.tasks[0].output_value().expect("output");
+    assert_eq!(dagy_core::json::depth(&output), levels);
 }
 
 /// `echo` returns its whole input, so each task of an echo chain nests its upstream's output
@@ -438,8 +438,8 @@ async fn an_echo_chain_past_the_depth_limit_ends_failed_at_the_first_task_too_de
         .expect("a task past the limit");
     let error = snap.tasks[first_bad].error.as_ref().expect("error");
     assert_eq!(error.error_type, "OutputTooDeep");
-    let last_good = snap.tasks[first_bad - 1].output.as_ref().expect("output");
-    assert!(dagy_core::json::depth(last_good) <= dagy_core::json::MAX_OUTPUT_DEPTH);
+    let last_good = snap.tasks[first_bad - 1].output_value().expect("output");
+    assert!(dagy_core::json::depth(&last_good) <= dagy_core::json::MAX_OUTPUT_DEPTH);
     assert!(
         snap.tasks[first_bad + 1..]
             .iter()
@@ -951,7 +951,7 @@ async fn two_writes_per_task_on_the_memory_store() {
     // acquire + load + 2 per task + finish_run
     assert_eq!(requests, 3 + 2 * 50);
     let snap = h.store.load_run(&id).await.expect("load");
-    assert_eq!(snap.tasks[49].output, Some(json!(50)));
+    assert_eq!(snap.tasks[49].output_value(), Some(json!(50)));
 }
 
 #[derive(Default)]

@@ -114,7 +114,7 @@ async fn parallel_branches_run_side_by_side_and_the_run_completes() {
     let snapshot = h.snapshot(&run).await;
     assert_eq!(snapshot.run.status, RunStatus::Completed);
     assert_eq!(
-        snapshot.tasks[3].output,
+        snapshot.tasks[3].output_value(),
         Some(json!(112)),
         "d read the outputs of b and c from the store"
     );
@@ -221,7 +221,7 @@ async fn a_completed_task_is_never_run_again() {
     assert_eq!(h.invoke(&run, "c", "w1").await, TaskInvocation::Completed);
     assert_eq!(h.invoke(&run, "c", "w2").await, TaskInvocation::Completed);
     assert_eq!(h.counted.load(Ordering::SeqCst), 1);
-    assert_eq!(h.task(&run, "c").await.output, Some(json!("hello")));
+    assert_eq!(h.task(&run, "c").await.output_value(), Some(json!("hello")));
 }
 
 #[tokio::test]

@@ -410,8 +410,8 @@ async fn the_engine_runs_exec_tasks_with_their_upstream_outputs() {
         StepOutcome::Finished(RunStatus::Completed),
         "{snapshot:#?}"
     );
-    assert_eq!(snapshot.tasks[1].output, Some(json!(10)));
-    assert_eq!(snapshot.tasks[2].output, Some(json!("ok")));
+    assert_eq!(snapshot.tasks[1].output_value(), Some(json!(10)));
+    assert_eq!(snapshot.tasks[2].output_value(), Some(json!("ok")));
     assert_eq!(snapshot.tasks[2].attempts, 2);
 }
 

@@ -478,7 +478,7 @@ async fn a_micro_run_goes_one_task_per_invocation_until_it_finishes() {
     assert_eq!(invocations, ["continue", "continue", "finished"]);
     let snap = store.load_run(&run_id).await.expect("load");
     assert_eq!(snap.run.status, dagy_store::RunStatus::Completed);
-    assert_eq!(snap.tasks[1].output, Some(json!(3)));
+    assert_eq!(snap.tasks[1].output_value(), Some(json!(3)));
 }
 
 #[tokio::test(start_paused = true)]

@@ -126,8 +126,6 @@ struct AttemptEnd<'a> {
     outcome: &'a AttemptOutcome,
     /// The task's status after it.
     status: TaskStatus,
-    /// The output's JSON text (empty unless completed).
-    output: String,
     now_ms: u64,
 }
 
@@ -141,14 +139,13 @@ impl<'a> AttemptEnd<'a> {
         outcome: &'a AttemptOutcome,
         now_ms: u64,
     ) -> Result<AttemptEnd<'a>, StoreError> {
-        let (status, output) = dagy_store::check_outcome(limits, task_id, outcome)?;
+        let status = dagy_store::check_outcome(limits, task_id, outcome)?;
         Ok(AttemptEnd {
             lease,
             task_id,
             attempt,
             outcome,
             status,
-            output: output.unwrap_or_default(),
             now_ms,
         })
     }
@@ -563,10 +560,10 @@ impl DynamoStore {
             u = u.expression_attribute_values(":exp", n(self.expires_after_finish(end.now_ms)));
         }
         let set = match end.outcome {
-            AttemptOutcome::Completed(_) => {
+            AttemptOutcome::Completed(output) => {
                 u = u
                     .expression_attribute_names("#out", "output")
-                    .expression_attribute_values(":out", s(&end.output));
+                    .expression_attribute_values(":out", s(output.json()));
                 format!(
                     "SET #st = :st, #out = :out, finished_at_ms = :now, expires_at = :exp{close} \
                      REMOVE error_type, error_message"

@@ -94,7 +94,7 @@ async fn a_task_started_before_spans_were_kept_finishes_and_keeps_its_later_span
         .start_attempt(&lease, "a", 2, T0 + 2)
         .await
         .expect("start 2");
-    let done = AttemptOutcome::Completed(json!(2));
+    let done = AttemptOutcome::Completed(json!(2).into());
     store
         .finish_attempt(&lease, "a", 2, done.clone(), T0 + 3)
         .await
@@ -121,7 +121,13 @@ async fn a_retried_start_or_finish_records_one_span() {
     }
     for at in [T0 + 1, T0 + 2] {
         store
-            .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(json!(1)), at)
+            .finish_attempt(
+                &lease,
+                "a",
+                1,
+                AttemptOutcome::Completed(json!(1).into()),
+                at,
+            )
             .await
             .expect("finish 1");
     }

@@ -217,7 +217,7 @@ impl SqliteStore {
         then: Option<(Option<&Cursor>, Option<&Verdict>)>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let (intended, _) = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
+        let intended = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
         self.write(|tx| {
             let row = read_run(tx, &lease.run_id)?;
             rules::fence(&row.run, lease)?;

@@ -312,7 +312,7 @@ async fn workers_of_a_shared_lease_own_their_attempts(store: &dyn RunStore, pref
             &w1,
             "a",
             1,
-            AttemptOutcome::Completed(json!("late")),
+            AttemptOutcome::Completed(json!("late").into()),
             T0 + 2,
         )
         .await;
@@ -320,7 +320,7 @@ async fn workers_of_a_shared_lease_own_their_attempts(store: &dyn RunStore, pref
         matches!(late, Err(StoreError::TaskConflict { .. })),
         "the interrupted worker's result is refused: {late:?}"
     );
-    let result = AttemptOutcome::Completed(json!("w2"));
+    let result = AttemptOutcome::Completed(json!("w2").into());
     store
         .finish_attempt(&w2, "a", 2, result.clone(), T0 + 3)
         .await
@@ -335,7 +335,7 @@ async fn workers_of_a_shared_lease_own_their_attempts(store: &dyn RunStore, pref
         (a.status, a.attempts, a.interruptions),
         (TaskStatus::Completed, 2, 1)
     );
-    assert_eq!(a.output, Some(json!("w2")));
+    assert_eq!(a.output_value(), Some(json!("w2")));
     assert_eq!(a.owner.as_deref(), Some("w2"));
     a_shared_leases_retrying_task_settles_as_failed(store, &id, &w1, &w2).await;
 }
@@ -411,7 +411,7 @@ async fn a_completed_task_never_starts_again(store: &dyn RunStore, prefix: &str)
             &lease,
             "a",
             1,
-            AttemptOutcome::Completed(json!({"n": 1})),
+            AttemptOutcome::Completed(json!({"n": 1}).into()),
             T0 + 5,
         )
         .await
@@ -421,7 +421,7 @@ async fn a_completed_task_never_starts_again(store: &dyn RunStore, prefix: &str)
             &lease,
             "a",
             1,
-            AttemptOutcome::Completed(json!({"n": 1})),
+            AttemptOutcome::Completed(json!({"n": 1}).into()),
             T0 + 5,
         )
         .await
@@ -463,7 +463,7 @@ async fn a_completed_task_never_starts_again(store: &dyn RunStore, prefix: &str)
         "{still:?}"
     );
     let snapshot = store.load_run(&id).await.expect("load");
-    assert_eq!(snapshot.tasks[0].output, Some(json!({"n": 1})));
+    assert_eq!(snapshot.tasks[0].output_value(), Some(json!({"n": 1})));
     assert_eq!(snapshot.tasks[0].duration_ms(), Some(5));
 }
 
@@ -489,7 +489,13 @@ async fn a_retrying_task_counts_failures(store: &dyn RunStore, prefix: &str) {
         (TaskStatus::Retrying, 1)
     );
     let wrong = store
-        .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(json!(1)), T0 + 2)
+        .finish_attempt(
+            &lease,
+            "a",
+            1,
+            AttemptOutcome::Completed(json!(1).into()),
+            T0 + 2,
+        )
         .await;
     assert!(
         matches!(wrong, Err(StoreError::TaskConflict { .. })),
@@ -558,7 +564,7 @@ async fn an_interrupted_attempt_restarts_under_a_new_lease(store: &dyn RunStore,
             &dead,
             "a",
             1,
-            AttemptOutcome::Completed(json!("late")),
+            AttemptOutcome::Completed(json!("late").into()),
             T0 + TTL + 3,
         )
         .await;
@@ -627,7 +633,13 @@ async fn settling_leaves_final_tasks_alone(store: &dyn RunStore, prefix: &str) {
         .await
         .expect("start");
     store
-        .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(json!(1)), T0 + 1)
+        .finish_attempt(
+            &lease,
+            "a",
+            1,
+            AttemptOutcome::Completed(json!(1).into()),
+            T0 + 1,
+        )
         .await
         .expect("finish");
     store
@@ -696,7 +708,13 @@ async fn an_output_over_the_limit_is_refused_and_nothing_changes(
     let limit = store.limits().max_output_bytes;
     let big = json!("x".repeat(limit + 1));
     let result = store
-        .finish_attempt(&lease, "a", 1, AttemptOutcome::Completed(big), T0 + 1)
+        .finish_attempt(
+            &lease,
+            "a",
+            1,
+            AttemptOutcome::Completed(big.into()),
+            T0 + 1,
+        )
         .await;
     match result {
         Err(StoreError::TooLarge {
@@ -971,7 +989,7 @@ async fn a_step_reads_the_cursors_task_and_its_upstream_and_moves_on(
             &lease,
             "a",
             1,
-            AttemptOutcome::Completed(json!({"n": 1})),
+            AttemptOutcome::Completed(json!({"n": 1}).into()),
             T0 + 1,
         )
         .await
@@ -1001,7 +1019,7 @@ async fn a_step_reads_the_cursors_task_and_its_upstream_and_moves_on(
     assert_eq!(step.spec.depends_on, ["a"]);
     assert_eq!(step.next, None, "b is the last task");
     assert_eq!(step.upstream.len(), 1);
-    assert_eq!(step.upstream[0].output, Some(json!({"n": 1})));
+    assert_eq!(step.upstream[0].output_value(), Some(json!({"n": 1})));
 
     let failed = Verdict::Failed("task b failed: boom".into());
     store

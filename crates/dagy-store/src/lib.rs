@@ -64,15 +64,16 @@ pub const DISPATCH_GRACE_MS: u64 = 60_000;
 
 /// Checks what ending an attempt would write, before any store writes it: the status an attempt
 /// may end with, and the sizes of the output and the error. Returns the task's status after the
-/// write and, for an output, its JSON text (what the store keeps).
+/// write.
 pub fn check_outcome(
     limits: StoreLimits,
     task_id: &str,
     outcome: &AttemptOutcome,
-) -> Result<(TaskStatus, Option<String>), StoreError> {
+) -> Result<TaskStatus, StoreError> {
     match outcome {
         AttemptOutcome::Completed(output) => {
-            let depth = dagy_core::json::depth(output);
+            let text = output.json();
+            let depth = dagy_core::json::text_depth(text);
             if depth > dagy_core::json::MAX_OUTPUT_DEPTH {
                 return Err(StoreError::TooDeep {
                     what: format!("the output of task {task_id}"),
@@ -80,8 +81,6 @@ pub fn check_outcome(
                     limit: dagy_core::json::MAX_OUTPUT_DEPTH,
                 });
             }
-            let text = serde_json::to_string(output)
-                .map_err(|e| StoreError::Invalid(format!("the output cannot be encoded: {e}")))?;
             if text.len() > limits.max_output_bytes {
                 return Err(StoreError::TooLarge {
                     what: format!("the output of task {task_id}"),
@@ -89,11 +88,11 @@ pub fn check_outcome(
                     limit: limits.max_output_bytes,
                 });
             }
-            Ok((TaskStatus::Completed, Some(text)))
+            Ok(TaskStatus::Completed)
         }
         AttemptOutcome::Retrying(error) => {
             check_error(limits, error)?;
-            Ok((TaskStatus::Retrying, None))
+            Ok(TaskStatus::Retrying)
         }
         AttemptOutcome::Finished(status, error) => {
             if !status.is_final() || *status == TaskStatus::Completed {
@@ -102,7 +101,7 @@ pub fn check_outcome(
                 )));
             }
             check_error(limits, error)?;
-            Ok((*status, None))
+            Ok(*status)
         }
     }
 }

@@ -342,7 +342,7 @@ impl RunStore for MemoryStore {
         outcome: AttemptOutcome,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let (intended, _) = crate::check_outcome(self.limits, task_id, &outcome)?;
+        let intended = crate::check_outcome(self.limits, task_id, &outcome)?;
         let mut state = self.lock();
         let entry = state.entry(&lease.run_id)?;
         let (run, task) = entry.run_and_task(task_id)?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use dagy_core::json::JsonText;
 use dagy_core::{BackendKind, ExecutionMode, Flow, FlowSpec, Plan, RuntimeTier};
 
 /// The states of a run. A run only moves forward: `pending` -> `running` -> one of the four
@@ -252,9 +253,9 @@ pub struct TaskRecord {
     /// When it reached a final state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished_at_ms: Option<u64>,
-    /// The output, once completed.
+    /// The output, once completed, as JSON text ([`JsonText::to_value`] parses it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
+    pub output: Option<JsonText>,
     /// The last error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<TaskErrorRecord>,
@@ -295,6 +296,11 @@ impl TaskRecord {
             error: None,
             history: Vec::new(),
         }
+    }
+
+    /// The output, parsed.
+    pub fn output_value(&self) -> Option<Value> {
+        self.output.as_ref().map(JsonText::to_value)
     }
 
     /// Time from the first start to the end, when both are known.
@@ -397,7 +403,7 @@ impl Serialize for TaskReport<'_> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptOutcome {
     /// Completed with this output.
-    Completed(Value),
+    Completed(JsonText),
     /// Failed; another attempt follows.
     Retrying(TaskErrorRecord),
     /// Failed or timed out for good: the task's final status and error.

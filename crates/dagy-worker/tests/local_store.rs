@@ -77,7 +77,7 @@ async fn the_worker_runs_a_local_run_with_command_handlers() {
     let store = SqliteStore::open(&home.path().join(DATABASE_FILE)).expect("store");
     let snapshot = store.load_run(&run_id).await.expect("load");
     assert_eq!(snapshot.run.status, RunStatus::Completed, "{log}");
-    assert_eq!(snapshot.tasks[1].output, Some(json!(42)));
+    assert_eq!(snapshot.tasks[1].output_value(), Some(json!(42)));
     assert!(
         log.lines()
             .any(|l| l.contains("command handlers registered") && l.contains("exec:double")),

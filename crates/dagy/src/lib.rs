@@ -36,7 +36,7 @@
 //! assert_eq!(flow.tasks[0].retries, 2);
 //! # let outcome = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 //! #     .block_on(dagy::run_locally(&flow, registry())).unwrap();
-//! # assert_eq!(outcome.tasks[2].output, Some(serde_json::json!(7.0)));
+//! # assert_eq!(outcome.tasks[2].output_value(), Some(serde_json::json!(7.0)));
 //! ```
 //!
 //! Each binary of the project is one line:
@@ -77,9 +77,11 @@ extern crate self as dagy;
 
 use std::sync::Arc;
 
+/// A JSON value kept as text: a task's `args`, a task record's `output`.
+pub use dagy_core::json::JsonText;
 pub use dagy_core::{
     Catalog, Flow, FlowBuilder, FlowSpec, HandlerCatalog, HasDefaults, RetryDelay, RuntimeTier,
-    TaskArgs, TaskBuilder, TaskDefaults, TaskSpec,
+    TaskBuilder, TaskDefaults, TaskSpec,
 };
 pub use dagy_engine::{
     HandlerRegistry, Input, Parameters, ResultExt, State, Task, TaskContext, TaskError, TaskResult,

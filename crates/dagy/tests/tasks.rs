@@ -83,7 +83,11 @@ async fn typed_args_upstream_and_a_closure_produce_the_right_outputs() {
         .build();
     let snap = run(&flow).await;
     assert_eq!(snap.run.status, RunStatus::Completed);
-    let outputs: Vec<_> = snap.tasks.iter().map(|t| t.output.clone()).collect();
+    let outputs: Vec<_> = snap
+        .tasks
+        .iter()
+        .map(dagy::store::TaskRecord::output_value)
+        .collect();
     assert_eq!(
         outputs,
         [
@@ -165,7 +169,11 @@ async fn shared_state_is_built_once_for_every_task_of_the_process() {
         flow = flow.task_of(format!("t{i}"), &uses_client, |t| t);
     }
     let snap = run(&flow.build()).await;
-    assert!(snap.tasks.iter().all(|t| t.output == Some(json!("s3"))));
+    assert!(
+        snap.tasks
+            .iter()
+            .all(|t| t.output_value() == Some(json!("s3")))
+    );
     assert_eq!(BUILT.load(Ordering::SeqCst), 1);
 }
 

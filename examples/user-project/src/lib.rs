@@ -259,7 +259,7 @@ mod tests {
             .expect("runs");
         let run_id = snap.run.run_id.clone();
         assert_eq!(
-            snap.tasks[6].output,
+            snap.tasks[6].output_value(),
             Some(json!({"saved_to": format!("dynamodb://{table}/REPORT#{run_id}")}))
         );
         let item = client
@@ -300,10 +300,10 @@ mod tests {
         let snap = dagy::run_locally(&primes_flow(), registry)
             .await
             .expect("runs");
-        let summary = snap.tasks[4].output.clone().expect("summary");
+        let summary = snap.tasks[4].output_value().expect("summary");
         assert_eq!(summary["total"], 17_984, "primes below 200,000");
         assert_eq!(
-            snap.tasks[5].output,
+            snap.tasks[5].output_value(),
             Some(json!("== primes below 200,000 =="))
         );
         let saved = std::fs::read_to_string(dir.join(format!("{}.json", snap.run.run_id)))

@@ -115,8 +115,8 @@ pub(crate) fn task_fragment(
             Html(&error.message)
         );
     }
-    if let Some(output) = &task.output {
-        let (text, total) = preview(output, OUTPUT_PREVIEW_BYTES);
+    if let Some(output) = task.output_value() {
+        let (text, total) = preview(&output, OUTPUT_PREVIEW_BYTES);
         let note = total.map_or(String::new(), |n| {
             format!(" <small>(first {OUTPUT_PREVIEW_BYTES} of {n} bytes)</small>")
         });
@@ -239,7 +239,7 @@ mod tests {
     fn the_panel_escapes_the_output() {
         let mut task = TaskRecord::pending("t");
         task.status = TaskStatus::Completed;
-        task.output = Some(json!({"html": "</pre><b>bold</b>"}));
+        task.output = Some(json!({"html": "</pre><b>bold</b>"}).into());
         let html = task_fragment(&snapshot(RunStatus::Completed), &task, None, 0);
         assert!(html.contains("&lt;/pre&gt;&lt;b&gt;bold&lt;/b&gt;"));
         assert!(!html.contains("<b>"));

@@ -153,7 +153,7 @@ pub fn error(error_type: &str, message: &str) -> TaskErrorRecord {
 
 /// A completed attempt's outcome.
 pub fn done(output: serde_json::Value) -> AttemptOutcome {
-    AttemptOutcome::Completed(output)
+    AttemptOutcome::Completed(output.into())
 }
 
 /// The shape of a large real flow, 1,700 tasks: a start, a 400-wide fan-out, a second
