@@ -1196,7 +1196,7 @@ impl<'a> Session<'a> {
         let task = &mut self.tasks[index];
         task.status = status;
         task.failures += 1;
-        task.error = Some(record);
+        task.error = Some(Box::new(record));
         self.exec.emit(Event::TaskFinished {
             task_id: id,
             status,
@@ -1251,7 +1251,7 @@ impl<'a> Session<'a> {
             .await?;
         for (&i, id) in open.iter().zip(ids) {
             self.tasks[i].status = status;
-            self.tasks[i].error = Some(error.clone());
+            self.tasks[i].error = Some(Box::new(error.clone()));
             self.exec.emit(Event::TaskFinished {
                 task_id: id,
                 status,

@@ -166,12 +166,16 @@ impl Session<'_> {
         match record.status {
             TaskStatus::Completed => return Some(TaskInvocation::Completed),
             status if status.is_final() => {
-                return Some(TaskInvocation::Failed(record.error.clone().unwrap_or_else(
-                    || TaskErrorRecord {
-                        error_type: "TaskEnded".into(),
-                        message: format!("task {task_id} already ended {status}"),
-                    },
-                )));
+                return Some(TaskInvocation::Failed(
+                    record
+                        .error
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or_else(|| TaskErrorRecord {
+                            error_type: "TaskEnded".into(),
+                            message: format!("task {task_id} already ended {status}"),
+                        }),
+                ));
             }
             _ => {}
         }
@@ -269,21 +273,23 @@ impl Session<'_> {
             .await?;
         Ok(match end {
             TaskEnd::Final(TaskStatus::Completed) => TaskInvocation::Completed,
-            _ => {
-                TaskInvocation::Failed(self.tasks[index].error.clone().unwrap_or(TaskErrorRecord {
+            _ => TaskInvocation::Failed(self.tasks[index].error.as_deref().cloned().unwrap_or(
+                TaskErrorRecord {
                     error_type: "TaskFailed".into(),
                     message: "the output could not be recorded".into(),
-                }))
-            }
+                },
+            )),
         })
     }
 
     /// What the task-executor answers for a task that ended `status` without completing.
     fn failed_invocation(&self, index: usize, status: TaskStatus) -> TaskInvocation {
-        TaskInvocation::Failed(self.tasks[index].error.clone().unwrap_or(TaskErrorRecord {
-            error_type: "TaskFailed".into(),
-            message: format!("the task ended {status}"),
-        }))
+        TaskInvocation::Failed(self.tasks[index].error.as_deref().cloned().unwrap_or(
+            TaskErrorRecord {
+                error_type: "TaskFailed".into(),
+                message: format!("the task ended {status}"),
+            },
+        ))
     }
 
     async fn record_end(&mut self, end: &StateMachineEnd) -> Result<RunStatus, EngineError> {

@@ -279,7 +279,7 @@ pub fn task_record(item: &Item) -> Result<TaskRecord, StoreError> {
         started_at_ms: opt_n(item, "started_at_ms"),
         finished_at_ms: opt_n(item, "finished_at_ms"),
         output: opt_json(item, "output")?,
-        error,
+        error: error.map(Box::new),
         history: history(item)?,
     })
 }

@@ -951,7 +951,7 @@ async fn a_steps_last_attempt_end_moves_the_cursor_with_it(store: &dyn RunStore,
     let at = view.task.expect("the cursor is at b");
     assert_eq!(at.spec.id, "b");
     assert_eq!(at.upstream[0].status, TaskStatus::Failed);
-    assert_eq!(at.upstream[0].error, Some(error));
+    assert_eq!(at.upstream[0].error, Some(Box::new(error)));
     assert_eq!(
         view.state.final_status(),
         (RunStatus::Failed, Some("task a failed: boom".into()))

@@ -256,9 +256,9 @@ pub struct TaskRecord {
     /// The output, once completed, as JSON text ([`JsonText::to_value`] parses it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<JsonText>,
-    /// The last error.
+    /// The last error (boxed: most tasks have none, and a run holds a record per task).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<TaskErrorRecord>,
+    pub error: Option<Box<TaskErrorRecord>>,
     /// Each attempt's start and end, oldest first: the timeline of retries and their delays.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<AttemptSpan>,

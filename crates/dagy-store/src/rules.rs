@@ -226,11 +226,11 @@ pub fn finish_attempt(
         }
         AttemptOutcome::Retrying(error) => {
             task.failures += 1;
-            task.error = Some(error);
+            task.error = Some(Box::new(error));
         }
         AttemptOutcome::Finished(_, error) => {
             task.failures += 1;
-            task.error = Some(error);
+            task.error = Some(Box::new(error));
             task.finished_at_ms = Some(now_ms);
         }
     }
@@ -254,7 +254,7 @@ pub fn settle(
         return false;
     }
     task.status = status;
-    task.error = Some(error.clone());
+    task.error = Some(Box::new(error.clone()));
     task.finished_at_ms = Some(now_ms);
     true
 }

@@ -39,7 +39,7 @@ pub enum Verdict {
 impl Verdict {
     /// The verdict of a task that ended `record.status`; `None` when it completed.
     pub fn of(record: &TaskRecord) -> Option<Verdict> {
-        Verdict::of_end(&record.task_id, record.status, record.error.as_ref())
+        Verdict::of_end(&record.task_id, record.status, record.error.as_deref())
     }
 
     /// The verdict of task `task_id` ending `status` with `error`; `None` when it completed.

@@ -202,10 +202,10 @@ mod tests {
         task.failures = 2;
         task.started_at_ms = Some(1_000);
         task.finished_at_ms = Some(4_000);
-        task.error = Some(TaskErrorRecord {
+        task.error = Some(Box::new(TaskErrorRecord {
             error_type: "TaskFailed".into(),
             message: "<script>alert('x')</script>".into(),
-        });
+        }));
         task.history = vec![
             AttemptSpan {
                 attempt: 1,
