@@ -22,6 +22,7 @@ use crate::error::EngineError;
 use crate::events::{Event, Observer};
 use crate::registry::{Handler, HandlerRegistry, TaskContext, TaskError, TaskResult};
 use crate::retry;
+use crate::task_state::{TaskState, states_of};
 
 /// How long one executor invocation may spend, the seed's tier budgets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,26 +194,30 @@ pub struct NewRunRequest {
     pub idempotency_key: Option<String>,
 }
 
-/// A run's task records in `flow`'s declaration order: as stores return them (checked, without
-/// copies), or put in that order; the problem when a task has no record.
-fn in_declaration_order(flow: &Flow, records: Vec<TaskRecord>) -> Result<Vec<TaskRecord>, String> {
-    let in_order = records.len() == flow.tasks().len()
+/// The states of a run's task records in the declaration order of `specs`: as stores return
+/// them (checked), or put in that order; the problem when a task has no record.
+fn in_declaration_order(
+    specs: &[TaskSpec],
+    records: Vec<TaskRecord>,
+) -> Result<Vec<TaskState>, String> {
+    let in_order = records.len() == specs.len()
         && records
             .iter()
-            .zip(flow.tasks())
+            .zip(specs)
             .all(|(record, spec)| record.task_id == spec.id);
     if in_order {
-        return Ok(records);
+        return Ok(states_of(records));
     }
     let mut by_id: std::collections::HashMap<String, TaskRecord> = records
         .into_iter()
         .map(|t| (t.task_id.clone(), t))
         .collect();
-    flow.tasks()
+    specs
         .iter()
         .map(|spec| {
             by_id
                 .remove(&spec.id)
+                .map(TaskState::from)
                 .ok_or_else(|| format!("no record for task {}", spec.id))
         })
         .collect()
@@ -403,7 +408,7 @@ impl Executor {
                 .settle_whole(session.lease, options, TaskEnd::Cancelled)
                 .await;
         }
-        let verdict = Verdict::of(&session.tasks[index]);
+        let verdict = session.tasks[index].verdict(&ran);
         match &step.next {
             Some(next) => {
                 self.store
@@ -505,7 +510,8 @@ pub(crate) struct Session<'a> {
     renewed_at: Instant,
     pub(crate) flow: Flow,
     pub(crate) run: RunRecord,
-    pub(crate) tasks: Vec<TaskRecord>,
+    /// Each task's state, in the flow's declaration order.
+    pub(crate) tasks: Vec<TaskState>,
     budget_deadline: Option<Instant>,
     /// Every task before this position in the run order is final: the scan for the next
     /// ready task starts here, so a run costs O(tasks), not O(tasks²).
@@ -626,6 +632,8 @@ impl<'a> Session<'a> {
     ) -> Result<Session<'a>, EngineError> {
         let run_id = lease.run_id.clone();
         let snapshot = exec.store.load_run(&run_id).await?;
+        // The records become states before the graph is built: the two are never held at once.
+        let tasks = in_declaration_order(&snapshot.flow.tasks, snapshot.tasks);
         let flow = match Flow::from_shared(snapshot.flow, None) {
             Ok(flow) => flow,
             Err(e) => {
@@ -636,24 +644,22 @@ impl<'a> Session<'a> {
                 return Err(EngineError::InvalidStoredFlow { run_id, message });
             }
         };
-        let tasks = in_declaration_order(&flow, snapshot.tasks).map_err(|message| {
-            EngineError::CorruptRun {
-                run_id: run_id.clone(),
-                message,
-            }
+        let tasks = tasks.map_err(|message| EngineError::CorruptRun {
+            run_id: run_id.clone(),
+            message,
         })?;
         Ok(Self::with(exec, options, lease, flow, snapshot.run, tasks))
     }
 
     /// A session over `flow` (the whole run's, or one step's part of it) and its tasks'
-    /// records, in the flow's declaration order.
+    /// states, in the flow's declaration order.
     fn with(
         exec: &'a Executor,
         options: &'a RunOptions,
         lease: Lease,
         flow: Flow,
         run: RunRecord,
-        tasks: Vec<TaskRecord>,
+        tasks: Vec<TaskState>,
     ) -> Session<'a> {
         let budget_deadline = match options.budget {
             Budget::Flow(d) => Some(Instant::now() + d),
@@ -706,8 +712,8 @@ impl<'a> Session<'a> {
             run_id: run.run_id.clone(),
             message: format!("task {}'s stored spec is not valid: {e}", step.spec.id),
         })?;
-        let mut tasks = step.upstream.clone();
-        tasks.push(step.record.clone());
+        let records = step.upstream.iter().chain([&step.record]);
+        let tasks = records.cloned().map(TaskState::from).collect();
         Ok(Self::with(exec, options, lease, flow, run, tasks))
     }
 
@@ -838,7 +844,6 @@ impl<'a> Session<'a> {
         let task = &mut self.tasks[index];
         task.status = TaskStatus::Running;
         task.attempts = attempt;
-        task.lease_token = Some(self.lease.token);
         if started.interrupted {
             task.interruptions += 1;
         }
@@ -1074,9 +1079,9 @@ impl<'a> Session<'a> {
             .dependencies(index)
             .iter()
             .map(|&d| {
-                let t = &self.tasks[d];
-                let output = t.output.as_ref().map_or(Value::Null, JsonText::to_value);
-                (t.task_id.clone(), output)
+                let output = self.tasks[d].output.as_ref();
+                let output = output.map_or(Value::Null, JsonText::to_value);
+                (self.flow.task(d).id.clone(), output)
             })
             .collect();
         json!({
@@ -1358,9 +1363,10 @@ impl<'a> Session<'a> {
 /// The status a run whose tasks are all final ends with, and why: `cancelled` when any task was
 /// cancelled, `failed` when any failed, timed out or was skipped, `completed` only when every
 /// task completed. The message names the first task, in run order, that decided it.
-pub fn final_status(flow: &Flow, tasks: &[TaskRecord]) -> (RunStatus, Option<String>) {
+pub(crate) fn final_status(flow: &Flow, tasks: &[TaskState]) -> (RunStatus, Option<String>) {
     let mut state = StepState::default();
-    for verdict in flow.order().iter().filter_map(|&i| Verdict::of(&tasks[i])) {
+    let verdicts = flow.order().iter();
+    for verdict in verdicts.filter_map(|&i| tasks[i].verdict(&flow.task(i).id)) {
         state.record(&verdict);
     }
     state.final_status()

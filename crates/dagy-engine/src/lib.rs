@@ -41,6 +41,7 @@ pub mod registry;
 pub mod retry;
 pub mod state_machine;
 pub mod task;
+mod task_state;
 
 pub use error::EngineError;
 pub use events::{Event, Observer, TracingObserver};

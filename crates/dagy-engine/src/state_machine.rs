@@ -184,12 +184,12 @@ impl Session<'_> {
             .dependencies(index)
             .iter()
             .find(|&&d| self.tasks[d].status != TaskStatus::Completed)?;
-        let up = &self.tasks[*upstream];
         Some(TaskInvocation::Failed(TaskErrorRecord {
             error_type: "UpstreamNotCompleted".into(),
             message: format!(
                 "task {task_id} cannot run: its upstream task {} is {}",
-                up.task_id, up.status
+                self.flow.task(*upstream).id,
+                self.tasks[*upstream].status
             ),
         }))
     }
@@ -371,12 +371,8 @@ impl Session<'_> {
         let message = match first_bad {
             Some(i) => {
                 let t = &self.tasks[i];
-                format!(
-                    "task {} {}: {}",
-                    t.task_id,
-                    t.status,
-                    t.error.as_ref().map_or("", |e| e.message.as_str())
-                )
+                let id = &self.flow.task(i).id;
+                format!("task {id} {}: {}", t.status, t.error_message())
             }
             None => format!("the Step Functions execution failed: {why}"),
         };
