@@ -14,9 +14,16 @@ use crate::positions::{IdIndex, PositionLists};
 ///
 /// Tasks are addressed by their index in [`FlowSpec::tasks`] (declaration order). The graph
 /// keeps positions only, each kind of list in one buffer: about 70 bytes a task beside the spec.
+/// Both parts are shared, so a copy of a flow costs two reference counts.
 #[derive(Debug, Clone)]
 pub struct Flow {
     spec: Arc<FlowSpec>,
+    graph: Arc<Graph>,
+}
+
+/// A flow's graph, worked out once when it is validated.
+#[derive(Debug)]
+struct Graph {
     index: IdIndex,
     dependencies: PositionLists,
     dependents: PositionLists,
@@ -58,28 +65,29 @@ impl Flow {
 
     /// The index of the task with this id.
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.index.get(id, |i| self.spec.tasks[i].id.as_str())
+        self.graph.index.get(id, |i| self.spec.tasks[i].id.as_str())
     }
 
     /// The tasks this task depends on.
     pub fn dependencies(&self, index: usize) -> &[usize] {
-        &self.dependencies[index]
+        &self.graph.dependencies[index]
     }
 
     /// The tasks that depend directly on this task.
     pub fn dependents(&self, index: usize) -> &[usize] {
-        &self.dependents[index]
+        &self.graph.dependents[index]
     }
 
     /// A topological order: every task after all of its dependencies; among tasks ready at the
     /// same time, the one declared first runs first.
     pub fn order(&self) -> &[usize] {
-        &self.order
+        &self.graph.order
     }
 
     /// The run order as task ids.
     pub fn order_ids(&self) -> Vec<&str> {
-        self.order
+        self.graph
+            .order
             .iter()
             .map(|&i| self.spec.tasks[i].id.as_str())
             .collect()
@@ -88,12 +96,12 @@ impl Flow {
     /// Dependency levels: level 0 holds the tasks with no dependencies, level k the tasks whose
     /// deepest dependency is in level k-1. Each level lists tasks in declaration order.
     pub fn levels(&self) -> &PositionLists {
-        &self.levels
+        &self.graph.levels
     }
 
     /// The level of one task.
     pub fn level_of(&self, index: usize) -> usize {
-        self.level_of[index]
+        self.graph.level_of[index]
     }
 
     /// Every task downstream of `index` (its dependents, theirs, and so on), in run order.
@@ -101,14 +109,19 @@ impl Flow {
         let mut marked = vec![false; self.spec.tasks.len()];
         let mut stack = vec![index];
         while let Some(i) = stack.pop() {
-            for &d in &self.dependents[i] {
+            for &d in &self.graph.dependents[i] {
                 if !marked[d] {
                     marked[d] = true;
                     stack.push(d);
                 }
             }
         }
-        self.order.iter().copied().filter(|&i| marked[i]).collect()
+        self.graph
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| marked[i])
+            .collect()
     }
 
     /// The graph as a Mermaid flowchart.
@@ -121,8 +134,8 @@ impl Flow {
             }
             let _ = writeln!(out, "    t{i}[\"{}\"]", label.replace('"', "#quot;"));
         }
-        for &i in &self.order {
-            for &d in &self.dependencies[i] {
+        for &i in &self.graph.order {
+            for &d in &self.graph.dependencies[i] {
                 let _ = writeln!(out, "    t{d} --> t{i}");
             }
         }
@@ -171,12 +184,14 @@ pub(crate) fn build(
     );
     Ok(Flow {
         spec,
-        index,
-        dependencies,
-        dependents,
-        order,
-        level_of,
-        levels,
+        graph: Arc::new(Graph {
+            index,
+            dependencies,
+            dependents,
+            order,
+            level_of,
+            levels,
+        }),
     })
 }
 
