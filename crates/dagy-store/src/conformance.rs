@@ -41,7 +41,8 @@ pub async fn run_all(store: &dyn RunStore, prefix: &str) {
     a_steps_last_attempt_end_moves_the_cursor_with_it(store, prefix).await;
 }
 
-fn new_run(run_id: &str, key: Option<&str>) -> NewRun {
+/// A new run `run_id` of the conformance flow (`a`, then `b`), with an idempotency key or not.
+pub fn new_run(run_id: &str, key: Option<&str>) -> NewRun {
     let flow = FlowBuilder::new("conformance")
         .task("a", "echo", |t| t)
         .task("b", "echo", |t| t.depends_on(["a"]))

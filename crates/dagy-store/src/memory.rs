@@ -77,6 +77,22 @@ impl MemoryStore {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// Removes a run and hands back its record, without a copy: for a process done with it
+    /// (`dagy run --store memory` prints it, then exits). [`RunStore::load_run`] copies.
+    pub fn take_run(&self, run_id: &str) -> Result<RunSnapshot, StoreError> {
+        let mut state = self.lock();
+        let entry = state
+            .runs
+            .remove(run_id)
+            .ok_or_else(|| StoreError::NotFound {
+                run_id: run_id.to_string(),
+            })?;
+        if let Some(key) = &entry.snapshot.run.idempotency_key {
+            state.idempotency.remove(key);
+        }
+        Ok(entry.snapshot)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         // A panic while holding the lock cannot leave a half-written entry: every operation

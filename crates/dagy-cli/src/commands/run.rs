@@ -205,8 +205,8 @@ async fn run_async(args: RunArgs, registry: Arc<HandlerRegistry>) -> anyhow::Res
         }
     }
     .map_err(resume_hint)?;
-    let snapshot = store
-        .load_run(&run_id)
+    let snapshot = opened
+        .last_look(&run_id)
         .await
         .map_err(|e| resume_hint(e.into()))?;
     if args.json {
@@ -258,6 +258,8 @@ async fn started(
             Flow::from_json(&text, Some(&catalog))
         }
     };
+    // Not kept for the run: the text of a large flow is megabytes.
+    drop(text);
     let flow = match parsed {
         Ok(flow) => flow,
         Err(e) => {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::bail;
 
-use dagy_store::{MemoryStore, RunStore};
+use dagy_store::{MemoryStore, RunSnapshot, RunStore, StoreError};
 
 /// Where run state is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,6 +28,19 @@ pub struct OpenStore {
     pub hint: String,
     /// Whether its runs outlive this process (and can be resumed).
     pub durable: bool,
+    /// The same store when it is this process's memory.
+    memory: Option<Arc<MemoryStore>>,
+}
+
+impl OpenStore {
+    /// A run's record once the command is done with it: read from the store, or taken out of
+    /// a memory store (which goes with the process) rather than copied.
+    pub async fn last_look(&self, run_id: &str) -> Result<RunSnapshot, StoreError> {
+        match &self.memory {
+            Some(memory) => memory.take_run(run_id),
+            None => self.store.load_run(run_id).await,
+        }
+    }
 }
 
 /// Opens the store `kind` names.
@@ -45,14 +58,19 @@ pub async fn open(kind: StoreKind) -> anyhow::Result<OpenStore> {
                     dagy_store_sqlite::DAGY_HOME_VAR
                 ),
                 durable: true,
+                memory: None,
             }
         }
-        StoreKind::Memory => OpenStore {
-            store: Arc::new(MemoryStore::new()),
-            label: "memory".into(),
-            hint: "runs in memory are gone when the process exits".into(),
-            durable: false,
-        },
+        StoreKind::Memory => {
+            let memory = Arc::new(MemoryStore::new());
+            OpenStore {
+                store: memory.clone(),
+                label: "memory".into(),
+                hint: "runs in memory are gone when the process exits".into(),
+                durable: false,
+                memory: Some(memory),
+            }
+        }
         #[cfg(feature = "aws")]
         StoreKind::Dynamodb => {
             let config = dagy_store_dynamodb::sdk_config().await;
@@ -67,6 +85,7 @@ pub async fn open(kind: StoreKind) -> anyhow::Result<OpenStore> {
                     dagy_store_dynamodb::TABLE_NAME_VAR
                 ),
                 durable: true,
+                memory: None,
             }
         }
         #[cfg(not(feature = "aws"))]
