@@ -31,7 +31,27 @@ pub const TASK_FIELDS: &[&str] = &[
 
 /// Parses FlowSpec JSON text, reporting a syntax error with its line and column.
 pub fn parse_json(text: &str) -> Result<Value, Error> {
-    serde_json::from_str(text).map_err(syntax_error)
+    check_depth(text)?;
+    crate::json::from_str(text).map_err(syntax_error)
+}
+
+/// Refuses a document nested deeper than Dagy reads ([`crate::json::MAX_DOCUMENT_DEPTH`]), so
+/// that what is read can be read without serde_json's limit of 128 levels.
+fn check_depth(text: &str) -> Result<(), Error> {
+    let depth = crate::json::text_depth(text);
+    if depth <= crate::json::MAX_DOCUMENT_DEPTH {
+        return Ok(());
+    }
+    Err(Error::Syntax {
+        message: format!(
+            "it nests {depth} levels deep, more than the {} Dagy reads (a task's args may nest \
+             {})",
+            crate::json::MAX_DOCUMENT_DEPTH,
+            crate::json::MAX_OUTPUT_DEPTH
+        ),
+        line: 1,
+        column: 1,
+    })
 }
 
 /// A JSON syntax error, with its line and column apart from its message.
@@ -105,7 +125,10 @@ pub(crate) fn decode_text(text: &str) -> Result<Decoded, Error> {
         // Not an object (or not JSON): the same problem, or syntax error, as from a `Value`.
         return Ok(decode(&parse_json(text)?));
     }
+    check_depth(text)?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
+    // Safe: the depth was bounded above, so the recursion is too.
+    deserializer.disable_recursion_limit();
     let (root, tasks) = serde::Deserializer::deserialize_map(&mut deserializer, RootVisitor)
         .and_then(|root| deserializer.end().map(|()| root))
         .map_err(syntax_error)?;

@@ -99,6 +99,8 @@ pub enum ProblemKind {
     UnknownHandler,
     /// The flow's parameters are larger, or nest deeper, than a run can store.
     InvalidParameters,
+    /// A task's `args` nest deeper than a task's input may.
+    InvalidArgs,
 }
 
 /// One problem in a flow, located by its JSON path and, inside a task, by the task's id.

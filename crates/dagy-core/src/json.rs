@@ -248,6 +248,10 @@ impl JsonText {
     }
 
     /// The value, parsed.
+    ///
+    /// # Panics
+    /// When the value nests deeper than [`MAX_DOCUMENT_DEPTH`]: validation refuses such `args`,
+    /// and the engine such outputs.
     pub fn to_value(&self) -> Value {
         // Written from a `Value` or read by serde_json as a value, and read back here without
         // serde_json's recursion limit (the depth is bounded where the text came in), so it

@@ -186,6 +186,7 @@ fn check(
         };
         check_handler(problems, i, tid, &task.handler, catalog);
         check_numbers(problems, i, tid, task);
+        check_args(problems, i, tid, task);
         dependencies.push(resolve_dependencies(problems, i, tid, spec, &index));
     }
     (index, dependencies)
@@ -412,6 +413,25 @@ fn handler_problem(handler: &str, catalog: Option<&dyn HandlerCatalog>) -> Optio
     ))
 }
 
+/// A task's `args` nest at most [`crate::json::MAX_OUTPUT_DEPTH`] levels: an attempt's input
+/// holds them, and everything Dagy reads back is held to that depth.
+fn check_args(problems: &mut Vec<Problem>, i: usize, tid: &str, task: &crate::TaskSpec) {
+    let Some(args) = &task.args else { return };
+    let depth = crate::json::text_depth(args.json());
+    if depth > crate::json::MAX_OUTPUT_DEPTH {
+        push(
+            problems,
+            ProblemKind::InvalidArgs,
+            format!("tasks[{i}].args"),
+            tid,
+            format!(
+                "args nest {depth} levels deep; at most {} are allowed",
+                crate::json::MAX_OUTPUT_DEPTH
+            ),
+        );
+    }
+}
+
 fn check_numbers(problems: &mut Vec<Problem>, i: usize, tid: &str, task: &crate::TaskSpec) {
     let at = || format!("tasks[{i}]");
     let in_range =
@@ -513,6 +533,37 @@ mod tests {
             kinds(&problems_of(flow_with(json!([])))),
             [ProblemKind::EmptyFlow]
         );
+    }
+
+    #[test]
+    fn args_deeper_than_an_input_may_nest_are_refused_from_json_and_from_rust() {
+        let deep = |levels: usize| -> Value {
+            let mut value = json!(1);
+            for _ in 0..levels {
+                value = json!([value]);
+            }
+            value
+        };
+        let limit = crate::json::MAX_OUTPUT_DEPTH;
+        let ok = flow_with(json!([{"id": "a", "handler": "echo", "args": deep(limit)}]));
+        assert_eq!(problems_of(ok), []);
+        let text = serde_json::to_string(&flow_with(json!([
+            {"id": "a", "handler": "echo", "args": deep(limit + 1)}
+        ])))
+        .expect("writes");
+        let err = Flow::from_json(&text, None).expect_err("too deep");
+        assert!(err.to_string().contains("tasks[0].args"), "{err}");
+        assert!(err.to_string().contains("nest 513 levels deep"), "{err}");
+        let past = "[".repeat(600) + &"]".repeat(600);
+        let text = format!(
+            r#"{{"spec_version": 1, "name": "f", "tasks": [{{"id": "a", "handler": "echo", "args": {past}}}]}}"#
+        );
+        let err = Flow::from_json(&text, None).expect_err("past what Dagy reads");
+        assert!(err.to_string().contains("nests 603 levels deep"), "{err}");
+        let built = crate::FlowBuilder::new("f")
+            .task("a", "echo", |t| t.args(deep(limit + 1)))
+            .build();
+        assert!(built.validate(None).is_err());
     }
 
     #[test]
