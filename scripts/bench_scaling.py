@@ -142,7 +142,7 @@ def main():
             secs, rss = measure([args.dagy, "run", path, "--tier", tier, "--store", "memory",
                                  "--json", "--quiet"], lambda: env, args.repeat)
             print(f"| {n:,} | {tier} | memory | {secs / n * 1e6:.1f} µs | {rss / 2**20:.0f} MiB "
-                  f"| {rss / n / 1024:.1f} KiB | | |", flush=True)
+                  f"| {rss / n / 1024:.2f} KiB | | |", flush=True)
     # The default store: the embedded database in a fresh DAGY_HOME for each run.
     for n in [int(x) for x in args.sqlite_sizes.split(",") if x]:
         path = os.path.join(tmp, f"chain{n}.json")
