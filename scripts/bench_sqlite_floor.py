@@ -17,17 +17,7 @@ import subprocess
 import tempfile
 import time
 
-
-def chain(n, path):
-    """A chain of `n` `sum` tasks, as bench_scaling.py writes it."""
-    with open(path, "w") as f:
-        f.write(f'{{"spec_version": 1, "name": "chain{n}", "tasks": [')
-        for i in range(n):
-            task = {"id": f"t{i}", "handler": "sum", "args": {"add": 1}}
-            if i:
-                task["depends_on"] = [f"t{i - 1}"]
-            f.write(("," if i else "") + json.dumps(task))
-        f.write("]}")
+from bench_scaling import chain  # the same chains as the scaling table
 
 
 def main():
