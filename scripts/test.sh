@@ -11,6 +11,9 @@ source "$ROOT/scripts/lib.sh"
 # that safe, and it saves rebuilding every dependency on each CI run.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dagy/target}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+# The suite builds each crate once per run: incremental state would only grow the shared target
+# directory (26 GB of it once filled the disk mid-run).
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export CARGO_TERM_COLOR=never
 export RUST_BACKTRACE=1
 
