@@ -58,9 +58,9 @@ async fn trigger(env: &Env, tier: &str) -> String {
         json!({"action": "put_deployment", "name": name, "flow": flow, "default_runtime_tier": tier}),
     )
     .await;
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     let answer = action(env, json!({"action": "trigger", "deployment": name})).await;
-    assert_eq!(answer["status"], 202, "{answer}");
+    assert_eq!(answer["statusCode"], 202, "{answer}");
     assert_eq!(
         (answer["backend"].as_str(), answer["tier"].as_str()),
         (Some("ecs_fargate"), Some(tier)),
@@ -113,7 +113,7 @@ async fn a_fargate_tier_starts_one_task_of_its_size_and_a_cancel_stops_it() {
 
     let answer = action(&env, json!({"action": "cancel", "run_id": run_id})).await;
     assert_eq!(
-        answer["status"], 200,
+        answer["statusCode"], 200,
         "a run no worker picked up is cancelled at once: {answer}"
     );
     let stopped = task_of(&env, &run_id).await;
@@ -138,7 +138,7 @@ async fn a_run_whose_worker_died_ends_failed_with_the_tasks_reason() {
         .await
         .expect("stopped");
     let answer = action(&env, json!({"action": "get_run", "run_id": run_id})).await;
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     assert_failed_with(env.store.as_ref(), &run_id, "OutOfMemoryError").await;
     let snapshot = env.store.load_run(&run_id).await.expect("load");
     assert!(
@@ -168,7 +168,7 @@ async fn a_runs_log_comes_back_in_pages_that_follow_new_events() {
     ])
     .await;
     let first = action(&env, json!({"action": "logs", "run_id": run_id})).await;
-    assert_eq!(first["status"], 200, "{first}");
+    assert_eq!(first["statusCode"], 200, "{first}");
     let messages = |page: &Value| -> Vec<String> {
         page["events"]
             .as_array()
@@ -200,7 +200,7 @@ async fn a_custom_size_is_checked_and_sent() {
         json!({"action": "put_deployment", "name": name, "flow": flow, "default_runtime_tier": "xlarge"}),
     )
     .await;
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     let trigger_with = |resources: Value| {
         let name = name.clone();
         let env = &env;
@@ -213,7 +213,7 @@ async fn a_custom_size_is_checked_and_sent() {
         }
     };
     let bad = trigger_with(json!({"cpu": 256, "memory_mb": 4096})).await;
-    assert_eq!(bad["status"], 400, "{bad}");
+    assert_eq!(bad["statusCode"], 400, "{bad}");
     assert!(
         bad["error"]["message"]
             .as_str()
@@ -222,12 +222,15 @@ async fn a_custom_size_is_checked_and_sent() {
     );
     let small = trigger_with(json!({"cpu": 2048, "memory_mb": 4096})).await;
     assert_eq!(
-        (small["status"].as_u64(), small["error"]["code"].as_str()),
+        (
+            small["statusCode"].as_u64(),
+            small["error"]["code"].as_str()
+        ),
         (Some(422), Some("resources_too_small")),
         "{small}"
     );
     let ok = trigger_with(json!({"cpu": 2048, "memory_mb": 8192})).await;
-    assert_eq!(ok["status"], 202, "{ok}");
+    assert_eq!(ok["statusCode"], 202, "{ok}");
     let task = task_of(&env, ok["run_id"].as_str().expect("run id")).await;
     let overrides = task.overrides().expect("overrides");
     assert_eq!(

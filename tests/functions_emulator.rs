@@ -277,18 +277,18 @@ async fn every_sample_event_runs_through_the_emulator_and_a_micro_run_completes(
         "action-trigger.json",
     ] {
         let answer = invoke(&emulator, "dagy-router", &event(name, ""));
-        assert_eq!(answer["status"], 202, "{name}: {answer}");
+        assert_eq!(answer["statusCode"], 202, "{name}: {answer}");
     }
     let answer = invoke(
         &emulator,
         "dagy-router",
         &event("action-get-run.json", &run_id),
     );
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     let answer = invoke(&emulator, "dagy-router", &event("action-backends.json", ""));
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     let answer = invoke(&emulator, "dagy-router", &event("action-sweep.json", ""));
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     assert_eq!(answer["failed"], json!([]));
 
     // The functions log JSON lines that carry the run id and task ids.
@@ -342,7 +342,7 @@ fn deploy_and_trigger(emulator: &Emulator, name: &str, flow: &Value, tier: &str)
         "dagy-router",
         &json!({"action": "put_deployment", "name": name, "flow": flow, "default_runtime_tier": tier}),
     );
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     let answer = invoke(
         emulator,
         "dagy-router",
@@ -655,7 +655,7 @@ async fn step_functions_runs_execute_on_motos_interpreter_through_the_task_execu
             "dagy-router",
             &json!({"action": "trigger", "deployment": name}),
         );
-        assert_eq!(answer["status"], 202, "{answer}");
+        assert_eq!(answer["statusCode"], 202, "{answer}");
         assert_eq!(answer["backend"], "step_functions", "{answer}");
         answer["run_id"].as_str().expect("run id").to_string()
     };
@@ -698,7 +698,7 @@ async fn step_functions_runs_execute_on_motos_interpreter_through_the_task_execu
             {"id": "d", "handler": "sum", "depends_on": ["c"], "args": {"add": 1}}
         ]}),
     );
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     let run_id = trigger("sfn-diamond");
     let run = run_when(&emulator, &run_id, |r| {
         r["status"] != "running" && r["status"] != "pending"

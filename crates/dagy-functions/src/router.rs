@@ -186,9 +186,11 @@ impl Router {
         } else {
             self.schedule(event).await
         };
+        // The HTTP status beside the body's own fields, under the name an HTTP answer gives it:
+        // a run's answer has a `status` of its own.
         let mut body = response.body;
         if let Value::Object(map) = &mut body {
-            map.insert("status".into(), json!(response.status));
+            map.insert("statusCode".into(), json!(response.status));
         }
         body
     }

@@ -356,7 +356,7 @@ async fn a_schedule_triggers_its_deployment_once_per_event() {
     let input =
         json!({"deployment": "etl", "parameters": {"day": "wed"}, "time": "2026-11-24T02:00:00Z"});
     let first = env.router.handle(input.clone()).await;
-    assert_eq!(first["status"], 202, "{first}");
+    assert_eq!(first["statusCode"], 202, "{first}");
     let again = env.router.handle(input).await;
     assert_eq!(
         again["run_id"], first["run_id"],
@@ -368,10 +368,10 @@ async fn a_schedule_triggers_its_deployment_once_per_event() {
         "detail": {"deployment": "etl"}
     });
     let third = env.router.handle(envelope).await;
-    assert_eq!(third["status"], 202, "{third}");
+    assert_eq!(third["statusCode"], 202, "{third}");
     assert_ne!(third["run_id"], first["run_id"]);
     let nothing = env.router.handle(json!({"hello": "world"})).await;
-    assert_eq!(nothing["status"], 400);
+    assert_eq!(nothing["statusCode"], 400);
 }
 
 #[tokio::test]
@@ -381,21 +381,27 @@ async fn direct_actions_do_what_the_routes_do() {
         .router
         .handle(json!({"action": "put_deployment", "name": "etl", "flow": flow()}))
         .await;
-    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["statusCode"], 200, "{out}");
     let out = env
         .router
         .handle(json!({"action": "trigger", "deployment": "etl"}))
         .await;
-    assert_eq!(out["status"], 202, "{out}");
+    assert_eq!(out["statusCode"], 202, "{out}");
+    assert!(out["status"].is_string(), "the run's status is kept: {out}");
     let id = out["run_id"].as_str().expect("id").to_string();
     let out = env
         .router
         .handle(json!({"action": "get_run", "run_id": id}))
         .await;
-    assert_eq!(out["status"], 200);
+    assert_eq!(out["statusCode"], 200);
+    assert_eq!(
+        (out["run_id"].as_str(), out["status"].as_str()),
+        (Some(id.as_str()), Some("pending")),
+        "the run's own status, not the HTTP code: {out}"
+    );
     let out = env.router.handle(json!({"action": "frobnicate"})).await;
     assert_eq!(
-        (out["status"].as_u64(), out["error"]["code"].as_str()),
+        (out["statusCode"].as_u64(), out["error"]["code"].as_str()),
         (Some(400), Some("unknown_action"))
     );
 }
