@@ -98,12 +98,12 @@ async fn setup(router: &Router, name: &str) {
         json!({"action": "put_deployment", "name": name, "flow": flow, "backend": "step_functions"}),
     )
     .await;
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
 }
 
 async fn trigger(router: &Router, name: &str) -> String {
     let answer = action(router, json!({"action": "trigger", "deployment": name})).await;
-    assert_eq!(answer["status"], 202, "{answer}");
+    assert_eq!(answer["statusCode"], 202, "{answer}");
     assert_eq!(answer["backend"], "step_functions", "{answer}");
     answer["run_id"].as_str().expect("run id").to_string()
 }
@@ -118,7 +118,7 @@ async fn a_trigger_starts_an_execution_and_reads_follow_it() {
     assert_eq!(execution_status(&name, &run_id).await, "RUNNING");
 
     let answer = action(&router, json!({"action": "get_run", "run_id": run_id})).await;
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     assert!(
         !store.get_run(&run_id).await.expect("run").status.is_final(),
         "a running execution leaves the run as it is"
@@ -158,7 +158,7 @@ async fn a_cancel_stops_the_execution_and_ends_the_run() {
     setup(&router, &name).await;
     let run_id = trigger(&router, &name).await;
     let answer = action(&router, json!({"action": "cancel", "run_id": run_id})).await;
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     assert_eq!(
         store.get_run(&run_id).await.expect("run").status,
         RunStatus::Cancelled
@@ -212,7 +212,7 @@ async fn the_sweep_ends_stopped_executions_leaves_running_ones_and_starts_missin
     }
 
     let answer = action(&router, json!({"action": "sweep"})).await;
-    assert_eq!(answer["status"], 200, "{answer}");
+    assert_eq!(answer["statusCode"], 200, "{answer}");
     let has = |list: &str, id: &str| {
         answer[list]
             .as_array()
