@@ -1153,8 +1153,10 @@ impl<'a> Session<'a> {
                 .record_final(index, attempt, TaskStatus::Failed, error, started)
                 .await;
         }
+        // Written once: its length is checked, and the text is what the store keeps.
+        let output = JsonText::from(output);
         let limit = self.exec.store.limits().max_output_bytes;
-        let bytes = dagy_core::json::encoded_len(&output);
+        let bytes = output.json().len();
         if bytes > limit {
             let error = TaskError::permanent(format!(
                 "the output is {bytes} bytes, over the store's limit of {limit} bytes; write large \
@@ -1166,7 +1168,6 @@ impl<'a> Session<'a> {
                 .await;
         }
         let id = self.flow.task(index).id.clone();
-        let output = JsonText::from(output);
         self.write_attempt_end(&id, attempt, AttemptOutcome::Completed(output.clone()))
             .await?;
         let task = &mut self.tasks[index];
