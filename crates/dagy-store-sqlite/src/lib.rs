@@ -27,16 +27,16 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use dagy_core::{Flow, TaskSpec};
 use dagy_store::{
     AttemptOutcome, AttemptStart, Created, Cursor, DISPATCH_GRACE_MS, DeploymentRecord,
-    EnvironmentRecord, Lease, NewRun, RunFilter, RunPage, RunRecord, RunSnapshot, RunStatus,
-    RunStore, StepState, StepTask, StepView, StoreError, StoreLimits, TaskErrorRecord, TaskRecord,
-    TaskStatus, Verdict, list_key, rules,
+    EnvironmentRecord, HandedOn, Lease, NewRun, RunFilter, RunPage, RunRecord, RunSnapshot,
+    RunStatus, RunStore, StepState, StepTask, StepView, StoreError, StoreLimits, TaskErrorRecord,
+    TaskRecord, TaskStatus, Verdict, list_key, rules,
 };
 
 /// The variable naming Dagy's local folder (default `~/.dagy`), where `runs.db` lives.
@@ -195,59 +195,89 @@ impl SqliteStore {
     /// Runs `work` in one write transaction, committed when it succeeds.
     fn write<T>(
         &self,
-        work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut connection = self.lock();
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.failed(&e))?;
-        let value = work(&tx)?;
+        let connection = self.lock();
+        let tx = Open::begin(&connection, "BEGIN IMMEDIATE").map_err(|e| self.failed(&e))?;
+        let value = work(&connection)?;
         tx.commit().map_err(|e| self.failed(&e))?;
         Ok(value)
     }
 
-    /// Records how an attempt ended and, with `then`, moves the cursor past its task, in one
-    /// transaction: `finish_attempt` and `finish_and_advance`.
+    /// Records how an attempt ended, inside `tx`: the run's row and the task's record are
+    /// returned for what may follow in the same transaction.
+    #[allow(clippy::too_many_arguments)]
     fn end_attempt(
-        &self,
+        tx: &Connection,
         lease: &Lease,
         task_id: &str,
         attempt: u32,
         outcome: AttemptOutcome,
-        then: Option<(Option<&Cursor>, Option<&Verdict>)>,
+        intended: TaskStatus,
         now_ms: u64,
-    ) -> Result<(), StoreError> {
-        let intended = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
-        self.write(|tx| {
-            let row = read_run(tx, &lease.run_id)?;
-            rules::fence(&row.run, lease)?;
-            let mut task = read_task(tx, &lease.run_id, task_id)?;
-            rules::finish_attempt(
-                &row.run, &mut task, lease, attempt, outcome, intended, now_ms,
-            )?;
-            write_task(tx, &lease.run_id, &task)?;
-            match then {
-                Some((to, verdict)) => move_cursor(tx, row, task_id, to, verdict, now_ms),
-                None => Ok(()),
-            }
-        })
+    ) -> Result<(RunRow, TaskRecord), StoreError> {
+        let row = read_run(tx, &lease.run_id)?;
+        rules::fence(&row.run, lease)?;
+        let mut task = read_task(tx, &lease.run_id, task_id)?;
+        rules::finish_attempt(
+            &row.run, &mut task, lease, attempt, outcome, intended, now_ms,
+        )?;
+        write_task(tx, &lease.run_id, &task)?;
+        Ok((row, task))
     }
 
     /// Runs `work` in one read transaction (a consistent snapshot).
     fn read<T>(
         &self,
-        work: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+        work: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut connection = self.lock();
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(|e| self.failed(&e))?;
-        work(&tx)
+        let connection = self.lock();
+        let _tx = Open::begin(&connection, "BEGIN DEFERRED").map_err(|e| self.failed(&e))?;
+        work(&connection)
     }
 
     fn failed(&self, e: &rusqlite::Error) -> StoreError {
         failed(&self.path, e)
     }
+}
+
+/// An open transaction, rolled back when dropped uncommitted (an error, or a panic). Its
+/// `BEGIN`, `COMMIT` and `ROLLBACK` are cached statements: a micro step commits once, and
+/// preparing them afresh each time (what `rusqlite::Transaction` does) cost a tenth of it.
+struct Open<'c> {
+    connection: &'c Connection,
+    committed: bool,
+}
+
+impl<'c> Open<'c> {
+    fn begin(connection: &'c Connection, begin: &str) -> rusqlite::Result<Open<'c>> {
+        run(connection, begin)?;
+        Ok(Open {
+            connection,
+            committed: false,
+        })
+    }
+
+    fn commit(mut self) -> rusqlite::Result<()> {
+        run(self.connection, "COMMIT")?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        // A failed COMMIT may have ended the transaction already.
+        if !self.committed && !self.connection.is_autocommit() {
+            let _ = run(self.connection, "ROLLBACK");
+        }
+    }
+}
+
+/// Runs one statement without parameters, prepared once for the connection's life.
+fn run(connection: &Connection, sql: &str) -> rusqlite::Result<()> {
+    connection.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 fn failed(path: &Path, e: &rusqlite::Error) -> StoreError {
@@ -293,7 +323,7 @@ struct RunRow {
     read_status: RunStatus,
 }
 
-fn read_run(tx: &Transaction<'_>, run_id: &str) -> Result<RunRow, StoreError> {
+fn read_run(tx: &Connection, run_id: &str) -> Result<RunRow, StoreError> {
     let what = format!("run {run_id}");
     let decoded = tx
         .prepare_cached(
@@ -328,7 +358,7 @@ fn read_run(tx: &Transaction<'_>, run_id: &str) -> Result<RunRow, StoreError> {
 
 /// Writes the run record (and the columns derived from it) and its step state. The status
 /// column is written only when it changed, so the `runs_open` index is left alone otherwise.
-fn write_run(tx: &Transaction<'_>, row: &RunRow) -> Result<(), StoreError> {
+fn write_run(tx: &Connection, row: &RunRow) -> Result<(), StoreError> {
     const KEEP_STATUS: &str = "UPDATE runs SET record = ?2, next_token = ?3, cursor = ?4,
              first_cancelled = ?5, first_failed = ?6, wake_at_ms = ?7
          WHERE run_id = ?1";
@@ -363,7 +393,7 @@ fn write_run(tx: &Transaction<'_>, row: &RunRow) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn read_task(tx: &Transaction<'_>, run_id: &str, task_id: &str) -> Result<TaskRecord, StoreError> {
+fn read_task(tx: &Connection, run_id: &str, task_id: &str) -> Result<TaskRecord, StoreError> {
     let record: Option<String> = tx
         .prepare_cached("SELECT record FROM tasks WHERE run_id = ?1 AND task_id = ?2")
         .map_err(db)?
@@ -377,7 +407,7 @@ fn read_task(tx: &Transaction<'_>, run_id: &str, task_id: &str) -> Result<TaskRe
     decode(&record, &format!("task {task_id} of run {run_id}"))
 }
 
-fn write_task(tx: &Transaction<'_>, run_id: &str, task: &TaskRecord) -> Result<(), StoreError> {
+fn write_task(tx: &Connection, run_id: &str, task: &TaskRecord) -> Result<(), StoreError> {
     tx.prepare_cached("UPDATE tasks SET record = ?3 WHERE run_id = ?1 AND task_id = ?2")
         .map_err(db)?
         .execute(params![run_id, task.task_id, encode(task)?])
@@ -385,7 +415,7 @@ fn write_task(tx: &Transaction<'_>, run_id: &str, task: &TaskRecord) -> Result<(
     Ok(())
 }
 
-fn all_tasks(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+fn all_tasks(tx: &Connection, run_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
     let mut statement = tx
         .prepare_cached("SELECT record FROM tasks WHERE run_id = ?1 ORDER BY position")
         .map_err(db)?;
@@ -398,7 +428,7 @@ fn all_tasks(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<TaskRecord>, Stor
 
 /// Runs matching an SQL condition on the `runs` table, decoded.
 fn query_runs(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     condition: &str,
     values: &[&dyn rusqlite::ToSql],
 ) -> Result<Vec<RunRecord>, StoreError> {
@@ -410,26 +440,6 @@ fn query_runs(
         .map_err(db)?;
     rows.map(|text| decode(&text.map_err(db)?, "a run"))
         .collect()
-}
-
-/// Moves the run's cursor from `from` to `to` with `verdict`, and frees the run (the lease
-/// already fenced): `advance_cursor`'s write.
-fn move_cursor(
-    tx: &Transaction<'_>,
-    mut row: RunRow,
-    from: &str,
-    to: Option<&Cursor>,
-    verdict: Option<&Verdict>,
-    now_ms: u64,
-) -> Result<(), StoreError> {
-    if row.steps.cursor.as_ref().map(|c| c.task_id.as_str()) == Some(from) {
-        row.steps.cursor = to.cloned();
-        if let Some(verdict) = verdict {
-            row.steps.record(verdict);
-        }
-    }
-    rules::free(&mut row.run, now_ms);
-    write_run(tx, &row)
 }
 
 fn as_i64(value: u64) -> i64 {
@@ -621,7 +631,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn load_step(&self, run_id: &str) -> Result<Option<StepView>, StoreError> {
-        self.read(|tx| Ok(Some(step_view(tx, read_run(tx, run_id)?)?)))
+        self.read(|tx| Ok(Some(step_view(tx, read_run(tx, run_id)?, None)?)))
     }
 
     async fn acquire_step(
@@ -636,7 +646,7 @@ impl RunStore for SqliteStore {
             let mut row = read_run(tx, run_id)?;
             let lease = rules::acquire(&mut row.run, &mut row.next_token, owner, now_ms, ttl_ms)?;
             write_run(tx, &row)?;
-            Ok((lease, Some(step_view(tx, row)?)))
+            Ok((lease, Some(step_view(tx, row, None)?)))
         })
     }
 
@@ -649,9 +659,11 @@ impl RunStore for SqliteStore {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            let row = read_run(tx, &lease.run_id)?;
+            let mut row = read_run(tx, &lease.run_id)?;
             rules::fence(&row.run, lease)?;
-            move_cursor(tx, row, from, to, verdict, now_ms)
+            row.steps.advance(from, to, verdict);
+            rules::free(&mut row.run, now_ms);
+            write_run(tx, &row)
         })
     }
 
@@ -680,7 +692,10 @@ impl RunStore for SqliteStore {
         outcome: AttemptOutcome,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.end_attempt(lease, task_id, attempt, outcome, None, now_ms)
+        let intended = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
+        self.write(|tx| {
+            Self::end_attempt(tx, lease, task_id, attempt, outcome, intended, now_ms).map(drop)
+        })
     }
 
     /// One transaction: a micro step's end is one commit, not two.
@@ -694,14 +709,58 @@ impl RunStore for SqliteStore {
         verdict: Option<&Verdict>,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        self.end_attempt(
-            lease,
-            task_id,
-            attempt,
-            outcome,
-            Some((to, verdict)),
-            now_ms,
-        )
+        let intended = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
+        self.write(|tx| {
+            let (mut row, _) =
+                Self::end_attempt(tx, lease, task_id, attempt, outcome, intended, now_ms)?;
+            row.steps.advance(task_id, to, verdict);
+            rules::free(&mut row.run, now_ms);
+            write_run(tx, &row)
+        })
+    }
+
+    /// One transaction: the step's end, the cursor's move, the lease kept, the next step read
+    /// and its attempt started: a chain of micro steps commits once a step.
+    async fn finish_and_continue(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        to: &Cursor,
+        verdict: Option<&Verdict>,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<HandedOn, StoreError> {
+        let intended = dagy_store::check_outcome(self.limits, task_id, &outcome)?;
+        self.write(|tx| {
+            let (mut row, finished) =
+                Self::end_attempt(tx, lease, task_id, attempt, outcome, intended, now_ms)?;
+            row.steps.advance(task_id, Some(to), verdict);
+            let lease = rules::renew(&mut row.run, lease, now_ms, ttl_ms)?;
+            write_run(tx, &row)?;
+            let view = step_view(tx, row, Some(&finished))?;
+            // A start the rules refuse leaves the record as it was and is not an error here:
+            // the step starts the attempt itself and meets the refusal there.
+            let started = match (view.next_attempt(), &view.task) {
+                (Some(attempt), Some(step)) => {
+                    let mut record = step.record.clone();
+                    match rules::start_attempt(&view.run, &mut record, &lease, attempt, now_ms) {
+                        Ok(start) => {
+                            write_task(tx, &lease.run_id, &record)?;
+                            Some((attempt, start))
+                        }
+                        Err(_) => None,
+                    }
+                }
+                _ => None,
+            };
+            Ok(HandedOn {
+                lease,
+                view,
+                started,
+            })
+        })
     }
 
     async fn settle_tasks(
@@ -854,10 +913,16 @@ impl RunStore for SqliteStore {
 
 /// What a micro step reads of the run in `row`: the run, its step state and the task at its
 /// cursor.
-fn step_view(tx: &Transaction<'_>, row: RunRow) -> Result<StepView, StoreError> {
+/// The step at the run's cursor. `known` is a task record this transaction just wrote (most
+/// often the next task's one upstream): it is not read back.
+fn step_view(
+    tx: &Connection,
+    row: RunRow,
+    known: Option<&TaskRecord>,
+) -> Result<StepView, StoreError> {
     let task = match &row.steps.cursor {
         None => None,
-        Some(cursor) => Some(step_task(tx, &row.run.run_id, cursor)?),
+        Some(cursor) => Some(step_task(tx, &row.run.run_id, cursor, known)?),
     };
     Ok(StepView {
         run: row.run,
@@ -867,7 +932,12 @@ fn step_view(tx: &Transaction<'_>, row: RunRow) -> Result<StepView, StoreError> 
 }
 
 /// The task at `cursor` with its spec, the cursor after it and its upstream records.
-fn step_task(tx: &Transaction<'_>, run_id: &str, cursor: &Cursor) -> Result<StepTask, StoreError> {
+fn step_task(
+    tx: &Connection,
+    run_id: &str,
+    cursor: &Cursor,
+    known: Option<&TaskRecord>,
+) -> Result<StepTask, StoreError> {
     let found: Option<(String, String, Option<String>)> = tx
         .prepare_cached("SELECT spec, record, next FROM tasks WHERE run_id = ?1 AND task_id = ?2")
         .map_err(db)?
@@ -882,7 +952,10 @@ fn step_task(tx: &Transaction<'_>, run_id: &str, cursor: &Cursor) -> Result<Step
     let upstream = cursor
         .depends_on
         .iter()
-        .map(|id| read_task(tx, run_id, id))
+        .map(|id| match known.filter(|k| k.task_id == *id) {
+            Some(record) => Ok(record.clone()),
+            None => read_task(tx, run_id, id),
+        })
         .collect::<Result<_, _>>()?;
     Ok(StepTask {
         spec: decode::<TaskSpec>(&spec, &what)?,
@@ -893,7 +966,7 @@ fn step_task(tx: &Transaction<'_>, run_id: &str, cursor: &Cursor) -> Result<Step
 }
 
 fn get_named<T: DeserializeOwned>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     table: &str,
     name: &str,
 ) -> Result<Option<T>, StoreError> {
@@ -909,7 +982,7 @@ fn get_named<T: DeserializeOwned>(
 }
 
 fn put_named<T: Serialize>(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     table: &str,
     name: &str,
     record: &T,

@@ -39,6 +39,8 @@ pub async fn run_all(store: &dyn RunStore, prefix: &str) {
     deployments_and_environments_round_trip(store, prefix).await;
     a_step_reads_the_cursors_task_and_its_upstream_and_moves_on(store, prefix).await;
     a_steps_last_attempt_end_moves_the_cursor_with_it(store, prefix).await;
+    a_handed_on_step_keeps_the_lease_and_starts_the_next_attempt(store, prefix).await;
+    a_handed_on_step_starts_nothing_after_a_failure_or_a_cancel(store, prefix).await;
 }
 
 /// A new run `run_id` of the conformance flow (`a`, then `b`), with an idempotency key or not.
@@ -1038,4 +1040,122 @@ async fn a_step_reads_the_cursors_task_and_its_upstream_and_moves_on(
         matches!(missing, Err(StoreError::NotFound { .. })),
         "{missing:?}"
     );
+}
+
+/// `finish_and_continue`: the task ends, the cursor moves on, the lease stays this owner's and
+/// the next task's attempt is started; under a stale lease nothing is written.
+async fn a_handed_on_step_keeps_the_lease_and_starts_the_next_attempt(
+    store: &dyn RunStore,
+    prefix: &str,
+) {
+    let id = format!("{prefix}-hand-on");
+    let lease = created(store, &id).await;
+    let second = Cursor {
+        task_id: "b".into(),
+        depends_on: vec!["a".into()],
+    };
+    store
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start a");
+    let done = AttemptOutcome::Completed(json!({"n": 1}).into());
+    let stale = Lease {
+        token: lease.token + 1,
+        ..lease.clone()
+    };
+    let refused = store
+        .finish_and_continue(&stale, "a", 1, done.clone(), &second, None, T0 + 1, TTL)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::LeaseLost { .. })),
+        "a stale lease writes nothing: {refused:?}"
+    );
+    assert_eq!(task_status(store, &id, "a").await, (TaskStatus::Running, 1));
+
+    let handed = store
+        .finish_and_continue(&lease, "a", 1, done, &second, None, T0 + 1, TTL)
+        .await
+        .expect("finish a and hand on");
+    assert_eq!(handed.lease.owner, "owner-1");
+    assert_eq!(
+        handed.lease.expires_at_ms,
+        T0 + 1 + TTL,
+        "the lease is renewed"
+    );
+    let run = store.get_run(&id).await.expect("run");
+    assert_eq!(run.lease.as_ref(), Some(&handed.lease), "the lease is held");
+    let step = handed.view.task.expect("the cursor is at b");
+    assert_eq!(step.spec.id, "b");
+    assert_eq!(
+        step.record.status,
+        TaskStatus::Pending,
+        "read before the start"
+    );
+    assert_eq!(step.upstream[0].output_value(), Some(json!({"n": 1})));
+    assert_eq!(
+        handed.started,
+        Some((1, AttemptStart { interrupted: false }))
+    );
+    assert_eq!(task_status(store, &id, "b").await, (TaskStatus::Running, 1));
+    store
+        .finish_attempt(
+            &handed.lease,
+            "b",
+            1,
+            AttemptOutcome::Completed(json!(2).into()),
+            T0 + 2,
+        )
+        .await
+        .expect("b's attempt is the handed lease's");
+    assert_eq!(
+        task_status(store, &id, "b").await,
+        (TaskStatus::Completed, 1)
+    );
+}
+
+/// `finish_and_continue` starts the next task only when it can run: not after its upstream
+/// failed (the verdict is recorded), nor once a cancel was asked for.
+async fn a_handed_on_step_starts_nothing_after_a_failure_or_a_cancel(
+    store: &dyn RunStore,
+    prefix: &str,
+) {
+    let second = Cursor {
+        task_id: "b".into(),
+        depends_on: vec!["a".into()],
+    };
+    let id = format!("{prefix}-hand-on-failed");
+    let lease = created(store, &id).await;
+    store
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start a");
+    let failed = Verdict::Failed("task a failed: boom".into());
+    let ended = AttemptOutcome::Finished(TaskStatus::Failed, error("boom"));
+    let handed = store
+        .finish_and_continue(&lease, "a", 1, ended, &second, Some(&failed), T0 + 1, TTL)
+        .await
+        .expect("finish a and hand on");
+    assert_eq!(handed.started, None, "b's upstream failed");
+    assert_eq!(handed.view.next_attempt(), None);
+    assert_eq!(task_status(store, &id, "b").await, (TaskStatus::Pending, 0));
+    assert_eq!(
+        handed.view.state.final_status(),
+        (RunStatus::Failed, Some("task a failed: boom".into()))
+    );
+
+    let id = format!("{prefix}-hand-on-cancelled");
+    let lease = created(store, &id).await;
+    store
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start a");
+    store.request_cancel(&id, T0 + 1).await.expect("cancel");
+    let done = AttemptOutcome::Completed(json!(1).into());
+    let handed = store
+        .finish_and_continue(&lease, "a", 1, done, &second, None, T0 + 2, TTL)
+        .await
+        .expect("finish a and hand on");
+    assert_eq!(handed.started, None, "a cancel was asked for");
+    assert!(handed.view.run.cancel_requested);
+    assert_eq!(task_status(store, &id, "b").await, (TaskStatus::Pending, 0));
 }

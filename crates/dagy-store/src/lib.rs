@@ -32,7 +32,7 @@ pub use record::{
     PlanRecord, RunFilter, RunPage, RunRecord, RunReport, RunSnapshot, RunStatus, TaskErrorRecord,
     TaskRecord, TaskReport, TaskStatus,
 };
-pub use step::{Cursor, StepLinks, StepState, StepTask, StepView, Verdict, step_links};
+pub use step::{Cursor, HandedOn, StepLinks, StepState, StepTask, StepView, Verdict, step_links};
 
 /// The largest task output a store accepts by default: DynamoDB's item limit is 400 KB and the
 /// task item carries its other attributes beside the output.
@@ -325,6 +325,50 @@ pub trait RunStore: Send + Sync {
             .await?;
         self.advance_cursor(lease, task_id, to, verdict, now_ms)
             .await
+    }
+
+    /// A micro step's last write when the same executor takes the next step at once:
+    /// [`finish_and_advance`](RunStore::finish_and_advance) to `to`, but the lease is kept
+    /// (renewed until `now_ms + ttl_ms`), the next step is read, and its task's attempt is
+    /// started when [`StepView::next_attempt`] says it can run. A store that can make all of
+    /// it one write (one transaction) does; otherwise the lease is released and taken again,
+    /// and another executor may take it in between ([`StoreError::LeaseHeld`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_and_continue(
+        &self,
+        lease: &Lease,
+        task_id: &str,
+        attempt: u32,
+        outcome: AttemptOutcome,
+        to: &Cursor,
+        verdict: Option<&Verdict>,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<HandedOn, StoreError> {
+        let run_id = &lease.run_id;
+        self.finish_and_advance(lease, task_id, attempt, outcome, Some(to), verdict, now_ms)
+            .await?;
+        let (lease, view) = self
+            .acquire_step(run_id, &lease.owner, now_ms, ttl_ms)
+            .await?;
+        let view = view.ok_or_else(|| {
+            StoreError::Corrupt(format!("run {run_id} lost its step state mid-run"))
+        })?;
+        // A start refused or failed here is not an error: the step starts the attempt itself
+        // and meets the refusal there (a start retried by its owner is a no-op).
+        let started = match (view.next_attempt(), &view.task) {
+            (Some(attempt), Some(step)) => self
+                .start_attempt(&lease, &step.spec.id, attempt, now_ms)
+                .await
+                .ok()
+                .map(|start| (attempt, start)),
+            _ => None,
+        };
+        Ok(HandedOn {
+            lease,
+            view,
+            started,
+        })
     }
 
     /// Gives tasks that will not run (again) their final status (`skipped`, `cancelled`,

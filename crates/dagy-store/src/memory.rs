@@ -327,12 +327,7 @@ impl RunStore for MemoryStore {
     ) -> Result<(), StoreError> {
         let mut state = self.lock();
         let entry = state.fenced(lease)?;
-        if entry.steps.cursor.as_ref().map(|c| c.task_id.as_str()) == Some(from) {
-            entry.steps.cursor = to.cloned();
-            if let Some(verdict) = verdict {
-                entry.steps.record(verdict);
-            }
-        }
+        entry.steps.advance(from, to, verdict);
         rules::free(&mut entry.snapshot.run, now_ms);
         Ok(())
     }

@@ -6,7 +6,7 @@
 use dagy_core::{Flow, TaskSpec};
 use serde::{Deserialize, Serialize};
 
-use crate::{RunRecord, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus};
+use crate::{AttemptStart, Lease, RunRecord, RunStatus, TaskErrorRecord, TaskRecord, TaskStatus};
 
 /// A position in a run's order: the task there and the tasks it depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +78,17 @@ impl StepState {
         };
     }
 
+    /// Moves the cursor from `from` (the task just settled) to `to` and records `verdict`; a
+    /// cursor already past `from` (a retried write) is left as it is.
+    pub fn advance(&mut self, from: &str, to: Option<&Cursor>, verdict: Option<&Verdict>) {
+        if self.cursor.as_ref().map(|c| c.task_id.as_str()) == Some(from) {
+            self.cursor = to.cloned();
+            if let Some(verdict) = verdict {
+                self.record(verdict);
+            }
+        }
+    }
+
     /// The status the run ends with once the cursor is past its last task, and why: cancelled
     /// when a task was cancelled, failed when one failed, completed otherwise (the rule of
     /// `dagy_engine::final_status`).
@@ -114,6 +125,35 @@ pub struct StepView {
     pub state: StepState,
     /// The task at the cursor; `None` when the cursor is past the last task.
     pub task: Option<StepTask>,
+}
+
+impl StepView {
+    /// The attempt the task at the cursor would start now, if it can run: the run has no
+    /// cancel asked for, the task is not final, and every task it depends on completed.
+    /// `None` otherwise (the step then skips, settles or ends instead).
+    pub fn next_attempt(&self) -> Option<u32> {
+        let step = self.task.as_ref()?;
+        let runnable = !self.run.cancel_requested
+            && !step.record.status.is_final()
+            && step
+                .upstream
+                .iter()
+                .all(|u| u.status == TaskStatus::Completed);
+        runnable.then_some(step.record.attempts + 1)
+    }
+}
+
+/// The next micro step, handed on under the lease the last one held:
+/// [`RunStore::finish_and_continue`](crate::RunStore::finish_and_continue)'s answer.
+#[derive(Debug, Clone)]
+pub struct HandedOn {
+    /// The lease to take the step under.
+    pub lease: Lease,
+    /// What the step reads, as it was before `started`.
+    pub view: StepView,
+    /// The attempt already started for the step's task (its number, and what the start
+    /// found), when [`StepView::next_attempt`] said it could run.
+    pub started: Option<(u32, AttemptStart)>,
 }
 
 /// Where a new run's cursor goes, as task indices in declaration order ([`Cursor::at`] makes
