@@ -137,13 +137,15 @@ fn interrupt(child: &std::process::Child) {
     assert!(sent.success());
 }
 
-fn kill_during_task(store: Store, k: usize) {
-    let (_dir, witness, flow_path, place) = append_chain(store, &format!("crash-{k}"), 0.3);
-    let run_id = format!("crash-{k}");
+/// Kills `dagy run --tier TIER` inside task `k` of the chain, resumes it, and checks the
+/// witness: micro steps hand the lease on from task to task, nano runs in one session.
+fn kill_during_task(store: Store, k: usize, tier: &str) {
+    let (_dir, witness, flow_path, place) = append_chain(store, &format!("crash-{tier}-{k}"), 0.3);
+    let run_id = format!("crash-{tier}-{k}");
 
     let mut first = place
         .run()
-        .args(["--tier", "nano", "--quiet"])
+        .args(["--tier", tier, "--quiet"])
         .args(["--lease-ttl", "1", "--run-id", &run_id])
         .arg(&flow_path)
         .stdout(Stdio::null())
@@ -192,31 +194,50 @@ fn kill_during_task(store: Store, k: usize) {
 
 #[test]
 fn killed_in_the_first_task_resumes_from_it() {
-    kill_during_task(Store::Dynamodb, 1);
+    kill_during_task(Store::Dynamodb, 1, "nano");
 }
 
 #[test]
 fn killed_in_the_middle_resumes_without_repeating_completed_tasks() {
-    kill_during_task(Store::Dynamodb, 5);
+    kill_during_task(Store::Dynamodb, 5, "nano");
 }
 
 #[test]
 fn killed_in_the_last_task_resumes_and_completes() {
-    kill_during_task(Store::Dynamodb, 10);
+    kill_during_task(Store::Dynamodb, 10, "nano");
 }
 
 #[test]
 fn on_sqlite_a_kill_9_loses_nothing_committed_and_the_run_resumes() {
-    kill_during_task(Store::Sqlite, 5);
+    kill_during_task(Store::Sqlite, 5, "nano");
 }
 
-/// Runs the chain until task 3 has started, then sends `signals` SIGINTs 50 ms apart; returns
-/// the exit code, and the run record a `--resume` finds right after (no lease to wait for).
-fn interrupt_in_task_3(name: &str, signals: usize) -> (Option<i32>, Value, Vec<String>) {
-    let (_dir, witness, flow_path, place) = append_chain(Store::Dynamodb, name, 1.0);
+/// Micro steps on SQLite: each step's end, the cursor's move and the next task's start are one
+/// transaction; a kill between two of them leaves the run where the last commit put it.
+#[test]
+fn on_sqlite_a_micro_run_killed_mid_chain_resumes_without_repeating_completed_tasks() {
+    kill_during_task(Store::Sqlite, 5, "micro");
+}
+
+/// The same on DynamoDB, where a step's hand-on is a lease release and a new lease.
+#[test]
+fn on_dynamodb_a_micro_run_killed_mid_chain_resumes_without_repeating_completed_tasks() {
+    kill_during_task(Store::Dynamodb, 4, "micro");
+}
+
+/// Runs the chain on `tier` until task 3 has started, then sends `signals` SIGINTs 50 ms apart;
+/// returns the exit code, and the run record a `--resume` finds right after (no lease to wait
+/// for).
+fn interrupt_in_task_3(
+    store: Store,
+    tier: &str,
+    name: &str,
+    signals: usize,
+) -> (Option<i32>, Value, Vec<String>) {
+    let (_dir, witness, flow_path, place) = append_chain(store, name, 1.0);
     let mut run = place
         .run()
-        .args(["--tier", "nano", "--quiet"])
+        .args(["--tier", tier, "--quiet"])
         .args(["--lease-ttl", "30", "--run-id", name])
         .arg(&flow_path)
         .stdout(Stdio::null())
@@ -262,12 +283,26 @@ fn statuses(record: &Value) -> Vec<String> {
 
 #[test]
 fn one_interrupt_lets_the_task_in_flight_finish_and_records_the_run_cancelled() {
-    let (code, record, started) = interrupt_in_task_3("one-sigint", 1);
+    let (code, record, started) = interrupt_in_task_3(Store::Dynamodb, "nano", "one-sigint", 1);
+    one_interrupt_finished_task_3_and_cancelled_the_rest(code, &record, &started);
+}
+
+#[test]
+fn on_sqlite_one_interrupt_of_micro_steps_lets_the_task_finish_and_cancels_the_rest() {
+    let (code, record, started) = interrupt_in_task_3(Store::Sqlite, "micro", "micro-sigint", 1);
+    one_interrupt_finished_task_3_and_cancelled_the_rest(code, &record, &started);
+}
+
+fn one_interrupt_finished_task_3_and_cancelled_the_rest(
+    code: Option<i32>,
+    record: &Value,
+    started: &[String],
+) {
     assert_eq!(code, Some(1));
     assert_eq!(record["status"], "cancelled");
     let mut expected = vec!["completed"; 3];
     expected.extend(["cancelled"; 7]);
-    assert_eq!(statuses(&record), expected);
+    assert_eq!(statuses(record), expected);
     assert_eq!(
         started,
         ["t1", "t2", "t3"],
@@ -277,7 +312,7 @@ fn one_interrupt_lets_the_task_in_flight_finish_and_records_the_run_cancelled() 
 
 #[test]
 fn two_quick_interrupts_cancel_the_task_in_flight_and_record_the_run_cancelled() {
-    let (code, record, started) = interrupt_in_task_3("two-sigints", 2);
+    let (code, record, started) = interrupt_in_task_3(Store::Dynamodb, "nano", "two-sigints", 2);
     assert_eq!(code, Some(130));
     assert_eq!(record["status"], "cancelled", "never completed: {record}");
     let mut expected = vec!["completed"; 2];
@@ -343,12 +378,24 @@ fn on_sqlite_status_and_cancel_from_another_process_reach_a_run_in_flight() {
 /// remaining task runs once, and both end reporting the completed run.
 #[test]
 fn on_sqlite_two_resumes_at_once_run_each_remaining_task_once() {
-    let (_dir, witness, flow_path, place) = append_chain(Store::Sqlite, "two-resumes", 0.1);
+    two_resumes_at_once("nano");
+}
+
+/// The same with micro steps: the step that holds the lease hands it on to its next step, and
+/// the other resume waits for it.
+#[test]
+fn on_sqlite_two_resumes_of_micro_steps_at_once_run_each_remaining_task_once() {
+    two_resumes_at_once("micro");
+}
+
+fn two_resumes_at_once(tier: &str) {
+    let (_dir, witness, flow_path, place) =
+        append_chain(Store::Sqlite, &format!("two-resumes-{tier}"), 0.1);
     let mut first = place
         .run()
         .args([
             "--tier",
-            "nano",
+            tier,
             "--quiet",
             "--lease-ttl",
             "1",

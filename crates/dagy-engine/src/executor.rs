@@ -13,9 +13,9 @@ use tokio_util::sync::CancellationToken;
 use dagy_core::json::JsonText;
 use dagy_core::{ExecutionMode, Flow, Plan, TaskSpec};
 use dagy_store::{
-    AttemptOutcome, Created, Cursor, Lease, NewRun, PlanRecord, RunRecord, RunStatus, RunStore,
-    StepState, StepTask, StepView, StoreError, TaskErrorRecord, TaskRecord, TaskStatus, Verdict,
-    now_ms,
+    AttemptOutcome, AttemptStart, Created, Cursor, HandedOn, Lease, NewRun, PlanRecord, RunRecord,
+    RunStatus, RunStore, StepState, StepTask, StepView, StoreError, TaskErrorRecord, TaskRecord,
+    TaskStatus, Verdict, now_ms,
 };
 
 use crate::error::EngineError;
@@ -126,6 +126,36 @@ pub enum StepOutcome {
     /// Another executor took the run over while this one worked (its lease lapsed, or two
     /// executors raced for it): this one stopped without writing more.
     Superseded,
+}
+
+/// How one micro step ended, inside the engine.
+enum Stepped {
+    /// As the step's caller sees it.
+    Done(StepOutcome),
+    /// The task ran, and the step's last write handed the lease on to the next step.
+    HandedOn {
+        ran: String,
+        status: TaskStatus,
+        next: Box<HandedOn>,
+    },
+}
+
+impl Stepped {
+    /// The next step to take at once, or the outcome to answer with.
+    fn into_next(self) -> Result<Box<HandedOn>, StepOutcome> {
+        match self {
+            Stepped::HandedOn { next, .. } => Ok(next),
+            Stepped::Done(outcome) => Err(outcome),
+        }
+    }
+
+    /// The outcome to answer with: a handed-on step is one more task run.
+    fn into_outcome(self) -> StepOutcome {
+        match self {
+            Stepped::HandedOn { ran, status, .. } => StepOutcome::Continue { ran, status },
+            Stepped::Done(outcome) => outcome,
+        }
+    }
 }
 
 /// Why [`Executor::end_run`] ends a run from outside its executor.
@@ -324,67 +354,121 @@ impl Executor {
         run_id: &str,
         options: &RunOptions,
     ) -> Result<StepOutcome, EngineError> {
-        superseded_is_an_outcome(self.step_session(run_id, options).await)
+        let stepped = self.step_session(run_id, options, false).await;
+        superseded_is_an_outcome(stepped.map(Stepped::into_outcome))
+    }
+
+    /// Runs the run to its end in micro steps, one task a step as [`Executor::step`] runs
+    /// them, but each step hands the lease on to the next: a step's last write also reads the
+    /// next step and starts its attempt ([`RunStore::finish_and_continue`]). What `dagy run`
+    /// does on the micro tier; a Lambda invocation takes one [`Executor::step`] instead.
+    pub async fn run_steps(
+        &self,
+        run_id: &str,
+        options: &RunOptions,
+    ) -> Result<StepOutcome, EngineError> {
+        let mut handed: Option<Box<HandedOn>> = None;
+        loop {
+            let stepped = match handed.take() {
+                Some(next) => {
+                    let HandedOn {
+                        lease,
+                        view,
+                        started,
+                    } = *next;
+                    self.step_at_cursor(lease, view, started, options, true)
+                        .await
+                }
+                None => self.step_session(run_id, options, true).await,
+            };
+            match stepped.map(Stepped::into_next) {
+                Ok(Ok(next)) => handed = Some(next),
+                Ok(Err(StepOutcome::Continue { .. })) => {}
+                Ok(Err(outcome)) => return Ok(outcome),
+                // A store that hands on by taking the lease again may find it taken.
+                Err(EngineError::Store(
+                    e @ (StoreError::LeaseHeld { .. } | StoreError::RunFinished { .. }),
+                )) => return Session::claim_refused(e),
+                Err(e) => return superseded_is_an_outcome(Err(e)),
+            }
+        }
     }
 
     async fn step_session(
         &self,
         run_id: &str,
         options: &RunOptions,
-    ) -> Result<StepOutcome, EngineError> {
+        hand_on: bool,
+    ) -> Result<Stepped, EngineError> {
         let taken = self
             .store
             .acquire_step(run_id, &self.owner, now_ms(), millis(self.lease_ttl))
             .await;
         let (lease, view) = match taken {
             Ok(taken) => taken,
-            Err(e) => return Session::claim_refused(e),
+            Err(e) => return Session::claim_refused(e).map(Stepped::Done),
         };
         match view {
-            Some(view) => self.step_at_cursor(lease, view, options).await,
+            Some(view) => {
+                self.step_at_cursor(lease, view, None, options, hand_on)
+                    .await
+            }
             // A run from before step state: one task, read whole.
             None => {
                 let mut session = Session::load(self, lease, options).await?;
                 let Some(index) = session.next_ready().await? else {
-                    return Ok(StepOutcome::Finished(session.finish().await?));
+                    return Ok(Stepped::Done(StepOutcome::Finished(
+                        session.finish().await?,
+                    )));
                 };
                 let ran = session.flow.task(index).id.clone();
                 if let Some(status) = session.run_task(index).await? {
-                    return Ok(StepOutcome::Finished(status));
+                    return Ok(Stepped::Done(StepOutcome::Finished(status)));
                 }
                 if session.next_ready().await?.is_none() {
-                    return Ok(StepOutcome::Finished(session.finish().await?));
+                    return Ok(Stepped::Done(StepOutcome::Finished(
+                        session.finish().await?,
+                    )));
                 }
                 let status = session.tasks[index].status;
                 self.store.release_lease(&session.lease, now_ms()).await?;
-                Ok(StepOutcome::Continue { ran, status })
+                Ok(Stepped::Done(StepOutcome::Continue { ran, status }))
             }
         }
     }
 
     /// One micro step in constant work: the task at the run's cursor, read with its upstream
     /// records only, is run (or skipped when an upstream did not complete), then the cursor
-    /// moves on and the lease is released in one write. A run that ends with work left
-    /// (cancelled, out of budget) is read whole once to settle the rest.
+    /// moves on in the same write as the task's end. That write releases the lease, or with
+    /// `hand_on` keeps it and reads the next step ([`Stepped::HandedOn`]). `started` is the
+    /// attempt the write before already started for this step's task. A run that ends with work
+    /// left (cancelled, out of budget) is read whole once to settle the rest.
     async fn step_at_cursor(
         &self,
         lease: Lease,
         view: StepView,
+        started: Option<(u32, AttemptStart)>,
         options: &RunOptions,
-    ) -> Result<StepOutcome, EngineError> {
+        hand_on: bool,
+    ) -> Result<Stepped, EngineError> {
         let StepView { run, state, task } = view;
         let Some(step) = task else {
             let (status, why) = state.final_status();
             self.store.finish_run(&lease, status, why, now_ms()).await?;
             self.emit(Event::RunFinished { status });
-            return Ok(StepOutcome::Finished(status));
+            return Ok(Stepped::Done(StepOutcome::Finished(status)));
         };
         if run.cancel_requested || options.stopping() {
-            return self.settle_whole(lease, options, TaskEnd::Cancelled).await;
+            return self
+                .settle_whole(lease, options, TaskEnd::Cancelled)
+                .await
+                .map(Stepped::Done);
         }
         let ran = step.record.task_id.clone();
         let mut session = Session::for_step(self, options, lease, run, &step)?;
         session.advance_to = step.next.clone();
+        session.hand_on = hand_on;
+        session.started = started;
         let index = session.tasks.len() - 1;
         let blocked = session.tasks[..index]
             .iter()
@@ -397,16 +481,25 @@ impl Executor {
         } else {
             match session.attempts(index).await? {
                 TaskEnd::Final(status) => status,
-                ended => return self.settle_whole(session.lease, options, ended).await,
+                ended => {
+                    return self
+                        .settle_whole(session.lease, options, ended)
+                        .await
+                        .map(Stepped::Done);
+                }
             }
         };
+        if let Some(next) = session.handed_on.take() {
+            return Ok(Stepped::HandedOn { ran, status, next });
+        }
         if session.advanced {
-            return Ok(StepOutcome::Continue { ran, status });
+            return Ok(Stepped::Done(StepOutcome::Continue { ran, status }));
         }
         if options.stopping() {
             return self
                 .settle_whole(session.lease, options, TaskEnd::Cancelled)
-                .await;
+                .await
+                .map(Stepped::Done);
         }
         let verdict = session.tasks[index].verdict(&ran);
         match &step.next {
@@ -414,7 +507,7 @@ impl Executor {
                 self.store
                     .advance_cursor(&session.lease, &ran, Some(next), verdict.as_ref(), now_ms())
                     .await?;
-                Ok(StepOutcome::Continue { ran, status })
+                Ok(Stepped::Done(StepOutcome::Continue { ran, status }))
             }
             None => {
                 let mut state = state;
@@ -422,7 +515,8 @@ impl Executor {
                     state.record(verdict);
                 }
                 let (status, why) = state.final_status();
-                Ok(StepOutcome::Finished(session.end(status, why).await?))
+                let status = session.end(status, why).await?;
+                Ok(Stepped::Done(StepOutcome::Finished(status)))
             }
         }
     }
@@ -521,6 +615,13 @@ pub(crate) struct Session<'a> {
     advance_to: Option<Cursor>,
     /// Whether that write was made: the step is over.
     advanced: bool,
+    /// Whether that write keeps the lease and reads the next step
+    /// ([`Executor::run_steps`]), which it leaves in `handed_on`.
+    hand_on: bool,
+    handed_on: Option<Box<HandedOn>>,
+    /// The attempt the last step's write started for this step's task, taken by the
+    /// task's first [`Session::begin_attempt`].
+    started: Option<(u32, AttemptStart)>,
     /// The lease renewal beat and the attempt deadline, kept for the whole session: timers
     /// made afresh for each attempt woke the runtime's parked thread (a system call and a
     /// context switch per task).
@@ -684,6 +785,9 @@ impl<'a> Session<'a> {
             cursor: 0,
             advance_to: None,
             advanced: false,
+            hand_on: false,
+            handed_on: None,
+            started: None,
             timers: Timers::new(beat),
         }
     }
@@ -831,15 +935,19 @@ impl<'a> Session<'a> {
         self.renew_if_due().await?;
         let attempt = self.tasks[index].attempts + 1;
         let task_id = self.flow.task(index).id.clone();
-        let started = match self
-            .exec
-            .store
-            .start_attempt(&self.lease, &task_id, attempt, now_ms())
-            .await
-        {
-            Ok(started) => started,
-            Err(StoreError::CancelRequested { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let prestarted = self.started.take().filter(|&(n, _)| n == attempt);
+        let started = match prestarted {
+            Some((_, started)) => started,
+            None => match self
+                .exec
+                .store
+                .start_attempt(&self.lease, &task_id, attempt, now_ms())
+                .await
+            {
+                Ok(started) => started,
+                Err(StoreError::CancelRequested { .. }) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            },
         };
         let task = &mut self.tasks[index];
         task.status = TaskStatus::Running;
@@ -1111,17 +1219,33 @@ impl<'a> Session<'a> {
                     }
                     _ => None,
                 };
-                store
-                    .finish_and_advance(
-                        &self.lease,
-                        id,
-                        attempt,
-                        outcome,
-                        Some(&to),
-                        verdict.as_ref(),
-                        now_ms(),
-                    )
-                    .await?;
+                if self.hand_on {
+                    let next = store
+                        .finish_and_continue(
+                            &self.lease,
+                            id,
+                            attempt,
+                            outcome,
+                            &to,
+                            verdict.as_ref(),
+                            now_ms(),
+                            millis(self.exec.lease_ttl),
+                        )
+                        .await?;
+                    self.handed_on = Some(Box::new(next));
+                } else {
+                    store
+                        .finish_and_advance(
+                            &self.lease,
+                            id,
+                            attempt,
+                            outcome,
+                            Some(&to),
+                            verdict.as_ref(),
+                            now_ms(),
+                        )
+                        .await?;
+                }
                 self.advanced = true;
             }
             None => {

@@ -858,6 +858,99 @@ async fn a_resumed_run_re_runs_no_completed_task() {
     assert_eq!(h.calls(), ["t1", "t2", "t3", "t4", "t5"]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn run_steps_runs_each_task_once_in_its_own_step_and_ends_the_run() {
+    let recorder = Arc::new(Recorder::default());
+    let mut h = harness();
+    h.executor = h.executor.clone().with_observer(recorder.clone());
+    let id = h.start(chain(5, "count", json!({}))).await;
+    let outcome = h
+        .executor
+        .run_steps(&id, &RunOptions::default())
+        .await
+        .expect("run in steps");
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Completed));
+    assert_eq!(h.calls(), ["t1", "t2", "t3", "t4", "t5"]);
+    let events = recorder.0.lock().expect("events").clone();
+    assert_eq!(events.iter().filter(|e| e.starts_with("start")).count(), 5);
+    let snap = h.store.load_run(&id).await.expect("load");
+    assert!(
+        snap.tasks
+            .iter()
+            .all(|t| t.attempts == 1 && t.interruptions == 0)
+    );
+    assert_eq!(snap.run.lease, None, "the run's end releases the lease");
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_steps_skip_downstream_of_a_failure_and_end_the_run_failed() {
+    let h = harness();
+    let spec = FlowBuilder::new("f")
+        .task("a", "count", |t| t)
+        .task("bad", "permanent", |t| t.depends_on(["a"]))
+        .task("after", "count", |t| t.depends_on(["bad"]))
+        .task("aside", "count", |t| t.depends_on(["a"]))
+        .build();
+    let id = h.start(spec).await;
+    let outcome = h
+        .executor
+        .run_steps(&id, &RunOptions::default())
+        .await
+        .expect("run in steps");
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Failed));
+    let snap = h.store.load_run(&id).await.expect("load");
+    assert_eq!(status_of(&snap, "bad"), (TaskStatus::Failed, 1));
+    assert_eq!(status_of(&snap, "after"), (TaskStatus::Skipped, 0));
+    assert_eq!(status_of(&snap, "aside"), (TaskStatus::Completed, 1));
+    assert_eq!(h.calls(), ["a", "aside"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_asked_during_a_handed_on_step_cancels_the_rest_at_the_next_boundary() {
+    let h = harness();
+    let id = h.start(chain(5, "count", json!({"sleep": 1.0}))).await;
+    let (store, run_id) = (h.store.clone(), id.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await; // inside t2
+        store
+            .request_cancel(&run_id, dagy_store::now_ms())
+            .await
+            .expect("cancel");
+    });
+    let outcome = h
+        .executor
+        .run_steps(&id, &RunOptions::default())
+        .await
+        .expect("run in steps");
+    assert_eq!(outcome, StepOutcome::Finished(RunStatus::Cancelled));
+    assert_eq!(h.calls(), ["t1", "t2"], "no task starts after the cancel");
+    let snap = h.store.load_run(&id).await.expect("load");
+    assert_eq!(status_of(&snap, "t2"), (TaskStatus::Completed, 1));
+    for t in ["t3", "t4", "t5"] {
+        assert_eq!(status_of(&snap, t), (TaskStatus::Cancelled, 0), "{t}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_steps_leave_a_run_another_owner_holds_alone() {
+    let h = harness();
+    let id = h.start(chain(3, "count", json!({}))).await;
+    h.store
+        .acquire_lease(&id, "someone-else", dagy_store::now_ms(), 60_000)
+        .await
+        .expect("lease");
+    let outcome = h
+        .executor
+        .run_steps(&id, &RunOptions::default())
+        .await
+        .expect("try");
+    assert!(
+        matches!(&outcome, StepOutcome::Busy { owner, .. } if owner == "someone-else"),
+        "{outcome:?}"
+    );
+    assert!(h.calls().is_empty());
+}
+
 /// The example handlers plus `count`, which logs each call's task id to `calls`, sleeps
 /// `args.sleep` seconds if given, and returns its args.
 fn counting_registry(calls: Arc<Mutex<Vec<String>>>) -> HandlerRegistry {

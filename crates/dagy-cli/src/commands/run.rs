@@ -107,13 +107,16 @@ struct Started {
 
 /// Runs the command; the exit code is 0 when the run completed, 1 otherwise.
 pub fn run(args: RunArgs, registry: HandlerRegistry) -> anyhow::Result<ExitCode> {
+    // One worker: tasks run one at a time, and a second worker was woken each time a handler
+    // finished (a system call and a context switch per task, a ninth of a micro step). CPU-bound
+    // handlers are plain `fn`s and run on the blocking pool, so they never hold it up.
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(1)
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // On a worker thread, not the caller's: each task's handler is spawned onto the same worker
-    // and wakes its waiter there, without a cross-thread wake-up per task.
+    // On the worker thread, not the caller's: each task's handler is spawned onto the same
+    // worker and wakes its waiter there.
     let code = runtime
         .block_on(runtime.spawn(run_async(args, Arc::new(registry))))
         .context("the run's driver panicked")?;
@@ -324,8 +327,9 @@ fn mode_of_tier(tier: RuntimeTier) -> ExecutionMode {
     }
 }
 
-/// Runs to the end: micro one task per step (as its Lambda invocations would), the others in
-/// one session. A resumed run waits while another executor's lease is live.
+/// Runs to the end: micro one task per step (as its Lambda invocations would, each step
+/// handing the lease on to the next), the others in one session. A resumed run waits while
+/// another executor's lease is live.
 async fn drive(
     executor: &Executor,
     run_id: &str,
@@ -337,7 +341,7 @@ async fn drive(
     let mut holder: Option<String> = None;
     loop {
         let outcome = if mode == ExecutionMode::TaskPerInvocation {
-            executor.step(run_id, options).await?
+            executor.run_steps(run_id, options).await?
         } else {
             executor.run(run_id, options).await?
         };
