@@ -303,13 +303,14 @@ fn encode<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError::Invalid(format!("cannot encode: {e}")))
 }
 
-fn decode<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
-    dagy_core::json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+/// Decodes a stored record; `what` names it in the error (written only then).
+fn decode<T: DeserializeOwned>(text: &str, what: impl FnOnce() -> String) -> Result<T, StoreError> {
+    dagy_core::json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{}: {e}", what())))
 }
 
 fn decode_opt<T: DeserializeOwned>(
     text: Option<String>,
-    what: &str,
+    what: impl FnOnce() -> String,
 ) -> Result<Option<T>, StoreError> {
     text.map(|t| decode(&t, what)).transpose()
 }
@@ -324,7 +325,7 @@ struct RunRow {
 }
 
 fn read_run(tx: &Connection, run_id: &str) -> Result<RunRow, StoreError> {
-    let what = format!("run {run_id}");
+    let what = || format!("run {run_id}");
     let decoded = tx
         .prepare_cached(
             "SELECT record, next_token, cursor, first_cancelled, first_failed
@@ -336,13 +337,13 @@ fn read_run(tx: &Connection, run_id: &str) -> Result<RunRow, StoreError> {
             let next_token: i64 = row.get(1)?;
             let cursor: Option<String> = row.get(2)?;
             Ok((|| {
-                let run: RunRecord = decode(&record, &what)?;
+                let run: RunRecord = decode(&record, what)?;
                 Ok(RunRow {
                     read_status: run.status,
                     run,
                     next_token: u64::try_from(next_token).unwrap_or(0),
                     steps: StepState {
-                        cursor: decode_opt(cursor, &format!("the cursor of {what}"))?,
+                        cursor: decode_opt(cursor, || format!("the cursor of {}", what()))?,
                         first_cancelled: row.get(3).map_err(db)?,
                         first_failed: row.get(4).map_err(db)?,
                     },
@@ -404,7 +405,7 @@ fn read_task(tx: &Connection, run_id: &str, task_id: &str) -> Result<TaskRecord,
         run_id: run_id.to_string(),
         task_id: task_id.to_string(),
     })?;
-    decode(&record, &format!("task {task_id} of run {run_id}"))
+    decode(&record, || format!("task {task_id} of run {run_id}"))
 }
 
 fn write_task(tx: &Connection, run_id: &str, task: &TaskRecord) -> Result<(), StoreError> {
@@ -422,7 +423,7 @@ fn all_tasks(tx: &Connection, run_id: &str) -> Result<Vec<TaskRecord>, StoreErro
     let rows = statement
         .query_map([run_id], |row| row.get::<_, String>(0))
         .map_err(db)?;
-    rows.map(|text| decode(&text.map_err(db)?, &format!("a task of run {run_id}")))
+    rows.map(|text| decode(&text.map_err(db)?, || format!("a task of run {run_id}")))
         .collect()
 }
 
@@ -438,7 +439,7 @@ fn query_runs(
     let rows = statement
         .query_map(values, |row| row.get::<_, String>(0))
         .map_err(db)?;
-    rows.map(|text| decode(&text.map_err(db)?, "a run"))
+    rows.map(|text| decode(&text.map_err(db)?, || "a run".into()))
         .collect()
 }
 
@@ -492,7 +493,7 @@ impl RunStore for SqliteStore {
                     .map_err(db)?;
                 if let Some(record) = existing {
                     return Ok(Created {
-                        run: decode(&record, "a run")?,
+                        run: decode(&record, || "a run".into())?,
                         created: false,
                     });
                 }
@@ -564,7 +565,7 @@ impl RunStore for SqliteStore {
                 .map_err(db)?;
             Ok(RunSnapshot {
                 run,
-                flow: std::sync::Arc::new(decode(&flow, &format!("the flow of run {run_id}"))?),
+                flow: std::sync::Arc::new(decode(&flow, || format!("the flow of run {run_id}"))?),
                 tasks: all_tasks(tx, run_id)?,
             })
         })
@@ -946,9 +947,9 @@ fn step_task(
         })
         .optional()
         .map_err(db)?;
-    let what = format!("task {} of run {run_id}", cursor.task_id);
-    let (spec, record, next) =
-        found.ok_or_else(|| StoreError::Corrupt(format!("the cursor names a missing {what}")))?;
+    let what = || format!("task {} of run {run_id}", cursor.task_id);
+    let (spec, record, next) = found
+        .ok_or_else(|| StoreError::Corrupt(format!("the cursor names a missing {}", what())))?;
     let upstream = cursor
         .depends_on
         .iter()
@@ -958,9 +959,9 @@ fn step_task(
         })
         .collect::<Result<_, _>>()?;
     Ok(StepTask {
-        spec: decode::<TaskSpec>(&spec, &what)?,
-        record: decode(&record, &what)?,
-        next: decode_opt(next, &what)?,
+        spec: decode::<TaskSpec>(&spec, what)?,
+        record: decode(&record, what)?,
+        next: decode_opt(next, what)?,
         upstream,
     })
 }
@@ -978,7 +979,7 @@ fn get_named<T: DeserializeOwned>(
         )
         .optional()
         .map_err(db)?;
-    decode_opt(record, &format!("{name} in {table}"))
+    decode_opt(record, || format!("{name} in {table}"))
 }
 
 fn put_named<T: Serialize>(
