@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""SQLite's own floor for a micro step of `dagy run` on the default store: the three write
-transactions a step makes (take the lease and read the step; start the attempt; end it and move
-the cursor), statement for statement, from Python's `sqlite3` on a copy of a real run's
-database, with Dagy's settings (WAL, synchronous=NORMAL). Figures, not a test: what is left per
-step is SQLite's, before Dagy's engine and its record encoding.
+"""SQLite's own floor for a micro step of `dagy run` on the default store: the one write
+transaction a step makes when it hands the lease on (end the task's attempt, move the cursor
+and keep the lease, read the next task and its upstream, start its attempt), statement for
+statement, from Python's `sqlite3` on a copy of a real run's database, with Dagy's settings
+(WAL, synchronous=NORMAL). Figures, not a test: what is left per step is SQLite's, before
+Dagy's engine and its record encoding.
 
 Usage: python3 scripts/bench_sqlite_floor.py [--dagy PATH] [--tasks 10000] [--repeat 3]
 """
@@ -50,7 +51,7 @@ def main():
 
 
 def replay(db, repeat):
-    """Each pass replays every step's three transactions; yields µs per step."""
+    """Each pass replays every step's transaction; yields µs per step."""
     c = sqlite3.connect(db, isolation_level=None)
     c.execute("PRAGMA journal_mode=WAL")
     c.execute("PRAGMA synchronous=NORMAL")
@@ -64,27 +65,18 @@ def replay(db, repeat):
     for _ in range(repeat):
         start = time.perf_counter()
         for i, task in enumerate(tasks):
-            # Take the lease; read the step: the task at the cursor and its upstream task.
             c.execute("BEGIN IMMEDIATE")
-            c.execute(run_q, (run_id,)).fetchone()
-            c.execute(write_run, (run_record, i, json.dumps({"task_id": task}), run_id))
-            c.execute("SELECT spec, record, next FROM tasks WHERE run_id = ? AND task_id = ?",
-                      (run_id, task)).fetchone()
-            if i:
-                c.execute(task_q, (run_id, tasks[i - 1])).fetchone()
-            c.execute("COMMIT")
-            # Start the attempt.
-            c.execute("BEGIN IMMEDIATE")
+            # End the attempt (the lease checked on the run row).
             c.execute(run_q, (run_id,)).fetchone()
             c.execute(task_q, (run_id, task)).fetchone()
             c.execute(write_task, (task_record, run_id, task))
-            c.execute("COMMIT")
-            # End it, move the cursor and release the lease.
-            c.execute("BEGIN IMMEDIATE")
-            c.execute(run_q, (run_id,)).fetchone()
-            c.execute(task_q, (run_id, task)).fetchone()
-            c.execute(write_task, (task_record, run_id, task))
+            # Move the cursor, keep the lease.
             c.execute(write_run, (run_record, i + 1, json.dumps({"task_id": task}), run_id))
+            if i + 1 < len(tasks):
+                # Read the next task (its upstream is the record just written), start it.
+                c.execute("SELECT spec, record, next FROM tasks WHERE run_id = ? AND task_id = ?",
+                          (run_id, tasks[i + 1])).fetchone()
+                c.execute(write_task, (task_record, run_id, tasks[i + 1]))
             c.execute("COMMIT")
         yield (time.perf_counter() - start) / len(tasks) * 1e6
 
