@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use dagy_core::{FlowBuilder, FlowSpec};
@@ -84,6 +85,19 @@ fn fire_after(token: &tokio_util::sync::CancellationToken, seconds: u64) {
         tokio::time::sleep(Duration::from_secs(seconds)).await;
         token.cancel();
     });
+}
+
+/// Asks the store to cancel run `run_id` after `after` (of the test's clock), as another
+/// process would.
+fn request_cancel_after(h: &Harness, run_id: &str, after: Duration) -> JoinHandle<()> {
+    let (store, run_id) = (h.store.clone(), run_id.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        store
+            .request_cancel(&run_id, dagy_store::now_ms())
+            .await
+            .expect("cancel");
+    })
 }
 
 fn status_of(snapshot: &RunSnapshot, id: &str) -> (TaskStatus, u32) {
@@ -500,15 +514,8 @@ async fn a_cancel_during_task_2_of_5_leaves_tasks_3_to_5_cancelled_and_never_sta
     let h = harness();
     let spec = chain(5, "count", json!({"sleep": 2.0}));
     let id = h.start(spec).await;
-    let store = h.store.clone();
-    let cancel_id = id.clone();
-    let canceller = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(3)).await; // task 2 runs from 2 s to 4 s
-        store
-            .request_cancel(&cancel_id, dagy_store::now_ms())
-            .await
-            .expect("cancel");
-    });
+    // Task 2 runs from 2 s to 4 s.
+    let canceller = request_cancel_after(&h, &id, Duration::from_secs(3));
     let outcome = h
         .executor
         .run(&id, &RunOptions::default())
@@ -644,15 +651,7 @@ async fn a_cancel_between_attempts_stops_the_retries() {
         })
         .build();
     let id = h.start(spec).await;
-    let store = h.store.clone();
-    let cancel_id = id.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        store
-            .request_cancel(&cancel_id, dagy_store::now_ms())
-            .await
-            .expect("cancel");
-    });
+    request_cancel_after(&h, &id, Duration::from_secs(5));
     let outcome = h
         .executor
         .run(&id, &RunOptions::default())
@@ -794,15 +793,20 @@ async fn a_micro_step_costs_the_same_whatever_the_flows_size() {
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn micro_steps_skip_downstream_of_a_failure_and_end_the_run_failed() {
-    let h = harness();
-    let spec = FlowBuilder::new("f")
+/// `a`, then `bad` (fails at once) and `aside`; `after` depends on `bad`.
+fn failing_after_a() -> FlowSpec {
+    FlowBuilder::new("f")
         .task("a", "count", |t| t)
         .task("bad", "permanent", |t| t.depends_on(["a"]))
         .task("after", "count", |t| t.depends_on(["bad"]))
         .task("aside", "count", |t| t.depends_on(["a"]))
-        .build();
+        .build()
+}
+
+#[tokio::test(start_paused = true)]
+async fn micro_steps_skip_downstream_of_a_failure_and_end_the_run_failed() {
+    let h = harness();
+    let spec = failing_after_a();
     let id = h.start(spec).await;
     let (_, status) = step_to_the_end(&h, &id).await;
     assert_eq!(status, RunStatus::Failed);
@@ -885,12 +889,7 @@ async fn run_steps_runs_each_task_once_in_its_own_step_and_ends_the_run() {
 #[tokio::test(start_paused = true)]
 async fn run_steps_skip_downstream_of_a_failure_and_end_the_run_failed() {
     let h = harness();
-    let spec = FlowBuilder::new("f")
-        .task("a", "count", |t| t)
-        .task("bad", "permanent", |t| t.depends_on(["a"]))
-        .task("after", "count", |t| t.depends_on(["bad"]))
-        .task("aside", "count", |t| t.depends_on(["a"]))
-        .build();
+    let spec = failing_after_a();
     let id = h.start(spec).await;
     let outcome = h
         .executor
@@ -909,14 +908,7 @@ async fn run_steps_skip_downstream_of_a_failure_and_end_the_run_failed() {
 async fn a_cancel_asked_during_a_handed_on_step_cancels_the_rest_at_the_next_boundary() {
     let h = harness();
     let id = h.start(chain(5, "count", json!({"sleep": 1.0}))).await;
-    let (store, run_id) = (h.store.clone(), id.clone());
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(1500)).await; // inside t2
-        store
-            .request_cancel(&run_id, dagy_store::now_ms())
-            .await
-            .expect("cancel");
-    });
+    request_cancel_after(&h, &id, Duration::from_millis(1500)); // inside t2
     let outcome = h
         .executor
         .run_steps(&id, &RunOptions::default())

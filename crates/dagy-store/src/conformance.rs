@@ -81,6 +81,24 @@ async fn created(store: &dyn RunStore, run_id: &str) -> Lease {
         .expect("acquire")
 }
 
+/// The conformance flow's cursor at `b`, which depends on `a`.
+fn cursor_at_b() -> Cursor {
+    Cursor {
+        task_id: "b".into(),
+        depends_on: vec!["a".into()],
+    }
+}
+
+/// A run `run_id` under `owner-1`'s lease, its task `a` running attempt 1.
+async fn running_a(store: &dyn RunStore, run_id: &str) -> Lease {
+    let lease = created(store, run_id).await;
+    store
+        .start_attempt(&lease, "a", 1, T0)
+        .await
+        .expect("start a");
+    lease
+}
+
 fn error(message: &str) -> TaskErrorRecord {
     TaskErrorRecord {
         error_type: "TaskFailed".into(),
@@ -904,15 +922,8 @@ async fn deployments_and_environments_round_trip(store: &dyn RunStore, prefix: &
 /// is released; under a stale lease nothing is written.
 async fn a_steps_last_attempt_end_moves_the_cursor_with_it(store: &dyn RunStore, prefix: &str) {
     let id = format!("{prefix}-step-end");
-    let lease = created(store, &id).await;
-    let second = Cursor {
-        task_id: "b".into(),
-        depends_on: vec!["a".into()],
-    };
-    store
-        .start_attempt(&lease, "a", 1, T0)
-        .await
-        .expect("start a");
+    let lease = running_a(store, &id).await;
+    let second = cursor_at_b();
     let error = TaskErrorRecord {
         error_type: "Boom".into(),
         message: "boom".into(),
@@ -976,10 +987,7 @@ async fn a_step_reads_the_cursors_task_and_its_upstream_and_moves_on(
     assert_eq!(first.spec.id, "a");
     assert_eq!(first.record.status, TaskStatus::Pending);
     assert!(first.upstream.is_empty());
-    let second = Cursor {
-        task_id: "b".into(),
-        depends_on: vec!["a".into()],
-    };
+    let second = cursor_at_b();
     assert_eq!(first.next, Some(second.clone()));
     assert_eq!(view.state.final_status(), (RunStatus::Completed, None));
 
@@ -1049,15 +1057,8 @@ async fn a_handed_on_step_keeps_the_lease_and_starts_the_next_attempt(
     prefix: &str,
 ) {
     let id = format!("{prefix}-hand-on");
-    let lease = created(store, &id).await;
-    let second = Cursor {
-        task_id: "b".into(),
-        depends_on: vec!["a".into()],
-    };
-    store
-        .start_attempt(&lease, "a", 1, T0)
-        .await
-        .expect("start a");
+    let lease = running_a(store, &id).await;
+    let second = cursor_at_b();
     let done = AttemptOutcome::Completed(json!({"n": 1}).into());
     let stale = Lease {
         token: lease.token + 1,
@@ -1119,16 +1120,9 @@ async fn a_handed_on_step_starts_nothing_after_a_failure_or_a_cancel(
     store: &dyn RunStore,
     prefix: &str,
 ) {
-    let second = Cursor {
-        task_id: "b".into(),
-        depends_on: vec!["a".into()],
-    };
+    let second = cursor_at_b();
     let id = format!("{prefix}-hand-on-failed");
-    let lease = created(store, &id).await;
-    store
-        .start_attempt(&lease, "a", 1, T0)
-        .await
-        .expect("start a");
+    let lease = running_a(store, &id).await;
     let failed = Verdict::Failed("task a failed: boom".into());
     let ended = AttemptOutcome::Finished(TaskStatus::Failed, error("boom"));
     let handed = store
@@ -1144,11 +1138,7 @@ async fn a_handed_on_step_starts_nothing_after_a_failure_or_a_cancel(
     );
 
     let id = format!("{prefix}-hand-on-cancelled");
-    let lease = created(store, &id).await;
-    store
-        .start_attempt(&lease, "a", 1, T0)
-        .await
-        .expect("start a");
+    let lease = running_a(store, &id).await;
     store.request_cancel(&id, T0 + 1).await.expect("cancel");
     let done = AttemptOutcome::Completed(json!(1).into());
     let handed = store
