@@ -1,6 +1,6 @@
 //! The SQLite store passes the store conformance suite, and keeps its runs across openings.
 
-use dagy_store::{RunFilter, RunStore};
+use dagy_store::{AttemptOutcome, Cursor, RunFilter, RunStore, StoreError, TaskStatus};
 use dagy_store_sqlite::SqliteStore;
 
 #[tokio::test]
@@ -29,6 +29,53 @@ async fn runs_outlive_the_store_that_wrote_them() {
         .expect("list");
     assert!(!read.is_empty());
     assert_eq!(read, written);
+}
+
+/// A write that fails half-way (here: the next task's stored spec is unreadable, found after the
+/// step's end was written) is rolled back whole, and the store goes on working.
+#[tokio::test]
+async fn a_write_that_fails_half_way_is_rolled_back_and_the_store_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("runs.db");
+    let store = SqliteStore::open(&path).expect("open");
+    let new = dagy_store::conformance::new_run("half-way", None);
+    store.create_run(new).await.expect("create");
+    let now = dagy_store::now_ms();
+    let lease = store
+        .acquire_lease("half-way", "owner", now, 60_000)
+        .await
+        .expect("lease");
+    store
+        .start_attempt(&lease, "a", 1, now)
+        .await
+        .expect("start a");
+    let raw = rusqlite::Connection::open(&path).expect("raw open");
+    raw.execute("UPDATE tasks SET spec = 'not json' WHERE task_id = 'b'", [])
+        .expect("spoil b's spec");
+    let to_b = Cursor {
+        task_id: "b".into(),
+        depends_on: vec!["a".into()],
+    };
+    let done = || AttemptOutcome::Completed(serde_json::json!(1).into());
+    let failed = store
+        .finish_and_continue(&lease, "a", 1, done(), &to_b, None, now, 60_000)
+        .await;
+    assert!(
+        matches!(&failed, Err(StoreError::Corrupt(m)) if m.contains("task b")),
+        "{failed:?}"
+    );
+    let snapshot = store.load_run("half-way").await.expect("load");
+    assert_eq!(
+        (snapshot.tasks[0].status, snapshot.tasks[0].attempts),
+        (TaskStatus::Running, 1),
+        "a's end was rolled back with the rest"
+    );
+    store
+        .finish_attempt(&lease, "a", 1, done(), now)
+        .await
+        .expect("the next transaction begins: the failed one was ended");
+    let snapshot = store.load_run("half-way").await.expect("load");
+    assert_eq!(snapshot.tasks[0].status, TaskStatus::Completed);
 }
 
 #[tokio::test]
